@@ -1,0 +1,678 @@
+"""Audio input: turn a file, bytes, a stream or an array into 16 kHz mono float32 samples.
+
+Encoded inputs are decoded with ``soundfile`` (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, AIFF, ...)
+and otherwise with PyAV (FFmpeg: MP3, MP4/M4A/AAC, WebM, Matroska, ...). Before decoding, the framing
+of WAV, Ogg and MP3 data is checked, because decoders silently return what precedes a cut in them.
+Channels are averaged to mono and the result is resampled to :data:`SAMPLE_RATE` with soxr.
+
+Every problem with an input raises a subclass of :class:`~emotion2vec_plus.errors.AudioError`
+whose message names the input; conditions that still give a usable result (silence, clipping,
+a few undecodable packets) are reported in :attr:`Audio.warnings` instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import operator
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import (
+    AudioError,
+    AudioFileNotFoundError,
+    AudioTooLongError,
+    AudioTooShortError,
+    CorruptAudioError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    NotAudioError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_DURATION_S",
+    "MIN_SAMPLES",
+    "SAMPLE_RATE",
+    "Audio",
+    "AudioInfo",
+    "AudioInput",
+    "describe_source",
+    "load_audio",
+]
+
+SAMPLE_RATE: int = 16000
+MIN_SAMPLES: int = 400  # one 25 ms frame at 16 kHz
+DEFAULT_MAX_DURATION_S: float = 4 * 3600.0
+
+AudioInput = Union[
+    str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, tuple[np.ndarray, int]
+]
+
+_SILENCE_PEAK = 1e-4  # -80 dBFS
+_CLIP_LEVEL = 0.999
+_CLIP_FRACTION = 0.001
+_BLOCK_FRAMES = 1 << 16
+_MAX_CHANNELS_FIRST = 8
+
+_SF_ERR_MALFORMED_FILE = 3
+# libsndfile reports SF_COUNT_MAX frames when the header does not give the length (e.g. streamed FLAC).
+_SF_UNKNOWN_FRAMES = 2**62
+_SOUNDFILE_FORMATS = {"WAVEX": "wav", "IRCAM": "sf", "SVX": "iff"}
+
+# Containers whose duration PyAV reads from the header; others (raw MP3, ADTS AAC, ...) estimate it
+# from the bitrate, which is too rough to detect truncation or to enforce the limit before decoding.
+_PYAV_EXACT_DURATION = {"mp4", "webm", "matroska", "ogg"}
+_PYAV_DTYPES = {
+    "u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64
+}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the input was before conversion to 16 kHz mono."""
+
+    source: str
+    """Display name used in messages: the path as given, ``<bytes>``, the file object's name or
+    ``<stream>``, or ``<array>``."""
+    format: str
+    """Container, lower-case: ``wav``, ``flac``, ``ogg``, ``mp3``, ``mp4`` (also M4A), ``webm``, ``array``..."""
+    sample_rate: int
+    """Original sample rate in Hz."""
+    channels: int
+    """Original number of channels."""
+    duration_s: float
+    """Original duration in seconds (decoded samples / original rate)."""
+
+
+@dataclass
+class Audio:
+    """Decoded audio ready for the model."""
+
+    samples: np.ndarray
+    """1-D float32, mono, :data:`SAMPLE_RATE` Hz, C-contiguous."""
+    info: AudioInfo
+    warnings: list[str]
+    """Conditions that did not prevent decoding but may make the result less meaningful."""
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of :attr:`samples` in seconds."""
+        return len(self.samples) / SAMPLE_RATE
+
+
+def describe_source(audio: AudioInput, name: str | None = None) -> str:
+    """Return the display name of an input as used in error messages; never raises.
+
+    ``name`` wins if given; otherwise a path is shown as given, raw bytes as ``<bytes>``, a file
+    object by its ``name`` attribute (or ``<stream>``), and arrays as ``<array>``.
+    """
+    if name is not None:
+        return name
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(audio, (np.ndarray, tuple)):
+        return "<array>"
+    try:
+        if isinstance(audio, (str, os.PathLike)):
+            return os.fsdecode(audio)
+        if hasattr(audio, "read"):
+            file_name = getattr(audio, "name", None)
+            return os.fsdecode(file_name) if isinstance(file_name, (str, bytes)) else "<stream>"
+    except Exception:  # a broken __fspath__ or name property must not hide the real error
+        pass
+    return f"<{type(audio).__name__}>"
+
+
+def load_audio(
+    audio: AudioInput,
+    *,
+    sample_rate: int | None = None,
+    name: str | None = None,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+) -> Audio:
+    """Decode ``audio`` to 16 kHz mono float32.
+
+    Args:
+        audio: One of
+            - a path (``str`` or ``os.PathLike``) to an audio file;
+            - the encoded file contents as ``bytes``, ``bytearray`` or ``memoryview``;
+            - a binary file object (anything with ``.read()``), read from its current position
+              to the end and left open;
+            - a NumPy array of samples: shape ``(N,)``, ``(N, C)``, or ``(C, N)`` with
+              ``C <= 8 < N``; integer samples are scaled to [-1, 1];
+            - a tuple ``(array, sample_rate)``.
+        sample_rate: Sample rate of a bare array. Without it an array is taken to be 16 kHz, as in
+            FunASR. Encoded inputs carry their own rate, so passing it with them is a ``ValueError``
+            (it is not the output rate, which is always :data:`SAMPLE_RATE`).
+        name: Display name for messages and :attr:`AudioInfo.source` (default: :func:`describe_source`).
+        max_duration_s: Reject inputs longer than this many seconds, where possible before decoding
+            them; ``None`` for no limit.
+
+    Returns:
+        The samples, what the input was, and warnings (silent or clipped audio, skipped packets).
+
+    Raises:
+        AudioFileNotFoundError: the path does not exist or is a directory.
+        NotAudioError: no decoder recognises the input (text, image, random bytes, ...).
+        CorruptAudioError: the format is recognised but the data is damaged or truncated.
+        EmptyAudioError: the input holds no samples.
+        AudioTooShortError: fewer than :data:`MIN_SAMPLES` samples (25 ms) after resampling.
+        AudioTooLongError: longer than ``max_duration_s``.
+        InvalidSamplesError: NaN or infinite samples.
+        AudioError: any other problem with this input (unreadable file, unsupported array).
+        TypeError: ``audio`` is of an unsupported type.
+        ValueError: ``sample_rate`` given with an encoded input, or ``max_duration_s`` is not positive.
+    """
+    source = describe_source(audio, name)
+    if max_duration_s is not None and not max_duration_s > 0:
+        raise ValueError(f"max_duration_s must be positive or None, got {max_duration_s!r}")
+    decoded = _Decoded(source, max_duration_s)
+    if isinstance(audio, (np.ndarray, tuple)):
+        _decode_array(audio, sample_rate, decoded)
+    else:
+        if sample_rate is not None:
+            raise ValueError(
+                "sample_rate= only applies to NumPy arrays; encoded audio carries its own rate "
+                f"(the output is always {SAMPLE_RATE} Hz)"
+            )
+        _decode_encoded(_encoded_input(audio, source), decoded)
+    return _finish(decoded)
+
+
+class _Decoded:
+    """Decoded audio collected block by block as mono at the rate of the first block."""
+
+    def __init__(self, source: str, max_duration_s: float | None) -> None:
+        self.source = source
+        self.max_duration_s = max_duration_s
+        self.format = ""
+        self.rate = 0
+        self.channels = 0
+        self.frames = 0
+        self.clipped_values = 0
+        self.values = 0
+        self.warnings: list[str] = []
+        self._blocks: list[np.ndarray] = []
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.rate if self.rate else 0.0
+
+    def check_duration(self, duration_s: float) -> None:
+        """Raise if a known total duration exceeds the limit."""
+        if self.max_duration_s is not None and duration_s > self.max_duration_s:
+            raise AudioTooLongError(
+                self.source,
+                f"audio is {duration_s:.2f} s long, more than the limit of {self.max_duration_s:.2f} s; "
+                "pass a larger max_duration_s (or None) to load it",
+            )
+
+    def add(self, block: np.ndarray, rate: int) -> None:
+        """Append a float32 block of shape (frames, channels) sampled at ``rate`` Hz."""
+        if not self.rate:
+            self.rate, self.channels = rate, block.shape[1]
+        # Count clipping per channel: the mono mix of one clipped channel no longer reaches full scale.
+        self.clipped_values += int(np.count_nonzero(np.abs(block) >= _CLIP_LEVEL))
+        self.values += block.size
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        if rate != self.rate:  # a stream that changes rate midway, e.g. HE-AAC
+            mono = _resample(mono, rate, self.rate, self.source)
+        self._blocks.append(mono)
+        self.frames += len(mono)
+        if self.max_duration_s is not None and self.duration_s > self.max_duration_s:
+            raise AudioTooLongError(
+                self.source,
+                f"audio is longer than the limit of {self.max_duration_s:.2f} s (decoding stopped at "
+                f"{self.duration_s:.2f} s); pass a larger max_duration_s (or None) to load it",
+            )
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+
+
+def _decode_array(
+    audio: np.ndarray | tuple[np.ndarray, int], sample_rate: int | None, out: _Decoded
+) -> None:
+    if isinstance(audio, tuple):
+        if len(audio) != 2 or not isinstance(audio[0], np.ndarray):
+            raise TypeError("an audio tuple must be (numpy array, sample_rate)")
+        array, rate = audio[0], operator.index(audio[1])
+        if sample_rate is not None and sample_rate != rate:
+            raise ValueError(f"sample_rate={sample_rate} contradicts the rate {rate} in the tuple")
+    else:
+        array, rate = audio, SAMPLE_RATE if sample_rate is None else operator.index(sample_rate)
+    if rate <= 0:
+        raise AudioError(out.source, f"invalid sample rate {rate} Hz")
+    if array.ndim == 1:
+        array = array[:, None]
+    elif array.ndim == 2:
+        if array.shape[0] <= _MAX_CHANNELS_FIRST < array.shape[1]:
+            array = array.T
+    else:
+        raise AudioError(out.source, f"expected a 1-D or 2-D array of samples, got shape {array.shape}")
+    out.format = "array"
+    if array.size == 0:
+        return
+    out.check_duration(array.shape[0] / rate)
+    out.add(_to_float32(array, out.source), rate)
+
+
+def _to_float32(array: np.ndarray, source: str) -> np.ndarray:
+    """Convert samples to float32, scaling integers to [-1, 1]."""
+    kind, bits = array.dtype.kind, array.dtype.itemsize * 8
+    if kind == "f":
+        return array.astype(np.float32, copy=False)
+    if kind in "iu":
+        scaled = array.astype(np.float32) * np.float32(2.0 ** (1 - bits))
+        return scaled - np.float32(1.0) if kind == "u" else scaled
+    raise AudioError(
+        source, f"unsupported sample type {array.dtype}; expected integer or floating-point samples"
+    )
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """An encoded input: a file on disk or bytes in memory."""
+
+    path: Path | None = None
+    data: bytes = b""
+
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        if self.path is None:
+            yield io.BytesIO(self.data)
+        else:
+            with open(self.path, "rb") as f:
+                yield f
+
+
+def _encoded_input(audio: AudioInput, source: str) -> _Encoded:
+    if isinstance(audio, (str, os.PathLike)):
+        return _Encoded(path=_checked_path(audio, source))
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = bytes(audio)
+    elif hasattr(audio, "read"):
+        try:
+            data = audio.read()
+        except (OSError, ValueError) as e:  # ValueError: the file object is closed
+            raise AudioError(source, f"cannot read from the file object: {e}") from e
+        if not isinstance(data, (bytes, bytearray)):
+            raise AudioError(source, "the file object must be opened in binary mode ('rb')")
+        data = bytes(data)
+    else:
+        raise TypeError(
+            f"unsupported audio input of type {type(audio).__name__}: expected a path, bytes, "
+            "a binary file object, a NumPy array or an (array, sample_rate) tuple"
+        )
+    if not data:
+        raise EmptyAudioError(source, "contains no audio samples (0 bytes)")
+    return _Encoded(data=data)
+
+
+def _checked_path(audio: str | os.PathLike, source: str) -> Path:
+    path = Path(os.fsdecode(audio))
+    try:
+        is_file, size = path.is_file(), path.stat().st_size
+        if is_file:
+            with open(path, "rb"):
+                pass
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise AudioFileNotFoundError(source, "file not found") from e
+    except PermissionError as e:
+        raise AudioError(source, "permission denied: the file cannot be read") from e
+    except (OSError, ValueError) as e:
+        raise AudioError(source, f"cannot read the file: {e}") from e
+    if path.is_dir():
+        raise AudioFileNotFoundError(source, "is a directory, not an audio file")
+    if not is_file:
+        raise AudioFileNotFoundError(source, "is not a regular file")
+    if size == 0:
+        raise EmptyAudioError(source, "contains no audio samples (the file is empty)")
+    return path
+
+
+class _CannotOpen(Exception):
+    """A decoder could not open the input; ``recognised`` if it still knew the format."""
+
+    def __init__(self, detail: str, recognised: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.recognised = recognised
+
+
+def _decode_encoded(encoded: _Encoded, out: _Decoded) -> None:
+    with encoded.open() as f:
+        head = f.read(16)
+        # The decoders silently return whatever precedes a cut in these formats: check their framing first.
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            _check_wav_chunks(f, out.source)
+        elif head[:4] == b"OggS":
+            _check_ogg_pages(f, out)
+        elif head[:3] == b"ID3" or _mpeg_frame(head, 0) is not None:
+            f.seek(0)
+            _check_mpeg_frames(f.read(), out.source)
+        failures = []
+        for decode in (_decode_soundfile, _decode_pyav):
+            f.seek(0)
+            try:
+                decode(f, out)
+                return
+            except _CannotOpen as e:
+                failures.append(e)
+    if any(failure.recognised for failure in failures) or _looks_like_audio(head):
+        detail = next((failure.detail for failure in failures if failure.recognised), failures[-1].detail)
+        raise CorruptAudioError(out.source, f"file is truncated or corrupt: {detail}")
+    raise NotAudioError(out.source, "not an audio file (no decoder recognised it)")
+
+
+def _decode_soundfile(f: BinaryIO, out: _Decoded) -> None:
+    try:
+        sound = sf.SoundFile(f)
+    except sf.LibsndfileError as e:
+        raise _CannotOpen(e.error_string, recognised=e.code == _SF_ERR_MALFORMED_FILE) from e
+    with sound:
+        declared, rate = sound.frames, sound.samplerate
+        # soundfile stops reading at the length libsndfile reports. For an MP3 without a Xing header that
+        # is an estimate from the first frame's bitrate, and for a FLAC without a length it is a sentinel
+        # soundfile fails on; FFmpeg reads both to the end.
+        if sound.format == "MP3" or declared >= _SF_UNKNOWN_FRAMES:
+            raise _CannotOpen("libsndfile does not know the exact length", recognised=True)
+        out.format = _SOUNDFILE_FORMATS.get(sound.format, sound.format.lower())
+        out.check_duration(declared / rate)
+        try:
+            while len(block := sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+                out.add(block, rate)
+        except sf.LibsndfileError as e:
+            detail = e.error_string
+            if out.frames < declared:
+                detail = f"{_promise(declared / rate, out.frames / rate)} ({detail})"
+            raise CorruptAudioError(out.source, f"file is truncated or corrupt: {detail}") from e
+    if out.frames < declared:
+        promise = _promise(declared / rate, out.frames / rate)
+        raise CorruptAudioError(out.source, f"file is truncated: {promise}")
+
+
+def _promise(promised_s: float, present_s: float) -> str:
+    return f"the header promises {promised_s:.2f} s of audio but the file holds only {present_s:.2f} s"
+
+
+def _decode_pyav(f: BinaryIO, out: _Decoded) -> None:
+    try:
+        container = av.open(f, metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise _CannotOpen(_pyav_detail(e), recognised=False) from e
+    with container:
+        if not container.streams.audio:
+            kind = container.format.long_name
+            if container.streams.video:
+                raise NotAudioError(out.source, f"not an audio file (no audio stream; FFmpeg sees {kind})")
+            # Damage if the file starts like an audio container (e.g. an MP4 cut inside its index).
+            raise _CannotOpen(f"no readable audio stream in the {kind} container", recognised=False)
+        stream = container.streams.audio[0]
+        out.format = _pyav_format(container, stream)
+        expected_s = _pyav_duration(container, stream, out.format)
+        if expected_s is not None:
+            out.check_duration(expected_s)
+        good = bad = 0
+        decode_error = demux_error = None
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    bad, decode_error = bad + 1, e
+                    continue
+                good += 1
+                for frame in frames:
+                    out.add(_frame_samples(frame), frame.sample_rate)
+        except av.error.FFmpegError as e:
+            demux_error = e
+    if decode_error is not None and (out.frames == 0 or bad >= good):
+        detail = _pyav_detail(decode_error)
+        raise CorruptAudioError(
+            out.source, f"file is corrupt: {bad} of {bad + good} packets could not be decoded ({detail})"
+        )
+    if demux_error is not None and out.frames == 0:
+        raise CorruptAudioError(out.source, f"file is truncated or corrupt: {_pyav_detail(demux_error)}")
+    if expected_s is not None and expected_s - out.duration_s > max(0.05, 0.001 * expected_s):
+        raise CorruptAudioError(
+            out.source,
+            f"file is truncated: the container says {expected_s:.2f} s but only "
+            f"{out.duration_s:.2f} s of audio could be decoded",
+        )
+    if demux_error is not None:
+        out.warnings.append(
+            f"decoding stopped early at {out.duration_s:.2f} s ({_pyav_detail(demux_error)}); "
+            "the audio may be incomplete"
+        )
+    if bad:
+        out.warnings.append(f"{bad} damaged packets were skipped; the audio has gaps")
+
+
+def _pyav_detail(error: av.error.FFmpegError) -> str:
+    return error.strerror or str(error)
+
+
+def _pyav_format(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> str:
+    names = container.format.name.split(",")
+    if "mp4" in names:
+        return "mp4"
+    if "matroska" in names:
+        # FFmpeg has one demuxer for both; WebM allows only Opus and Vorbis audio.
+        return "webm" if stream.codec_context.name in ("opus", "vorbis") else "matroska"
+    return names[0]
+
+
+def _pyav_duration(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, fmt: str
+) -> float | None:
+    """The audio duration the container's header states, or None if it gives none we can trust."""
+    if fmt not in _PYAV_EXACT_DURATION:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and len(container.streams) == 1:
+        return container.duration / av.time_base
+    return None
+
+
+def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as float32 of shape (samples, channels), for every FFmpeg sample format."""
+    # Read the planes directly: frame.to_ndarray() does not support the 64-bit integer formats.
+    dtype = _PYAV_DTYPES[frame.format.name.removesuffix("p")]
+    channels = frame.layout.nb_channels
+    if frame.format.is_planar:
+        planes = [np.frombuffer(plane, dtype, frame.samples) for plane in frame.planes[:channels]]
+        array = np.stack(planes, axis=1)
+    else:
+        array = np.frombuffer(frame.planes[0], dtype, frame.samples * channels).reshape(-1, channels)
+    return _to_float32(array, "<frame>")
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    """Whether ``head`` starts like a common audio container, so a decoding failure means damage."""
+    if head[:4] in (b"RIFF", b"RF64", b"FORM") and head[8:12] in (b"WAVE", b"AIFF", b"AIFC"):
+        return True
+    if head[:4] in (b"fLaC", b"OggS", b"caff", b".snd", b"\x1aE\xdf\xa3") or head[:3] == b"ID3":
+        return True
+    if head[4:8] == b"ftyp":  # MP4 / M4A
+        return True
+    is_adts = len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+    return is_adts or _mpeg_frame(head, 0) is not None
+
+
+def _check_wav_chunks(f: BinaryIO, source: str) -> None:
+    """Raise if a WAV file ends before its data chunk does (libsndfile just shortens it)."""
+    size = f.seek(0, io.SEEK_END)
+    pos, byte_rate = 12, 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+        if chunk_id == b"fmt " and chunk_size >= 12:
+            byte_rate = int.from_bytes(f.read(12)[8:12], "little")  # 0 if the file ends first
+        elif chunk_id == b"data":
+            present = size - pos - 8
+            # 0 and 0xFFFFFFFF are placeholders left by writers that could not seek back to the header.
+            if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present and byte_rate:
+                promise = _promise(chunk_size / byte_rate, present / byte_rate)
+                raise CorruptAudioError(source, f"file is truncated: {promise}")
+            return
+        pos += 8 + chunk_size + (chunk_size & 1)
+
+
+@dataclass(frozen=True)
+class _MpegFrame:
+    length: int
+    samples: int
+    rate: int
+    side_info: int  # bytes of Layer III side information after the header, where a Xing tag starts
+
+
+_MPEG_KBPS = {  # by (MPEG-1, layer); bitrate index 1..14
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def _mpeg_frame(data: bytes, pos: int) -> _MpegFrame | None:
+    """Parse the MPEG audio frame header at ``pos``; None if there is no valid one."""
+    if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xE0 != 0xE0:
+        return None
+    b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+    version, layer = (b1 >> 3) & 3, 4 - ((b1 >> 1) & 3)
+    bitrate_index, rate_index = b2 >> 4, (b2 >> 2) & 3
+    # Reserved values, and the free-format bitrate whose frame length is not in the header.
+    if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    mpeg1 = version == 3
+    bitrate = _MPEG_KBPS[(mpeg1, layer if mpeg1 or layer == 1 else 2)][bitrate_index - 1] * 1000
+    rate, padding, mono = _MPEG_RATES[version][rate_index], (b2 >> 1) & 1, b3 >> 6 == 3
+    if layer == 1:
+        return _MpegFrame((12 * bitrate // rate + padding) * 4, 384, rate, 0)
+    samples = 1152 if mpeg1 or layer == 2 else 576
+    side_info = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    return _MpegFrame(samples // 8 * bitrate // rate + padding, samples, rate, side_info)
+
+
+def _check_mpeg_frames(data: bytes, source: str) -> None:
+    """Raise if MPEG audio (MP3) is truncated, as far as its frame headers show.
+
+    A last frame that runs past the end of the data is cut off, and a file that ends cleanly with fewer
+    frames than its Xing/Info/VBRI header counts has lost whole frames. A cut at a frame boundary of a
+    file without such a header is indistinguishable from a shorter file.
+    """
+    pos = 0
+    while data[pos : pos + 3] == b"ID3" and pos + 10 <= len(data):
+        size = 0
+        for byte in data[pos + 6 : pos + 10]:  # "synchsafe": 7 bits per byte
+            size = size << 7 | byte & 0x7F
+        pos += 10 + size + (10 if data[pos + 5] & 0x10 else 0)  # header, tag, optional footer
+    first = _mpeg_frame(data, pos)
+    if first is None:
+        return
+    promised = _mpeg_frame_count(data, pos, first)
+    frames = 0
+    while (frame := _mpeg_frame(data, pos)) is not None:
+        if pos + frame.length > len(data):
+            present = f"{len(data) - pos} of {frame.length} bytes present"
+            raise CorruptAudioError(source, f"file is truncated: its last MPEG frame is cut off ({present})")
+        pos += frame.length
+        frames += 1
+    if promised is not None and frames - 1 < promised and pos == len(data):  # the tag frame has no audio
+        seconds_per_frame = first.samples / first.rate
+        promise = _promise(promised * seconds_per_frame, (frames - 1) * seconds_per_frame)
+        raise CorruptAudioError(source, f"file is truncated: {promise}")
+
+
+def _mpeg_frame_count(data: bytes, pos: int, frame: _MpegFrame) -> int | None:
+    """The frame count in a Xing/Info or VBRI tag in the frame at ``pos``, or None."""
+    tag = pos + 4 + frame.side_info
+    if data[tag : tag + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
+        return int.from_bytes(data[tag + 8 : tag + 12], "big") if flags & 1 else None
+    if data[pos + 36 : pos + 40] == b"VBRI":
+        return int.from_bytes(data[pos + 50 : pos + 54], "big")
+    return None
+
+
+def _check_ogg_pages(f: BinaryIO, out: _Decoded) -> None:
+    """Raise if the last Ogg page is cut off; warn if the stream ends without its end-of-stream mark."""
+    size = f.seek(0, io.SEEK_END)
+    pos = flags = 0
+    while pos + 27 <= size:
+        f.seek(pos)
+        header = f.read(27)
+        if header[:4] != b"OggS":
+            return  # trailing junk such as a stray tag: not a cut
+        lacing = f.read(header[26])
+        end = pos + 27 + header[26] + sum(lacing)
+        if end > size:
+            break
+        pos, flags = end, header[5]
+    if pos < size:
+        f.seek(pos)
+        if f.read(4) == b"OggS"[: size - pos]:  # the rest is the start of a page, not junk
+            raise CorruptAudioError(
+                out.source, f"file is truncated: its last Ogg page is cut off ({size - pos} bytes present)"
+            )
+        return
+    if not flags & 0x04:
+        out.warnings.append("the Ogg stream ends without an end-of-stream mark; the file may be truncated")
+
+
+def _resample(samples: np.ndarray, rate: int, target: int, source: str) -> np.ndarray:
+    try:
+        return soxr.resample(samples, rate, target, quality="HQ")
+    except (ValueError, RuntimeError) as e:
+        raise AudioError(source, f"cannot resample from {rate} Hz to {target} Hz: {e}") from e
+
+
+def _finish(decoded: _Decoded) -> Audio:
+    """Validate the decoded mono samples, resample them to 16 kHz and collect warnings."""
+    source = decoded.source
+    mono = decoded.samples()
+    if len(mono) == 0:
+        raise EmptyAudioError(source, "contains no audio samples")
+    finite = np.isfinite(mono)
+    if not finite.all():
+        first_bad = int(np.argmin(finite))
+        raise InvalidSamplesError(
+            source,
+            f"contains {len(mono) - int(np.count_nonzero(finite))} NaN or infinite samples "
+            f"(the first at {first_bad / decoded.rate:.3f} s)",
+        )
+    warnings = list(decoded.warnings)
+    peak = float(np.max(np.abs(mono)))
+    if peak < _SILENCE_PEAK:
+        level = f"{20 * math.log10(peak):.1f}" if peak > 0 else "-inf"
+        warnings.append(f"silent: peak level {level} dBFS; the result is not meaningful")
+    clipped = decoded.clipped_values / decoded.values
+    if clipped >= _CLIP_FRACTION:
+        warnings.append(
+            f"clipped: {clipped:.1%} of samples are at full scale; the recording is distorted "
+            "and the result may be less reliable"
+        )
+    if decoded.rate != SAMPLE_RATE:
+        mono = _resample(mono, decoded.rate, SAMPLE_RATE, source)
+    if len(mono) < MIN_SAMPLES:
+        raise AudioTooShortError(
+            source,
+            f"audio is {1000 * len(mono) / SAMPLE_RATE:.1f} ms long; at least 25 ms "
+            f"({MIN_SAMPLES} samples at {SAMPLE_RATE} Hz) is needed",
+        )
+    info = AudioInfo(source, decoded.format, decoded.rate, decoded.channels, decoded.duration_s)
+    return Audio(np.ascontiguousarray(mono, dtype=np.float32), info, warnings)

@@ -1,0 +1,149 @@
+"""Command line: ``emotion2vec-plus predict FILE...`` and ``emotion2vec-plus models``.
+
+A thin layer over :class:`emotion2vec_plus.Emotion2VecPlus`; user errors print one clear
+line (no traceback) and set a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from .errors import Emotion2VecError
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model name (large, base, seed, emotion2vec_base_finetuned, emotion2vec_base), "
+                             "hub id, or local model directory (default: large)")
+    parser.add_argument("--hub", choices=["hf", "ms"], default=None,
+                        help="where to download models: hf = Hugging Face, ms = ModelScope "
+                             "(default: $EMOTION2VEC_HUB or hf)")
+    parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emotion2vec-plus",
+        description="Speech emotion recognition and emotion embeddings with emotion2vec+.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    predict = sub.add_parser("predict", help="recognise the emotion of audio files")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, mp3, m4a, flac, ogg, webm, ...)")
+    _add_model_options(predict)
+    predict.add_argument("--granularity", choices=["utterance", "frame"], default="utterance",
+                         help="utterance: one result per file; frame: also per-frame emotions at 50 Hz")
+    predict.add_argument("--embedding", action="store_true",
+                         help="extract the embedding (written as embedding.npy with --output-dir, "
+                              "included in --json output)")
+    predict.add_argument("--output-dir", default=None,
+                         help="save each run to DIR/outputs_YYYYMMDD_HHMMSS/ (processed_audio.wav, "
+                              "result.json, embedding.npy)")
+    predict.add_argument("--json", action="store_true", help="print results as JSON lines instead of text")
+    predict.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    predict.add_argument("--window", type=float, default=30.0,
+                         help="seconds per window for long audio (default 30)")
+    predict.add_argument("--max-duration", type=float, default=None,
+                         help="refuse files longer than this many seconds (default 4 h)")
+
+    models = sub.add_parser("models", help="list known models, their sizes and whether they are cached")
+    models.add_argument("--hub", choices=["hf", "ms"], default=None)
+    models.add_argument("--cache-dir", default=None)
+    models.add_argument("--json", action="store_true")
+    return parser
+
+
+def _format_line(result) -> str:
+    if not result.ok:
+        return f"✗ {result.source}: {result.error}"
+    if result.emotion is None:
+        shape = "x".join(str(n) for n in result.embedding.shape) if result.embedding is not None else result.embedding_dim
+        return f"{result.source}: embedding {shape} ({result.processing_time_s:.2f} s)"
+    line = (f"{result.emoji} {result.emotion} {result.emotion_zh} {result.confidence * 100:.1f}%  "
+            f"{result.source}  ({result.duration_s:.1f} s audio, {result.processing_time_s:.2f} s)")
+    for warning in result.warnings:
+        line += f"\n  warning: {warning}"
+    if result.segments:
+        for segment in result.segments:
+            line += (f"\n  {segment.start_s:7.1f}-{segment.end_s:7.1f} s  {segment.emoji} {segment.emotion} "
+                     f"{segment.confidence * 100:.1f}%")
+    if result.output_dir:
+        line += f"\n  saved to {result.output_dir}"
+    return line
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .audio import DEFAULT_MAX_DURATION_S
+    from .inference import DEFAULT_MODEL, Emotion2VecPlus
+
+    started = time.perf_counter()
+    model = Emotion2VecPlus(
+        args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
+        num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
+        max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S,
+    )
+    if not args.json:
+        print(f"model {model.model_name} ({model.embed_dim}-d) loaded from {model.model_dir} "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    failed = 0
+    for path in args.files:
+        result = model.predict_batch([path], granularity=args.granularity, extract_embedding=args.embedding,
+                                     output_dir=args.output_dir)[0]
+        failed += not result.ok
+        if args.json:
+            print(json.dumps(result.to_dict(include_embedding=args.embedding), ensure_ascii=False))
+        else:
+            print(_format_line(result), file=sys.stdout if result.ok else sys.stderr)
+        sys.stdout.flush()
+    if failed and not args.json:
+        print(f"{failed} of {len(args.files)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .hub import list_models, resolve_hub
+
+    statuses = list_models(hub=args.hub, cache_dir=args.cache_dir)
+    hub = resolve_hub(args.hub)
+    if args.json:
+        print(json.dumps([{
+            "name": s.spec.name, "repo": s.spec.hf_repo if hub == "hf" else s.spec.ms_repo,
+            "embed_dim": s.spec.embed_dim, "has_head": s.spec.has_head, "size_mb": s.spec.size_mb,
+            "cached": s.cached, "path": str(s.path) if s.path else None,
+        } for s in statuses], ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'name':28} {'dim':>5} {'head':>5} {'size':>8}  {'cached':7} location")
+    for s in statuses:
+        repo = s.spec.hf_repo if hub == "hf" else s.spec.ms_repo
+        where = str(s.path) if s.path else f"{'huggingface.co' if hub == 'hf' else 'modelscope.cn'}/{repo}"
+        print(f"{s.spec.name:28} {s.spec.embed_dim:>5} {'yes' if s.spec.has_head else 'no':>5} "
+              f"{s.spec.size_mb:>5} MB  {'yes' if s.cached else 'no':7} {where}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``emotion2vec-plus`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "predict":
+            return _run_predict(args)
+        return _run_models(args)
+    except Emotion2VecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

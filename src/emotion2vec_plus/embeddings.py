@@ -1,0 +1,68 @@
+"""Save and safely load embedding vectors as plain ``.npy`` files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EmbeddingFileError
+
+NPY_MAGIC = b"\x93NUMPY"
+#: Files at least this large are memory-mapped instead of read into memory.
+MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
+_FLOAT_KINDS = (np.float16, np.float32, np.float64)
+
+
+def save_embedding(path: str | os.PathLike, embedding: np.ndarray) -> Path:
+    """Write ``embedding`` ((D,) or (T, D)) as a float32 ``.npy`` file; returns the path."""
+    array = np.asarray(embedding)
+    if array.ndim not in (1, 2) or array.size == 0:
+        raise EmbeddingFileError(f"{path}: an embedding must be a non-empty (D,) or (T, D) array, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise EmbeddingFileError(f"{path}: an embedding must hold floats, got {array.dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return path
+
+
+def load_embedding(path: str | os.PathLike, *, expected_dim: int | None = None, mmap: bool | None = None) -> np.ndarray:
+    """Load an embedding written by :func:`save_embedding` (or any float ``.npy``) safely.
+
+    The file must start with the ``\\x93NUMPY`` magic, holds no pickled objects
+    (``allow_pickle=False``: a pickle payload is refused without running anything), and must
+    be a float16/32/64 array of shape (D,) or (T, D) — ``expected_dim`` checks D. The
+    result is float32; files of 64 MB or more are memory-mapped unless ``mmap=False``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EmbeddingFileError(f"{path}: embedding file not found")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise EmbeddingFileError(f"{path}: cannot read: {exc}") from exc
+    if magic != NPY_MAGIC:
+        raise EmbeddingFileError(f"{path}: not a NumPy .npy file (missing the \\x93NUMPY header)")
+    use_mmap = path.stat().st_size >= MMAP_THRESHOLD_BYTES if mmap is None else mmap
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if use_mmap else None)
+    except ValueError as exc:
+        raise EmbeddingFileError(f"{path}: refused: the file holds Python objects (pickle), not numbers ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise EmbeddingFileError(f"{path}: truncated or corrupt .npy file: {exc}") from exc
+    if not isinstance(array, np.ndarray):
+        raise EmbeddingFileError(f"{path}: expected a single array, found {type(array).__name__}")
+    if array.dtype.type not in _FLOAT_KINDS:
+        raise EmbeddingFileError(f"{path}: embeddings must be float16/float32/float64, found {array.dtype}")
+    if array.ndim not in (1, 2) or array.size == 0:
+        raise EmbeddingFileError(f"{path}: expected shape (D,) or (T, D), found {array.shape}")
+    if expected_dim is not None and array.shape[-1] != expected_dim:
+        raise EmbeddingFileError(f"{path}: embedding dimension is {array.shape[-1]}, this model uses {expected_dim}")
+    if array.dtype != np.float32:
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise EmbeddingFileError(f"{path}: the embedding contains NaN or infinite values")
+    return array

@@ -1,0 +1,398 @@
+"""The Python API: :class:`Emotion2VecPlus` loads a model once and recognises emotions in speech.
+
+Inputs of any length are cut into windows (30 s by default), windows of all inputs are
+sorted by length and run in padded batches, and the per-window frame features are put back
+together per input. Interfaces (CLI, WebUI, REST) call this class; none runs the model itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source, load_audio
+from .checkpoint import load_checkpoint
+from .errors import Emotion2VecError, ModelError
+from .hub import canonical_name, resolve_model_dir
+from .labels import Label
+from .model import Emotion2vecModel
+from .outputs import write_run
+from .results import AudioSummary, FrameScores, Result, Segment
+
+Granularity = Literal["utterance", "frame"]
+GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
+DEFAULT_MODEL = "large"
+
+
+@dataclass
+class _Chunk:
+    """One window of one input, as it goes through the batched encoder."""
+
+    item: int
+    start: int  # first sample within the input
+    samples: np.ndarray
+
+
+@dataclass
+class _Encoded:
+    """Encoder output for one window: its frames (T, D) and their mean (D,)."""
+
+    start: int
+    num_samples: int
+    frames: np.ndarray | None
+    mean: np.ndarray
+    num_frames: int
+
+
+def plan_windows(num_samples: int, window_samples: int, min_samples: int = MIN_SAMPLES) -> list[tuple[int, int]]:
+    """Split ``num_samples`` into near-equal consecutive windows of at most ``window_samples``.
+
+    Equal windows avoid a tiny last window whose emotion would rest on a fraction of a second.
+    """
+    if num_samples <= window_samples:
+        return [(0, num_samples)]
+    count = math.ceil(num_samples / window_samples)
+    size = math.ceil(num_samples / count)
+    bounds = [(start, min(start + size, num_samples)) for start in range(0, num_samples, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_samples:
+        last_start = bounds.pop()[1]
+        bounds[-1] = (bounds[-1][0], last_start)
+    return bounds
+
+
+class Emotion2VecPlus:
+    """Speech emotion recognition and emotion embeddings with an emotion2vec(+) model.
+
+    Args:
+        model_name: ``"large"``, ``"base"``, ``"seed"``, ``"emotion2vec_base_finetuned"``,
+            ``"emotion2vec_base"`` (embeddings only), a hub id such as
+            ``"iic/emotion2vec_plus_large"``, or a local FunASR-format model directory
+            (``config.yaml``, ``model.pt``, ``tokens.txt``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
+        hub: ``"hf"`` (Hugging Face) or ``"ms"`` (ModelScope); default from ``EMOTION2VEC_HUB``.
+        cache_dir: where downloaded models are kept; default from ``EMOTION2VEC_CACHE``.
+        download: fetch a missing model from the hub (set ``False`` to stay offline).
+        num_threads: PyTorch intra-op threads (process-wide, like faster-whisper's
+            ``cpu_threads``); ``None`` keeps PyTorch's choice.
+        batch_size: most windows per forward pass.
+        max_batch_seconds: most padded audio per forward pass, bounding memory.
+        window_s: inputs longer than this are processed in windows of at most this length
+            and also get per-window ``segments``.
+        max_duration_s: longer inputs are refused (``AudioTooLongError``).
+    """
+
+    def __init__(
+        self,
+        model_name: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        hub: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        download: bool = True,
+        num_threads: int | None = None,
+        batch_size: int = 8,
+        max_batch_seconds: float = 120.0,
+        window_s: float = 30.0,
+        max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    ) -> None:
+        if window_s * SAMPLE_RATE < MIN_SAMPLES:
+            raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
+        self.device = _resolve_device(device)
+        self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
+        started = time.perf_counter()
+        model, labels = load_checkpoint(self.model_dir)
+        self.model: Emotion2vecModel = model.to(self.device)
+        self.load_time_s = time.perf_counter() - started
+        self.model_name = canonical_name(str(model_name)) or str(model_name)
+        self._labels = labels
+        self._used = np.array([not label.unused for label in labels], dtype=bool)
+        self.batch_size = batch_size
+        self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
+        self.window_samples = int(window_s * SAMPLE_RATE)
+        self.max_duration_s = max_duration_s
+
+    @classmethod
+    def from_pretrained(cls, model_name: str | os.PathLike = DEFAULT_MODEL, **kwargs) -> "Emotion2VecPlus":
+        """Same as the constructor, named as in pyannote / Hugging Face."""
+        return cls(model_name, **kwargs)
+
+    # ----------------------------------------------------------------- model facts
+    @property
+    def embed_dim(self) -> int:
+        """Dimension D of embeddings and frame features (768 or 1024)."""
+        return self.model.embed_dim
+
+    @property
+    def has_head(self) -> bool:
+        """False for embedding-only models (``emotion2vec_base``)."""
+        return self.model.proj is not None
+
+    @property
+    def labels(self) -> list[Label]:
+        """Classes reported in results, in model order (placeholder ``unuse`` classes left out)."""
+        return [label for label in self._labels if not label.unused]
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of frame-level features (50)."""
+        return SAMPLE_RATE / self.model.config.hop
+
+    # ----------------------------------------------------------------- public API
+    def extract_embedding(self, audio: AudioInput, granularity: Granularity = "utterance", *,
+                          sample_rate: int | None = None) -> np.ndarray:
+        """The emotion embedding of one input: (D,) for ``"utterance"``, (T, D) at 50 Hz for ``"frame"``."""
+        result = self.predict(audio, granularity=granularity, extract_embedding=True, sample_rate=sample_rate)
+        assert result.embedding is not None
+        return result.embedding
+
+    def classify_embedding(self, embedding: np.ndarray) -> dict[str, float]:
+        """Class probabilities (English label -> probability, summing to 1) for an embedding.
+
+        Accepts an utterance embedding (D,) or frame features (T, D); frames are averaged
+        first, exactly as the model scores a whole clip.
+        """
+        array = np.asarray(embedding, dtype=np.float32)
+        if array.ndim == 2:
+            array = array.mean(axis=0)
+        if array.ndim != 1 or array.shape[0] != self.embed_dim:
+            raise ValueError(f"expected an embedding of shape ({self.embed_dim},) or (T, {self.embed_dim}), got {np.shape(embedding)}")
+        probs = self._probabilities(array[None])[0]
+        return {label.english: float(p) for label, p in zip(self.labels, probs)}
+
+    def predict(
+        self,
+        audio: AudioInput,
+        granularity: Granularity = "utterance",
+        extract_embedding: bool = False,
+        *,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        output_dir: str | os.PathLike | None = None,
+    ) -> Result:
+        """Recognise the emotion of one input; raises a typed error for bad input.
+
+        With ``output_dir`` the run is also saved as ``output_dir/outputs_YYYYMMDD_HHMMSS/``.
+        """
+        _check_granularity(granularity)
+        started = time.perf_counter()
+        decoded = load_audio(audio, sample_rate=sample_rate, name=name, max_duration_s=self.max_duration_s)
+        result = self._predict_decoded([decoded], granularity, extract_embedding)[0]
+        result.processing_time_s = time.perf_counter() - started
+        if output_dir is not None:
+            write_run(result, decoded.samples, output_dir)
+        return result
+
+    def predict_batch(
+        self,
+        audios: Sequence[AudioInput],
+        granularity: Granularity = "utterance",
+        extract_embedding: bool = False,
+        *,
+        batch_size: int | None = None,
+        errors: Literal["collect", "raise"] = "collect",
+        output_dir: str | os.PathLike | None = None,
+    ) -> list[Result]:
+        """Recognise many inputs, batching windows of similar length together.
+
+        With ``errors="collect"`` (default) an input that cannot be decoded gives a
+        ``Result`` with ``error`` set and the others are still processed; ``"raise"``
+        stops at the first bad input. Results come back in input order.
+        """
+        _check_granularity(granularity)
+        started = time.perf_counter()
+        decoded: list[Audio | None] = []
+        failures: dict[int, str] = {}
+        for index, audio in enumerate(audios):
+            try:
+                decoded.append(load_audio(audio, max_duration_s=self.max_duration_s))
+            except Emotion2VecError as exc:
+                if errors == "raise":
+                    raise
+                failures[index] = str(exc)
+                decoded.append(None)
+        good = [d for d in decoded if d is not None]
+        results = iter(self._predict_decoded(good, granularity, extract_embedding, batch_size=batch_size))
+        elapsed_each = (time.perf_counter() - started) / max(len(audios), 1)
+        out: list[Result] = []
+        for index, item in enumerate(decoded):
+            if item is None:
+                out.append(Result(source=describe_source(audios[index]), model=self.model_name,
+                                  granularity=granularity, error=failures[index]))
+                continue
+            result = next(results)
+            result.processing_time_s = elapsed_each
+            if output_dir is not None:
+                write_run(result, item.samples, output_dir)
+            out.append(result)
+        return out
+
+    @torch.inference_mode()
+    def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
+        """Utterance embeddings (B, D) of a padded 16 kHz batch (SpeechBrain style).
+
+        ``wav_lens`` are relative lengths in (0, 1] (1 = the full padded width).
+        """
+        frames, lengths = self._forward(wavs, wav_lens)
+        mask = (torch.arange(frames.shape[1])[None, :] < lengths[:, None]).to(frames.dtype)
+        return (frames * mask[..., None]).sum(1) / lengths[:, None].clamp_min(1).to(frames.dtype)
+
+    @torch.inference_mode()
+    def classify_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Classify a padded 16 kHz batch: ``(probabilities (B, C), best score (B,), best index (B,), labels)``."""
+        self._require_head()
+        embeddings = self.encode_batch(wavs, wav_lens).cpu().numpy()
+        probs = torch.from_numpy(self._probabilities(embeddings))
+        score, index = probs.max(dim=-1)
+        return probs, score, index, [label.english for label in self.labels]
+
+    # ----------------------------------------------------------------- internals
+    def _require_head(self) -> None:
+        if not self.has_head:
+            raise ModelError(f"model {self.model_name!r} has no emotion classifier head; it only gives embeddings")
+
+    def _probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Softmax over the used classes of the linear head, for rows of (N, D) features."""
+        self._require_head()
+        proj = self.model.proj
+        assert proj is not None
+        with torch.inference_mode():
+            logits = proj(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device))
+            logits = logits.float().cpu()
+            # FunASR sets unused classes to -inf before the softmax, then drops them.
+            logits[:, torch.from_numpy(~self._used)] = float("-inf")
+            probs = torch.softmax(logits, dim=-1).numpy()
+        return probs[:, self._used]
+
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        wavs = torch.as_tensor(wavs, dtype=torch.float32)
+        if wavs.dim() == 1:
+            wavs = wavs[None]
+        width = wavs.shape[1]
+        if wav_lens is None:
+            num_samples = torch.full((wavs.shape[0],), width, dtype=torch.long)
+        else:
+            num_samples = torch.round(torch.as_tensor(wav_lens, dtype=torch.float64) * width).long()
+        out = self.model(wavs.to(self.device), num_samples.to(self.device))
+        return out.frames.float().cpu(), out.lengths.cpu()
+
+    def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int) -> list[_Encoded]:
+        """Run all windows through the model in length-sorted, padded batches."""
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].samples), reverse=True)
+        encoded: list[_Encoded | None] = [None] * len(chunks)
+        position = 0
+        while position < len(order):
+            longest = len(chunks[order[position]].samples)
+            fit = max(1, min(batch_size, self.max_batch_samples // max(longest, 1)))
+            batch = order[position : position + fit]
+            position += len(batch)
+            wavs = torch.zeros(len(batch), longest)
+            lengths = torch.tensor([len(chunks[i].samples) for i in batch])
+            for row, index in enumerate(batch):
+                wavs[row, : lengths[row]] = torch.from_numpy(chunks[index].samples)
+            with torch.inference_mode():
+                out = self.model(wavs.to(self.device), lengths.to(self.device))
+            frames = out.frames.float().cpu().numpy()
+            for row, index in enumerate(batch):
+                valid = frames[row, : int(out.lengths[row])]
+                encoded[index] = _Encoded(
+                    start=chunks[index].start,
+                    num_samples=len(chunks[index].samples),
+                    frames=valid.copy() if keep_frames else None,
+                    mean=valid.mean(axis=0),
+                    num_frames=valid.shape[0],
+                )
+        return [e for e in encoded if e is not None]
+
+    def _predict_decoded(self, decoded: list[Audio], granularity: str, extract_embedding: bool,
+                         batch_size: int | None = None) -> list[Result]:
+        chunks: list[_Chunk] = []
+        for item, audio in enumerate(decoded):
+            for start, end in plan_windows(len(audio.samples), self.window_samples):
+                chunks.append(_Chunk(item=item, start=start, samples=audio.samples[start:end]))
+        keep_frames = granularity == "frame"
+        encoded = self._encode_chunks(chunks, keep_frames, batch_size or self.batch_size)
+        per_item: list[list[_Encoded]] = [[] for _ in decoded]
+        for chunk, enc in zip(chunks, encoded):
+            per_item[chunk.item].append(enc)
+        return [self._assemble(audio, windows, granularity, extract_embedding)
+                for audio, windows in zip(decoded, per_item)]
+
+    def _assemble(self, audio: Audio, windows: list[_Encoded], granularity: str, extract_embedding: bool) -> Result:
+        total_frames = sum(w.num_frames for w in windows)
+        utterance = np.sum([w.mean * w.num_frames for w in windows], axis=0) / total_frames
+        utterance = utterance.astype(np.float32)
+        info = audio.info
+        result = Result(
+            source=info.source,
+            model=self.model_name,
+            granularity=granularity,
+            duration_s=audio.duration_s,
+            embedding_dim=self.embed_dim,
+            audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),
+            warnings=list(audio.warnings),
+        )
+        frames = np.concatenate([w.frames for w in windows]) if granularity == "frame" else None
+        if extract_embedding:
+            result.embedding = frames if frames is not None else utterance
+        if not self.has_head:
+            return result
+        labels = self.labels
+        probs = self._probabilities(utterance[None])[0]
+        best = int(probs.argmax())
+        result.emotion, result.emotion_zh, result.emoji = labels[best].english, labels[best].chinese, labels[best].emoji
+        result.confidence = float(probs[best])
+        result.scores = {label.english: float(p) for label, p in zip(labels, probs)}
+        if len(windows) > 1:
+            window_probs = self._probabilities(np.stack([w.mean for w in windows]))
+            result.segments = []
+            for window, p in zip(windows, window_probs):
+                top = int(p.argmax())
+                result.segments.append(Segment(
+                    start_s=window.start / SAMPLE_RATE,
+                    end_s=(window.start + window.num_samples) / SAMPLE_RATE,
+                    emotion=labels[top].english, emotion_zh=labels[top].chinese, emoji=labels[top].emoji,
+                    confidence=float(p[top]),
+                    scores={label.english: float(v) for label, v in zip(labels, p)},
+                ))
+        if frames is not None:
+            result.frames = self._frame_scores(windows, frames)
+        return result
+
+    def _frame_scores(self, windows: list[_Encoded], frames: np.ndarray) -> list[FrameScores]:
+        config = self.model.config
+        hop_s, span_s = config.hop / SAMPLE_RATE, config.receptive_field / SAMPLE_RATE
+        probs = self._probabilities(frames)
+        names = [label.english for label in self.labels]
+        starts = np.concatenate([w.start / SAMPLE_RATE + np.arange(w.num_frames) * hop_s for w in windows])
+        best = probs.argmax(axis=1)
+        return [
+            FrameScores(start_s=float(s), end_s=float(s + span_s), emotion=names[b],
+                        confidence=float(p[b]), scores=[float(v) for v in p])
+            for s, b, p in zip(starts, best, probs)
+        ]
+
+
+def _check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    return resolved
+

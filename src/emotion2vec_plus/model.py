@@ -1,0 +1,390 @@
+"""The emotion2vec network (data2vec 2.0 audio encoder + linear emotion head) in plain PyTorch.
+
+The module tree mirrors FunASR's ``funasr.models.emotion2vec`` so that the official
+``model.pt`` state dicts load without renaming, but the forward pass is written for
+inference: batches of clips with different lengths run together under padding masks and
+give, for every valid frame, what FunASR computes for that clip alone.
+
+What makes padded batches exact:
+- the waveform is layer-normalised per clip before padding (FunASR normalises the whole clip);
+- valid conv frames only see valid samples; with ``extractor_mode="default"`` the first
+  layer's per-channel group norm takes its statistics over valid frames only;
+- the positional convolutions see zeros past each clip's end, as FunASR's zero padding does;
+- padded frames are masked out as attention keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Emotion2vecConfig
+
+
+class TransposeLast(nn.Module):
+    """Swap the last two dimensions (kept as a module so state-dict indices match FunASR)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(-2, -1)
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """ALiBi head slopes (Press et al.), including the non-power-of-two rule used by fairseq."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(num_heads).is_integer():
+        return power_of_two(num_heads)
+    closest = 2 ** math.floor(math.log2(num_heads))
+    return power_of_two(closest) + alibi_slopes(2 * closest)[0::2][: num_heads - closest]
+
+
+class ConvFeatureExtractor(nn.Module):
+    """wav2vec 2.0 style strided conv stack: waveform (B, N) -> features (B, C, T)."""
+
+    def __init__(self, config: Emotion2vecConfig) -> None:
+        super().__init__()
+        self.layer_norm_mode = config.extractor_mode == "layer_norm"
+        self.conv_layers = nn.ModuleList()
+        in_channels = 1
+        for index, (channels, kernel, stride) in enumerate(config.conv_layers):
+            conv = nn.Conv1d(in_channels, channels, kernel, stride=stride, bias=False)
+            if self.layer_norm_mode:
+                norm = nn.Sequential(TransposeLast(), nn.LayerNorm(channels), TransposeLast())
+                layer = nn.Sequential(conv, nn.Dropout(0.0), norm, nn.GELU())
+            elif index == 0:
+                layer = nn.Sequential(conv, nn.Dropout(0.0), nn.GroupNorm(channels, channels), nn.GELU())
+            else:
+                layer = nn.Sequential(conv, nn.Dropout(0.0), nn.GELU())
+            self.conv_layers.append(layer)
+            in_channels = channels
+
+    def forward(self, wav: torch.Tensor, first_layer_lengths: torch.Tensor | None) -> torch.Tensor:
+        x = wav.unsqueeze(1)
+        for index, layer in enumerate(self.conv_layers):
+            if not self.layer_norm_mode and index == 0:
+                conv, _, group_norm, gelu = layer
+                x = gelu(_masked_channel_norm(conv(x).float(), group_norm, first_layer_lengths))
+            else:
+                x = layer(x)
+        return x
+
+
+def _masked_channel_norm(
+    x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tensor | None
+) -> torch.Tensor:
+    """GroupNorm with one group per channel whose statistics ignore frames past ``lengths``."""
+    if lengths is None or bool((lengths == x.shape[-1]).all()):
+        return norm(x)
+    valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
+    valid = valid.unsqueeze(1)
+    count = valid.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * valid).sum(-1, keepdim=True) / count
+    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+    y = (x - mean) / torch.sqrt(var + norm.eps)
+    return y * norm.weight[None, :, None] + norm.bias[None, :, None]
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward layer (timm naming)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with an additive bias (ALiBi plus key padding)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+class Block(nn.Module):
+    """data2vec 2.0 ``AltBlock``: post-LN (emotion2vec) or pre-LN transformer block."""
+
+    def __init__(self, config: Emotion2vecConfig) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        self.layer_norm_first = config.layer_norm_first
+        self.norm1 = nn.LayerNorm(dim, eps=config.norm_eps, elementwise_affine=config.norm_affine)
+        self.attn = Attention(dim, config.num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=config.norm_eps, elementwise_affine=config.norm_affine)
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.attn(self.norm1(x), bias)
+            # data2vec 2.0's AltBlock adds the MLP output to itself here (no residual);
+            # reproduced as is so pre-LN checkpoints give the reference numbers.
+            y = self.mlp(self.norm2(x))
+            return y + y
+        x = self.norm1(x + self.attn(x, bias))
+        return self.norm2(x + self.mlp(x))
+
+
+class ContextEncoder(nn.Module):
+    """The modality-specific "prenet" blocks (FunASR's ``BlockEncoder``)."""
+
+    def __init__(self, config: Emotion2vecConfig) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.prenet_depth))
+        self.norm = None
+        if not config.layer_norm_first:
+            self.norm = nn.LayerNorm(config.embed_dim, eps=config.norm_eps, elementwise_affine=config.norm_affine)
+
+
+class AudioEncoder(nn.Module):
+    """Waveform -> contextualised frames with extra tokens prepended (FunASR's ``AudioEncoder``)."""
+
+    def __init__(self, config: Emotion2vecConfig) -> None:
+        super().__init__()
+        self.config = config
+        feature_dim = config.conv_layers[-1][0]
+        self.local_encoder = ConvFeatureExtractor(config)
+        self.project_features = nn.Sequential(
+            TransposeLast(), nn.LayerNorm(feature_dim), nn.Linear(feature_dim, config.embed_dim)
+        )
+        kernel = config.conv_pos_kernel
+        positional_layers = [
+            nn.Sequential(
+                nn.Conv1d(
+                    config.embed_dim,
+                    config.embed_dim,
+                    kernel_size=kernel,
+                    padding=kernel // 2,
+                    groups=config.conv_pos_groups,
+                ),
+                nn.Identity(),  # SamePad: trims one frame for even kernels, done in forward
+                TransposeLast(),
+                nn.LayerNorm(config.embed_dim, elementwise_affine=False),
+                TransposeLast(),
+                nn.GELU(),
+            )
+            for _ in range(config.conv_pos_depth)
+        ]
+        positional = nn.Sequential(TransposeLast(), *positional_layers, TransposeLast())
+        if config.conv_pos_pre_ln:
+            positional = nn.Sequential(nn.LayerNorm(config.embed_dim), positional)
+        self.relative_positional_encoder = positional
+        self.context_encoder = ContextEncoder(config)
+        self.extra_tokens = None
+        if config.num_extra_tokens > 0:
+            self.extra_tokens = nn.Parameter(torch.zeros(1, config.num_extra_tokens, config.embed_dim))
+        self.alibi_scale = None
+        if config.use_alibi_encoder:
+            layers = config.prenet_depth + config.model_depth if config.learned_alibi_scale_per_layer else 1
+            heads = config.num_alibi_heads if config.learned_alibi_scale_per_head else 1
+            self.alibi_scale = nn.Parameter(torch.full((layers, 1, heads, 1, 1), config.alibi_scale))
+
+    def positional_layers(self) -> tuple[nn.LayerNorm | None, list[nn.Sequential]]:
+        """The optional pre-LN and the conv layers of the relative positional encoder."""
+        encoder = self.relative_positional_encoder
+        pre_norm = None
+        if self.config.conv_pos_pre_ln:
+            pre_norm, encoder = encoder[0], encoder[1]
+        return pre_norm, list(encoder)[1:-1]
+
+    def relative_positions(self, x: torch.Tensor, frame_valid: torch.Tensor | None) -> torch.Tensor:
+        """Grouped positional convolutions over (B, T, D); frames past a clip's end read as zeros."""
+        pre_norm, layers = self.positional_layers()
+        if pre_norm is not None:
+            x = pre_norm(x)
+        kernel = self.config.conv_pos_kernel
+        y = x.transpose(1, 2)
+        mask = None if frame_valid is None else frame_valid[:, None, :].to(y.dtype)
+        for conv, _, _, norm, _, gelu in layers:
+            if mask is not None:
+                y = y * mask
+            y = conv(y)
+            if kernel % 2 == 0:
+                y = y[:, :, :-1]
+            y = gelu(norm(y.transpose(1, 2)).transpose(1, 2))
+        return y.transpose(1, 2)
+
+
+@dataclass
+class AttentionBias:
+    """Additive attention biases: ALiBi (1, H, S, S), key padding (B, 1, 1, S) of -inf, and
+    optional per-layer ALiBi scales (L, H_alibi or 1, 1, 1) when the checkpoint learned one per layer."""
+
+    alibi: torch.Tensor | None
+    padding: torch.Tensor | None
+    layer_scales: torch.Tensor | None
+    num_heads: int
+    num_alibi_heads: int
+
+    def __post_init__(self) -> None:
+        self._shared: torch.Tensor | None = None
+        if self.layer_scales is None:
+            self._shared = _add_optional(self.alibi, self.padding)
+
+    def for_layer(self, layer: int) -> torch.Tensor | None:
+        """The bias for block ``layer`` (prenet blocks first, then the main blocks)."""
+        if self.layer_scales is None or self.alibi is None:
+            return self._shared
+        scale = torch.ones(1, self.num_heads, 1, 1, dtype=self.alibi.dtype, device=self.alibi.device)
+        scale[0, : self.num_alibi_heads] = self.layer_scales[layer]
+        return _add_optional(self.alibi * scale, self.padding)
+
+
+def _add_optional(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+@dataclass
+class EncoderOutput:
+    """Frame features of a batch: ``frames`` (B, T, D), valid-frame ``lengths`` (B,)."""
+
+    frames: torch.Tensor
+    lengths: torch.Tensor
+
+    def valid_mask(self) -> torch.Tensor:
+        """Boolean (B, T), True for real frames."""
+        positions = torch.arange(self.frames.shape[1], device=self.frames.device)
+        return positions[None, :] < self.lengths[:, None]
+
+
+class Emotion2vecModel(nn.Module):
+    """emotion2vec / emotion2vec+ for inference; ``proj`` is the emotion head (absent in the base model)."""
+
+    def __init__(self, config: Emotion2vecConfig, num_classes: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.modality_encoders = nn.ModuleDict({"AUDIO": AudioEncoder(config)})
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.norm = None
+        if config.layer_norm_first:
+            self.norm = nn.LayerNorm(config.embed_dim, eps=config.norm_eps, elementwise_affine=config.norm_affine)
+        self.proj = nn.Linear(config.embed_dim, num_classes) if num_classes > 0 else None
+        self._alibi_cache: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def frame_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Valid output frames for clips of ``num_samples`` samples (FunASR's conv length formula)."""
+        lengths = num_samples.clone()
+        for _, kernel, stride in self.config.conv_layers:
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths.clamp_min(0)
+
+    def _alibi_distance_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        """Unscaled ALiBi bias (H, T, T), built once per length and device and then sliced."""
+        key = (self.config.num_alibi_heads, str(device), torch.float32)
+        cached = self._alibi_cache.get(key)
+        if cached is None or cached.shape[-1] < length:
+            size = max(length, 2 * (cached.shape[-1] if cached is not None else 0), 256)
+            positions = torch.arange(size, device=device)
+            distance = -(positions[None, :] - positions[:, None]).abs().float()
+            slopes = torch.tensor(alibi_slopes(self.config.num_alibi_heads), device=device)
+            cached = slopes[:, None, None] * distance[None]
+            self._alibi_cache[key] = cached
+        return cached[:, :length, :length]
+
+    def attention_bias(
+        self, num_frames: int, valid: torch.Tensor | None, dtype: torch.dtype
+    ) -> "AttentionBias":
+        """ALiBi and key-padding biases over the sequence [extra tokens + frames]."""
+        config = self.config
+        encoder = self.modality_encoders["AUDIO"]
+        extra = config.num_extra_tokens
+        device = encoder.project_features[2].weight.device
+        alibi = None
+        layer_scales = None
+        if config.use_alibi_encoder:
+            alibi = self._alibi_distance_bias(num_frames, device)[None]
+            scale = encoder.alibi_scale.clamp_min(0)
+            if scale.shape[0] == 1:
+                alibi = alibi * scale[0].to(alibi.dtype)
+            else:
+                layer_scales = scale[:, 0].to(dtype)  # (L, H_alibi, 1, 1)
+            alibi = F.pad(alibi, (extra, 0, extra, 0))
+            if config.num_alibi_heads < config.num_heads:
+                alibi = F.pad(alibi, (0, 0, 0, 0, 0, config.num_heads - config.num_alibi_heads))
+            alibi = alibi.to(dtype)
+        padding = None
+        if valid is not None and not bool(valid.all()):
+            key_valid = F.pad(valid, (extra, 0), value=True)
+            padding = torch.zeros(key_valid.shape, dtype=dtype, device=device)
+            padding = padding.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
+        return AttentionBias(alibi, padding, layer_scales, config.num_heads, config.num_alibi_heads)
+
+    def forward(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode a padded batch of waveforms.
+
+        Args:
+            wavs: (B, N) float waveforms at 16 kHz, zero-padded after each clip's end.
+            num_samples: (B,) true length of each clip; ``None`` means all are N samples long.
+
+        Returns:
+            Frame features (B, T, D) after the final block (extra tokens removed) and the
+            number of valid frames of each clip.
+        """
+        batch, width = wavs.shape
+        if num_samples is None:
+            num_samples = torch.full((batch,), width, dtype=torch.long, device=wavs.device)
+        num_samples = num_samples.to(device=wavs.device, dtype=torch.long)
+        config = self.config
+        encoder = self.modality_encoders["AUDIO"]
+
+        if config.normalize:
+            wavs = _normalize_per_clip(wavs, num_samples)
+
+        first_kernel, first_stride = config.conv_layers[0][1], config.conv_layers[0][2]
+        first_lengths = torch.div(num_samples - first_kernel, first_stride, rounding_mode="floor") + 1
+        features = encoder.local_encoder(wavs, first_lengths)
+        x = encoder.project_features(features)
+        lengths = self.frame_lengths(num_samples)
+        num_frames = x.shape[1]
+        valid = torch.arange(num_frames, device=x.device)[None, :] < lengths[:, None]
+        all_valid = bool(valid.all())
+
+        x = x + encoder.relative_positions(x, None if all_valid else valid)
+        bias = self.attention_bias(num_frames, None if all_valid else valid, x.dtype)
+        if encoder.extra_tokens is not None:
+            x = torch.cat([encoder.extra_tokens.expand(batch, -1, -1).to(x.dtype), x], dim=1)
+
+        context = encoder.context_encoder
+        if context.norm is not None:
+            x = context.norm(x)
+        for layer, block in enumerate([*context.blocks, *self.blocks]):
+            x = block(x, bias.for_layer(layer))
+        if self.norm is not None:
+            x = self.norm(x)
+        return EncoderOutput(frames=x[:, config.num_extra_tokens :], lengths=lengths)
+
+
+def _normalize_per_clip(wavs: torch.Tensor, num_samples: torch.Tensor) -> torch.Tensor:
+    """Layer-norm each clip over its own samples (as FunASR does per clip) and re-zero the padding."""
+    if bool((num_samples == wavs.shape[1]).all()):
+        return F.layer_norm(wavs, wavs.shape[1:])
+    rows = []
+    for row, length in zip(wavs, num_samples.tolist()):
+        clip = F.layer_norm(row[:length], (length,))
+        rows.append(F.pad(clip, (0, wavs.shape[1] - length)))
+    return torch.stack(rows)

@@ -1,0 +1,148 @@
+"""Structured recognition results that serialise to the documented ``result.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Bumped only on incompatible changes to the JSON layout (see schemas/result.schema.json).
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class FrameScores:
+    """Class probabilities of one 20 ms frame (each frame covers 25 ms of audio)."""
+
+    start_s: float
+    end_s: float
+    emotion: str
+    confidence: float
+    scores: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "scores": self.scores,
+        }
+
+
+@dataclass
+class Segment:
+    """The emotion of one window of a long recording."""
+
+    start_s: float
+    end_s: float
+    emotion: str | None
+    emotion_zh: str | None
+    emoji: str | None
+    confidence: float | None
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "emotion": self.emotion,
+            "emotion_zh": self.emotion_zh,
+            "emoji": self.emoji,
+            "confidence": self.confidence,
+            "scores": self.scores,
+        }
+
+
+@dataclass
+class AudioSummary:
+    """What the input was before conversion to 16 kHz mono."""
+
+    format: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+@dataclass
+class Result:
+    """Recognition result for one input.
+
+    ``emotion``/``confidence``/``scores`` describe the whole input (for long audio: the mean of
+    all frames). ``embedding`` is (D,) for ``granularity="utterance"`` and (T, D) frame features
+    for ``"frame"``; it is ``None`` unless an embedding was asked for. ``frames`` (frame
+    granularity) and ``segments`` (inputs longer than the window) add time-resolved emotions.
+    A failed input in a batch has ``error`` set and no emotion.
+    """
+
+    source: str
+    model: str
+    granularity: str
+    emotion: str | None = None
+    emotion_zh: str | None = None
+    emoji: str | None = None
+    confidence: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    embedding: np.ndarray | None = None
+    embedding_dim: int | None = None
+    frames: list[FrameScores] | None = None
+    segments: list[Segment] | None = None
+    audio: AudioSummary | None = None
+    warnings: list[str] = field(default_factory=list)
+    processing_time_s: float = 0.0
+    error: str | None = None
+    output_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless this input failed."""
+        return self.error is None
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in model output order (the order of each frame's ``scores``)."""
+        return list(self.scores)
+
+    def to_dict(self, include_embedding: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict following ``schemas/result.schema.json``."""
+        embedding_shape = list(self.embedding.shape) if self.embedding is not None else None
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "source": self.source,
+            "status": "ok" if self.ok else "error",
+            "error": self.error,
+            "model": self.model,
+            "granularity": self.granularity,
+            "emotion": self.emotion,
+            "emotion_zh": self.emotion_zh,
+            "emoji": self.emoji,
+            "confidence": self.confidence,
+            "scores": self.scores,
+            "labels": self.labels,
+            "duration_s": round(self.duration_s, 3),
+            "embedding_dim": self.embedding_dim,
+            "embedding_shape": embedding_shape,
+            "embedding": self.embedding.astype(float).tolist() if include_embedding and self.embedding is not None else None,
+            "frames": [f.to_dict() for f in self.frames] if self.frames is not None else None,
+            "segments": [s.to_dict() for s in self.segments] if self.segments is not None else None,
+            "audio": self.audio.to_dict() if self.audio is not None else None,
+            "warnings": list(self.warnings),
+            "processing_time_s": round(self.processing_time_s, 4),
+            "output_dir": self.output_dir,
+        }
+        return data
+
+    def to_json(self, include_embedding: bool = False, indent: int | None = 2) -> str:
+        """``to_dict`` as JSON text (UTF-8 characters kept, e.g. the Chinese label)."""
+        return json.dumps(self.to_dict(include_embedding), ensure_ascii=False, indent=indent)

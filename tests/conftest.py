@@ -1,0 +1,65 @@
+"""Shared fixtures: real speech from ../shared/datasets and random-weight FunASR-format checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(TESTS_DIR))
+
+from checkpoints import CONFIG_768, CONFIG_1024, build_checkpoint  # noqa: E402
+
+
+def speech_clips(n: int, dataset: str = "RAVDESS") -> list[Path]:
+    """The first ``n`` clips of a shared corpus (16 kHz FLAC), or skip when it is absent."""
+    manifest = DATASETS / dataset / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"real speech corpus not found at {manifest}")
+    with manifest.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [DATASETS / dataset / row["path"] for row in rows[:n]]
+
+
+def speech_of_length(seconds: float, offset: int = 0) -> np.ndarray:
+    """Real speech of exactly ``seconds`` (RAVDESS clips joined end to end), float32 16 kHz."""
+    clips = speech_clips(40)
+    need = int(round(seconds * 16000))
+    parts, have, index = [], 0, offset
+    while have < need:
+        audio, rate = sf.read(clips[index % len(clips)], dtype="float32")
+        assert rate == 16000
+        parts.append(audio)
+        have += len(audio)
+        index += 1
+    return np.concatenate(parts)[:need]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_768(tmp_path_factory) -> Path:
+    """A 768-d emotion2vec checkpoint directory with random weights (no FunASR needed)."""
+    return build_checkpoint(tmp_path_factory.mktemp("ck768"), seed=3, **CONFIG_768)
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A small (256-d, 2+2 blocks) checkpoint for fast API tests."""
+    return build_checkpoint(tmp_path_factory.mktemp("ck_small"), seed=5, embed_dim=256, num_heads=4,
+                            depth=2, prenet_depth=2, conv_pos_groups=4)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_checkpoint):
+    from emotion2vec_plus import Emotion2VecPlus
+
+    return Emotion2VecPlus(small_checkpoint, window_s=30.0)
+
+
+__all__ = ["CONFIG_768", "CONFIG_1024", "speech_clips", "speech_of_length"]

@@ -1,0 +1,62 @@
+"""The command line, run in-process and once as the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import speech_clips
+from emotion2vec_plus.cli import main
+
+
+def test_predict_prints_a_line_per_file_and_fails_for_a_bad_one(small_checkpoint, tmp_path, capsys):
+    good = [str(p) for p in speech_clips(2)]
+    bad = tmp_path / "notes.m4a"
+    bad.write_text("meeting notes, not audio")
+    code = main(["predict", good[0], str(bad), good[1], "--model", str(small_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all("%" in line for line in lines) and good[1] in lines[1]
+    assert "notes.m4a" in err and "1 of 3 file(s) failed" in err
+
+
+def test_predict_json_and_output_dir(small_checkpoint, tmp_path, capsys):
+    clip = str(speech_clips(1)[0])
+    code = main(["predict", clip, "--model", str(small_checkpoint), "--json", "--embedding",
+                 "--granularity", "frame", "--output-dir", str(tmp_path / "out")])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    data = json.loads(out)
+    assert data["status"] == "ok" and data["granularity"] == "frame" and len(data["frames"]) > 10
+    assert len(data["embedding"]) == len(data["frames"])
+    run = next((tmp_path / "out").iterdir())
+    assert {p.name for p in run.iterdir()} == {"processed_audio.wav", "result.json", "embedding.npy"}
+
+
+def test_unknown_model_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("EMOTION2VEC_CACHE", str(tmp_path))
+    code = main(["predict", "x.wav", "--model", "no-such-model"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_models_lists_known_models(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EMOTION2VEC_CACHE", str(tmp_path))
+    assert main(["models", "--json"]) == 0
+    names = {m["name"] for m in json.loads(capsys.readouterr().out)}
+    assert {"large", "base", "seed", "emotion2vec_base"} <= names
+
+
+def test_console_script_is_installed():
+    beside_python = Path(sys.executable).parent / "emotion2vec-plus"
+    exe = str(beside_python) if beside_python.exists() else shutil.which("emotion2vec-plus")
+    assert exe, "the emotion2vec-plus console script is not installed"
+    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "predict" in done.stdout

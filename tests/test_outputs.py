@@ -1,0 +1,54 @@
+"""Run folders and the result.json schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from importlib import resources
+
+import jsonschema
+import numpy as np
+import soundfile as sf
+
+from conftest import speech_of_length
+from emotion2vec_plus import load_embedding
+from emotion2vec_plus.outputs import create_run_dir
+
+
+def schema() -> dict:
+    return json.loads(resources.files("emotion2vec_plus").joinpath("schemas/result.schema.json").read_text())
+
+
+def test_run_folders_are_unique_within_one_second(tmp_path):
+    moment = datetime(2026, 11, 24, 9, 30, 5)
+    first = create_run_dir(tmp_path, now=moment)
+    second = create_run_dir(tmp_path, now=moment)
+    assert first.name == "outputs_20261124_093005" and second.name == "outputs_20261124_093005_2"
+
+
+def test_saved_run_has_audio_json_and_embedding(small_model, tmp_path):
+    stereo = np.stack([speech_of_length(1.5), speech_of_length(1.5, offset=3)], axis=1)
+    source = tmp_path / "call.wav"
+    sf.write(source, stereo, 16000)
+    result = small_model.predict(str(source), extract_embedding=True, output_dir=tmp_path / "outputs")
+    run = tmp_path / "outputs" / result.output_dir.split("/")[-1]
+    assert run.name.startswith("outputs_") and sorted(p.name for p in run.iterdir()) == [
+        "embedding.npy", "processed_audio.wav", "result.json"]
+    info = sf.info(run / "processed_audio.wav")
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert np.array_equal(load_embedding(run / "embedding.npy"), result.embedding)
+    data = json.loads((run / "result.json").read_text(encoding="utf-8"))
+    jsonschema.validate(data, schema())
+    assert data["embedding_shape"] == [small_model.embed_dim] and data["audio"]["channels"] == 2
+    assert data["emotion"] == result.emotion and data["output_dir"] == str(run)
+
+
+def test_frame_long_failed_and_headless_results_validate(small_model):
+    frame = small_model.predict(speech_of_length(1.0), granularity="frame")
+    failed = small_model.predict_batch([b"not audio"])[0]
+    for result in (frame, failed):
+        jsonschema.validate(json.loads(result.to_json()), schema())
+    assert json.loads(failed.to_json())["status"] == "error"
+    with_embedding = json.loads(small_model.predict(speech_of_length(1.0), extract_embedding=True).to_json(include_embedding=True))
+    jsonschema.validate(with_embedding, schema())
+    assert len(with_embedding["embedding"]) == small_model.embed_dim
