@@ -69,7 +69,9 @@ def encode(
         for start in range(0, len(signal), 1024):
             block = channels[start : start + 1024]
             array = block.T if fmt == "fltp" else block.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=fmt, layout=stream.layout.name)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(array), format=fmt, layout=stream.layout.name
+            )
             frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -175,9 +177,10 @@ def test_file_object_of_compressed_audio_uses_pyav(tmp_path: Path) -> None:
     assert not stream.closed
 
 
-def test_text_mode_file_object_is_an_audio_error(wav_path: Path) -> None:
+def test_unreadable_file_objects_are_audio_errors(wav_path: Path) -> None:
     with open(wav_path, encoding="latin-1") as handle:
         expect_error(AudioError, handle, str(wav_path), match="binary mode")
+    expect_error(AudioError, handle, str(wav_path), match="closed file")
 
 
 def test_array_with_sample_rate_and_tuple() -> None:
@@ -316,16 +319,55 @@ def test_stereo_aac_decodes_planar_frames(tmp_path: Path) -> None:
     assert np.max(np.abs(result.samples[2000:-2000])) == pytest.approx(0.3, abs=0.03)
 
 
+PCM_IN_FFMPEG_CONTAINERS = [
+    # (codec, container that libsndfile cannot open, the sample format FFmpeg decodes it to)
+    ("pcm_u8", "mka", "u8"),
+    ("pcm_s16le", "mka", "s16"),
+    ("pcm_s32le", "mka", "s32"),
+    ("pcm_f32le", "mka", "flt"),
+    ("pcm_f64le", "mka", "dbl"),
+    ("pcm_s16le_planar", "nut", "s16p"),
+    ("pcm_s64le", "nut", "s64"),  # not supported by AudioFrame.to_ndarray()
+]
+
+
+@pytest.mark.parametrize(("codec", "ext", "sample_format"), PCM_IN_FFMPEG_CONTAINERS, ids=lambda v: v)
+def test_every_pyav_sample_format(tmp_path: Path, codec: str, ext: str, sample_format: str) -> None:
+    stereo = np.stack([sine(0.5, 8000), sine(0.5, 8000, 220.0, amplitude=0.25)], axis=1)
+    path = tmp_path / f"pcm.{ext}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8000)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(stereo.reshape(1, -1), format="flt", layout="stereo")
+        frame.sample_rate = 8000
+        resampler = av.AudioResampler(format=sample_format, layout="stereo", rate=8000)
+        for converted in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(converted):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert next(container.decode(audio=0)).format.name == sample_format
+
+    result = load_audio(path)
+    assert (result.info.sample_rate, result.info.channels, result.info.duration_s) == (8000, 2, 0.5)
+    expected = soxr.resample(stereo.mean(axis=1), 8000, SAMPLE_RATE, quality="HQ")
+    np.testing.assert_allclose(result.samples, expected, atol=0.01 if sample_format == "u8" else 1e-4)
+
+
 def test_real_speech_flac(speech_clip: Path) -> None:
     result = load_audio(speech_clip)
     reference, rate = sf.read(speech_clip, dtype="float32")
     assert (result.info.format, result.info.sample_rate, result.info.channels) == ("flac", rate, 1)
     assert result.info.duration_s == pytest.approx(len(reference) / rate)
     assert result.warnings == []
-    np.testing.assert_allclose(result.samples, soxr.resample(reference, rate, SAMPLE_RATE, quality="HQ"), atol=1e-6)
+    expected = soxr.resample(reference, rate, SAMPLE_RATE, quality="HQ")
+    np.testing.assert_allclose(result.samples, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("file_name, codec", [("speech.mp3", "libmp3lame"), ("speech.m4a", "aac"), ("speech.webm", "libopus")])
+@pytest.mark.parametrize(
+    ("file_name", "codec"), [("speech.mp3", "libmp3lame"), ("speech.m4a", "aac"), ("speech.webm", "libopus")]
+)
 def test_real_speech_compressed(speech_clip: Path, tmp_path: Path, file_name: str, codec: str) -> None:
     speech, rate = sf.read(speech_clip, dtype="float32")
     encode_rate = 48000 if codec == "libopus" else rate
@@ -484,7 +526,9 @@ def test_mp3_without_length_header_is_decoded_to_its_end(tmp_path: Path) -> None
     assert result.duration_s == pytest.approx(3.5, abs=0.2)
 
 
-def test_mp3_without_length_header_cut_at_a_frame_boundary_is_undetectable(mp3_files: dict[str, bytes]) -> None:
+def test_mp3_without_length_header_cut_at_a_frame_boundary_is_undetectable(
+    mp3_files: dict[str, bytes],
+) -> None:
     """Documented limitation: such a file is indistinguishable from a genuinely shorter MP3."""
     whole = load_audio(mp3_files["plain"])
     result = load_audio(mp3_files["plain"][: -10 * MP3_FRAME_BYTES])
@@ -535,7 +579,8 @@ def test_too_long_compressed(tmp_path: Path, mp3_files: dict[str, bytes]) -> Non
     webm = encode(tmp_path / "tone.webm", sine(3.0, 48000), 48000, "libopus")
     expect_error(AudioTooLongError, webm, str(webm), match="is 3.0", max_duration_s=1.0)
     # An MP3 without a length header is stopped once decoding passes the limit.
-    expect_error(AudioTooLongError, mp3_files["plain"], "<bytes>", match="decoding stopped", max_duration_s=1.0)
+    plain = mp3_files["plain"]
+    expect_error(AudioTooLongError, plain, "<bytes>", match="decoding stopped", max_duration_s=1.0)
 
 
 def test_nan_array() -> None:

@@ -85,3 +85,31 @@ def test_classify_embedding_of_saved_funasr_features(pair, clips):
     scores = ours.classify_embedding(ref["feats"])
     assert abs(sum(scores.values()) - 1.0) < 1e-5
     assert np.abs(np.array(list(scores.values())) - np.array(ref["scores"])).max() <= TOLERANCE
+
+
+VARIANT = dict(embed_dim=256, num_heads=8, depth=2, prenet_depth=2, conv_pos_groups=8,
+               extractor_mode="default", learned_alibi_scale_per_layer=True, conv_pos_pre_ln=True,
+               conv_pos_width=64, num_alibi_heads=6)
+UNUSED_TOKENS = ["生气/angry", "unuse_1", "开心/happy", "中立/neutral", "unuse_2", "难过/sad", "<unk>"]
+
+
+def test_architecture_variants_and_unused_labels_match_funasr(tmp_path, clips):
+    """Group-norm extractor, per-layer ALiBi scales, pre-LN positional conv with an even kernel,
+    fewer ALiBi heads than heads, and ``unuse`` classes masked out: all as FunASR computes them."""
+    from funasr import AutoModel
+
+    from emotion2vec_plus import Emotion2VecPlus
+
+    directory = build_funasr_checkpoint(tmp_path / "variant", seed=5, tokens=UNUSED_TOKENS, nest="state_dict", **VARIANT)
+    ours = Emotion2VecPlus(directory)
+    reference = AutoModel(model=str(directory), disable_update=True, disable_pbar=True, log_level="ERROR",
+                          ncpu=torch.get_num_threads(), device="cpu")
+    assert ours.model.config.conv_pos_kernel % 2 == 0
+    results = ours.predict_batch([clips[0.5], clips[3.0]], extract_embedding=True)
+    for wav, result in zip([clips[0.5], clips[3.0]], results):
+        ref = _funasr(reference, wav, "utterance")
+        assert ref["labels"] == [t for t in UNUSED_TOKENS if not t.startswith("unuse")]
+        assert list(result.scores) == ["angry", "happy", "neutral", "sad", "unknown"]
+        assert np.abs(result.embedding - ref["feats"]).max() <= TOLERANCE
+        assert np.abs(np.array(list(result.scores.values())) - np.array(ref["scores"])).max() <= TOLERANCE
+        assert abs(sum(result.scores.values()) - 1) < 1e-5

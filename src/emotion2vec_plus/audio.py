@@ -85,7 +85,8 @@ class AudioInfo:
     """Display name used in messages: the path as given, ``<bytes>``, the file object's name or
     ``<stream>``, or ``<array>``."""
     format: str
-    """Container, lower-case: ``wav``, ``flac``, ``ogg``, ``mp3``, ``mp4`` (also M4A), ``webm``, ``array``..."""
+    """Container, lower-case: ``wav``, ``flac``, ``ogg``, ``mp3``, ``mp4`` (also M4A), ``webm``,
+    ``array``, ..."""
     sample_rate: int
     """Original sample rate in Hz."""
     channels: int
@@ -159,7 +160,8 @@ def load_audio(
             them; ``None`` for no limit.
 
     Returns:
-        The samples, what the input was, and warnings (silent or clipped audio, skipped packets).
+        The samples, what the input was, and warnings (silent or clipped audio, skipped damaged
+        packets, an Ogg stream that may be truncated).
 
     Raises:
         AudioFileNotFoundError: the path does not exist or is a directory.
@@ -456,7 +458,8 @@ def _decode_pyav(f: BinaryIO, out: _Decoded) -> None:
             "the audio may be incomplete"
         )
     if bad:
-        out.warnings.append(f"{bad} damaged packets were skipped; the audio has gaps")
+        packets = "1 damaged packet was" if bad == 1 else f"{bad} damaged packets were"
+        out.warnings.append(f"{packets} skipped; the audio has gaps")
 
 
 def _pyav_detail(error: av.error.FFmpegError) -> str:
