@@ -135,7 +135,7 @@ class Emotion2VecPlus:
     @property
     def has_head(self) -> bool:
         """False for embedding-only models (``emotion2vec_base``)."""
-        return self.model.proj is not None
+        return self.model.head is not None
 
     @property
     def labels(self) -> list[Label]:
@@ -145,7 +145,7 @@ class Emotion2VecPlus:
     @property
     def frame_rate(self) -> float:
         """Frames per second of frame-level features (50)."""
-        return SAMPLE_RATE / self.model.config.hop
+        return SAMPLE_RATE / self.model.hop_samples
 
     # ----------------------------------------------------------------- public API
     def extract_embedding(self, audio: AudioInput, granularity: Granularity = "utterance", *,
@@ -264,10 +264,10 @@ class Emotion2VecPlus:
     def _probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """Softmax over the used classes of the linear head, for rows of (N, D) features."""
         self._require_head()
-        proj = self.model.proj
-        assert proj is not None
+        head = self.model.head
+        assert head is not None
         with torch.inference_mode():
-            logits = proj(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device))
+            logits = head(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device))
             logits = logits.float().cpu()
             # FunASR sets unused classes to -inf before the softmax, then drops them.
             logits[:, torch.from_numpy(~self._used)] = float("-inf")
@@ -370,8 +370,8 @@ class Emotion2VecPlus:
         return result
 
     def _frame_scores(self, windows: list[_Encoded], frames: np.ndarray) -> list[FrameScores]:
-        config = self.model.config
-        hop_s, span_s = config.hop / SAMPLE_RATE, config.receptive_field / SAMPLE_RATE
+        hop_s = self.model.hop_samples / SAMPLE_RATE
+        span_s = self.model.frame_span_samples / SAMPLE_RATE
         probs = self._probabilities(frames)
         names = [label.english for label in self.labels]
         starts = np.concatenate([w.start / SAMPLE_RATE + np.arange(w.num_frames) * hop_s for w in windows])

@@ -284,7 +284,23 @@ class Emotion2vecModel(nn.Module):
 
     @property
     def embed_dim(self) -> int:
+        """Dimension of frame features and utterance embeddings."""
         return self.config.embed_dim
+
+    @property
+    def hop_samples(self) -> int:
+        """Samples between frames (320 = 20 ms)."""
+        return self.config.hop
+
+    @property
+    def frame_span_samples(self) -> int:
+        """Samples one frame sees (400 = 25 ms)."""
+        return self.config.receptive_field
+
+    @property
+    def head(self) -> nn.Module | None:
+        """The emotion classifier over frame features (or their mean), if the checkpoint has one."""
+        return self.proj
 
     def frame_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Valid output frames for clips of ``num_samples`` samples (FunASR's conv length formula)."""
