@@ -1,0 +1,48 @@
+"""The emotional speech corpora in ../shared/datasets (RAVDESS, CASIA), read from their manifests.
+
+Licences (see ../shared/datasets/README.md): RAVDESS CC BY-NC-SA 4.0, CASIA research use only.
+Anything trained on them is for non-commercial / research use. The audio is never copied
+into this repository.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+CORPORA = ("RAVDESS", "CASIA")
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    corpus: str
+    speaker: str
+    label: str
+    duration_s: float
+
+
+def read_corpus(name: str, root: Path = DATASETS) -> list[Clip]:
+    """All clips of one corpus, in manifest order."""
+    manifest = root / name / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: corpus manifest not found (expected ../shared/datasets beside the repo)")
+    with manifest.open(encoding="utf-8") as handle:
+        return [Clip(root / name / row["path"], row["dataset"], row["speaker"], row["label"], float(row["duration_s"]))
+                for row in csv.DictReader(handle)]
+
+
+def read_all(root: Path = DATASETS) -> list[Clip]:
+    return [clip for name in CORPORA for clip in read_corpus(name, root)]
+
+
+def joint_folds(clips: list[Clip], n_folds: int = 4) -> list[int]:
+    """Speaker-independent folds over both corpora: fold i holds out CASIA speaker i and one
+    quarter of the RAVDESS actors (6 of 24), so every speaker is tested exactly once."""
+    casia = sorted({c.speaker for c in clips if c.corpus == "CASIA"})
+    ravdess = sorted({c.speaker for c in clips if c.corpus == "RAVDESS"})
+    fold_of = {speaker: i % n_folds for i, speaker in enumerate(casia)}
+    fold_of.update({speaker: i * n_folds // len(ravdess) for i, speaker in enumerate(ravdess)})
+    return [fold_of[c.speaker] for c in clips]
