@@ -72,6 +72,69 @@ def report(name: str, labels: np.ndarray, predictions: np.ndarray, mask: np.ndar
     return metrics.unweighted_accuracy, metrics.weighted_accuracy
 
 
+def few_shot_ua(z: np.ndarray, labels: np.ndarray, speakers: np.ndarray, test: np.ndarray, shots: int = 5,
+                seeds: int = 3) -> float:
+    """Teach a held-out speaker's emotions from ``shots`` clips per class (logistic regression on
+    the embeddings ``z``) and score the rest of that speaker's clips: mean UA over speakers and seeds."""
+    scores = []
+    for speaker in sorted(set(speakers[test])):
+        idx = np.where(test & (speakers == speaker))[0]
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            train = np.concatenate([rng.choice(idx[labels[idx] == c], shots, replace=False) for c in sorted(set(labels[idx]))])
+            rest = np.setdiff1d(idx, train)
+            head = train_head(z[train], list(labels[train]), embedding_model="few-shot", l2=1e-2)
+            truth = list(labels[rest])
+            scores.append(classification_metrics(truth, head.predict(z[rest]), sorted(set(labels[idx]))).unweighted_accuracy)
+    return float(np.mean(scores))
+
+
+def bottleneck_projection(x: np.ndarray, labels: np.ndarray, dim: int, seed: int = 0) -> "torch.nn.Linear":
+    """A learned linear projection to ``dim`` (trained jointly with a linear classifier on top)."""
+    import torch
+
+    classes = sorted(set(labels))
+    y = torch.tensor([classes.index(v) for v in labels])
+    counts = torch.bincount(y, minlength=len(classes)).float()
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    projection, classifier = torch.nn.Linear(x.shape[1], dim), torch.nn.Linear(dim, len(classes))
+    optimiser = torch.optim.AdamW([*projection.parameters(), *classifier.parameters()], lr=1e-3, weight_decay=1e-2)
+    data = torch.from_numpy(x)
+    for _ in range(60):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(order), 64):
+            batch = order[start : start + 64]
+            logits = classifier(projection(torch.nn.functional.dropout(data[batch], 0.2)))
+            loss = torch.nn.functional.cross_entropy(logits, y[batch], weight=len(y) / (len(classes) * counts))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return projection
+
+
+def embedding_choice(data: dict, labels: np.ndarray, folds: np.ndarray) -> None:
+    """Which utterance embedding carries emotion best for new speakers: few-shot UA per candidate."""
+    import torch
+
+    concat = feature_set(data, "all-mean")
+    candidates: dict[str, list[float]] = {"concat-7-layers (3584-d)": [], "learned-projection (256-d)": [],
+                                          "best single layer: block 3 (512-d)": [], "last layer (512-d)": []}
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        mean, scale = concat[train].mean(0), concat[train].std(0) + 1e-5
+        z = ((concat - mean) / scale).astype(np.float32)
+        with torch.no_grad():
+            projected = bottleneck_projection(z[train], labels[train], 256)(torch.from_numpy(z)).numpy()
+        means = data["means"].astype(np.float32)
+        for name, emb in zip(candidates, (z, projected, means[:, 3], means[:, 6])):
+            candidates[name].append(few_shot_ua(emb, labels, data["speaker"], test))
+    print("| embedding | few-shot UA (5 clips per class, held-out speakers) |")
+    print("|---|---|")
+    for name, values in candidates.items():
+        print(f"| {name} | {np.mean(values):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path, required=True)
@@ -80,6 +143,7 @@ def main() -> None:
     parser.add_argument("--augment", default="", help="comma-separated extra training variants, e.g. noise15,speed0.9")
     parser.add_argument("--l2", type=float, default=1e-2)
     parser.add_argument("--base", default="clean", help="feature file for evaluation (clean or clean_pad30)")
+    parser.add_argument("--embedding-choice", action="store_true", help="compare candidate embeddings by few-shot UA")
     args = parser.parse_args()
 
     clean = load(args.features, args.base)
@@ -94,6 +158,9 @@ def main() -> None:
     variants = ["clean"] + [v for v in args.augment.split(",") if v]
     raw = {"clean": clean} | {v: load(args.features, v) for v in variants[1:]}
     everything = np.ones(len(labels), dtype=bool)
+    if args.embedding_choice:
+        embedding_choice(clean, labels, folds)
+        return
 
     print(f"features: {args.features} ({args.base}); training variants: {variants}; l2={args.l2}")
     print("| features | head | joint RAVDESS UA / WA | joint CASIA UA / WA | RAVDESS-only UA | CASIA-only UA | RAVDESS→CASIA UA | CASIA→RAVDESS UA | s |")

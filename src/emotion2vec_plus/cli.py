@@ -17,8 +17,8 @@ from .errors import Emotion2VecError
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="model name (large, base, seed, emotion2vec_base_finetuned, emotion2vec_base), "
-                             "hub id, or local model directory (default: large)")
+                        help="compact (bundled, default), large, base, seed, emotion2vec_base_finetuned, "
+                             "emotion2vec_base, a hub id, or a local model directory")
     parser.add_argument("--hub", choices=["hf", "ms"], default=None,
                         help="where to download models: hf = Hugging Face, ms = ModelScope "
                              "(default: $EMOTION2VEC_HUB or hf)")
@@ -106,19 +106,32 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _compact_size_mb() -> int:
+    from .compact import default_compact_path
+    from .whisper import default_weights_path
+
+    return round((default_compact_path().stat().st_size + default_weights_path().stat().st_size) / 1e6)
+
+
 def _run_models(args: argparse.Namespace) -> int:
+    from .compact import COMPACT_NAME, default_compact_path, read_compact
     from .hub import list_models, resolve_hub
 
     statuses = list_models(hub=args.hub, cache_dir=args.cache_dir)
     hub = resolve_hub(args.hub)
+    compact = read_compact()
     if args.json:
-        print(json.dumps([{
+        bundled = {"name": COMPACT_NAME, "repo": None, "embed_dim": compact.embed_dim, "has_head": compact.head is not None,
+                   "size_mb": _compact_size_mb(), "cached": True, "path": str(default_compact_path().parent)}
+        print(json.dumps([bundled] + [{
             "name": s.spec.name, "repo": s.spec.hf_repo if hub == "hf" else s.spec.ms_repo,
             "embed_dim": s.spec.embed_dim, "has_head": s.spec.has_head, "size_mb": s.spec.size_mb,
             "cached": s.cached, "path": str(s.path) if s.path else None,
         } for s in statuses], ensure_ascii=False, indent=2))
         return 0
     print(f"{'name':28} {'dim':>5} {'head':>5} {'size':>8}  {'cached':7} location")
+    print(f"{COMPACT_NAME + ' (default)':28} {compact.embed_dim:>5} {'yes':>5} {_compact_size_mb():>5} MB  "
+          f"{'bundled':7} {default_compact_path().parent}")
     for s in statuses:
         repo = s.spec.hf_repo if hub == "hf" else s.spec.ms_repo
         where = str(s.path) if s.path else f"{'huggingface.co' if hub == 'hf' else 'modelscope.cn'}/{repo}"

@@ -18,6 +18,8 @@ import torch
 
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source, load_audio
 from .checkpoint import load_checkpoint
+from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
+from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .errors import Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .labels import Label
@@ -27,7 +29,8 @@ from .results import AudioSummary, FrameScores, Result, Segment
 
 Granularity = Literal["utterance", "frame"]
 GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
-DEFAULT_MODEL = "large"
+#: The model that ships inside the package; emotion2vec+ models are one name away.
+DEFAULT_MODEL = COMPACT_NAME
 
 
 @dataclass
@@ -70,7 +73,8 @@ class Emotion2VecPlus:
     """Speech emotion recognition and emotion embeddings with an emotion2vec(+) model.
 
     Args:
-        model_name: ``"large"``, ``"base"``, ``"seed"``, ``"emotion2vec_base_finetuned"``,
+        model_name: ``"compact"`` (default: the Whisper-base emotion model bundled with the
+            package, works offline), ``"large"``, ``"base"``, ``"seed"``, ``"emotion2vec_base_finetuned"``,
             ``"emotion2vec_base"`` (embeddings only), a hub id such as
             ``"iic/emotion2vec_plus_large"``, or a local FunASR-format model directory
             (``config.yaml``, ``model.pt``, ``tokens.txt``).
@@ -108,12 +112,20 @@ class Emotion2VecPlus:
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
         self.device = _resolve_device(device)
-        self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
         started = time.perf_counter()
-        model, labels = load_checkpoint(self.model_dir)
-        self.model: Emotion2vecModel = model.to(self.device)
+        model: Emotion2vecModel | CompactEmotionModel
+        if str(model_name) == COMPACT_NAME:
+            if window_s > COMPACT_MAX_WINDOW_S:
+                raise ValueError(f"the compact model takes windows of at most {COMPACT_MAX_WINDOW_S:g} s, got window_s={window_s}")
+            self.model_dir = default_compact_path().parent
+            model, labels = load_compact_model()
+            self.model_name = COMPACT_NAME
+        else:
+            self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
+            model, labels = load_checkpoint(self.model_dir)
+            self.model_name = canonical_name(str(model_name)) or str(model_name)
+        self.model = model.to(self.device)
         self.load_time_s = time.perf_counter() - started
-        self.model_name = canonical_name(str(model_name)) or str(model_name)
         self._labels = labels
         self._used = np.array([not label.unused for label in labels], dtype=bool)
         self.batch_size = batch_size

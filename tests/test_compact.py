@@ -1,0 +1,118 @@
+"""The bundled compact model: the default, offline, same Result/granularities/files as emotion2vec+."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from conftest import speech_clips, speech_of_length
+from emotion2vec_plus import EMOTIONS, Emotion2VecPlus
+from emotion2vec_plus.compact import COMPACT_FILE, read_compact
+from emotion2vec_plus.errors import CheckpointError
+
+SAMPLES = resources.files("emotion2vec_plus") / "samples"
+
+
+@pytest.fixture(scope="module")
+def compact() -> Emotion2VecPlus:
+    return Emotion2VecPlus()
+
+
+def test_default_model_is_the_bundled_compact_model(compact):
+    assert compact.model_name == "compact"
+    assert compact.embed_dim == 3584 and compact.frame_rate == 50
+    assert [label.english for label in compact.labels] == list(EMOTIONS)
+
+
+def test_model_file_metadata(compact):
+    spec = read_compact()
+    assert spec.layers == list(range(7)) and spec.head is not None
+    assert spec.head.embedding_model == "compact" and spec.head.embed_dim == 3584
+    assert set(spec.head.labels) == set(EMOTIONS) - {"other", "unknown"}
+    info = json.loads((resources.files("emotion2vec_plus") / "assets" / "whisper_base_encoder.json").read_text())
+    assert spec.metadata["encoder_sha256"] == info["sha256"]
+    assert "non-commercial" in spec.head.training["licence"]
+
+
+def test_untrained_classes_get_zero_probability(compact):
+    result = compact.predict(speech_of_length(2.0), granularity="frame")
+    assert result.scores["other"] == 0.0 and result.scores["unknown"] == 0.0
+    assert abs(sum(result.scores.values()) - 1) < 1e-5
+    assert all(f.scores[EMOTIONS.index("other")] == 0.0 for f in result.frames)
+
+
+def test_frames_embedding_and_scores_are_consistent(compact):
+    wav = speech_of_length(3.0, offset=5)
+    frames = compact.extract_embedding(wav, granularity="frame")
+    assert frames.shape == (150, 3584)
+    result = compact.predict(wav, extract_embedding=True)
+    assert np.allclose(frames.mean(axis=0), result.embedding, atol=1e-4)
+    assert compact.classify_embedding(result.embedding) == pytest.approx(result.scores, abs=1e-5)
+
+
+def test_batch_equals_one_by_one(compact):
+    clips = [str(p) for p in speech_clips(3)]
+    together = compact.predict_batch(clips, extract_embedding=True)
+    for path, result in zip(clips, together):
+        alone = compact.predict(path, extract_embedding=True)
+        # Whisper's block 3 makes large activations; float32 rounding then differs slightly with padding.
+        assert np.abs(alone.embedding - result.embedding).max() < 2e-3
+        assert result.emotion == alone.emotion
+        assert np.abs(np.array(list(alone.scores.values())) - np.array(list(result.scores.values()))).max() < 1e-3
+
+
+def test_long_audio_windows_and_segments(compact):
+    wav = np.tile(speech_of_length(20.0), 4)  # 80 s -> three windows of at most 30 s
+    result = compact.predict(wav)
+    assert len(result.segments) == 3 and result.segments[-1].end_s == pytest.approx(80.0)
+    with pytest.raises(ValueError, match="at most 30"):
+        Emotion2VecPlus(window_s=45)
+
+
+def test_bundled_samples_run(compact, tmp_path):
+    paths = sorted(str(p) for p in SAMPLES.iterdir() if p.name.endswith(".wav"))
+    assert len(paths) == 5
+    results = compact.predict_batch(paths, output_dir=tmp_path)
+    assert all(r.ok and r.emotion in EMOTIONS for r in results)
+    assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_real_speech_accuracy_is_far_above_chance(compact):
+    """A sanity check, not the evaluation (that is speaker-independent, in the model card):
+    the model, trained on these corpora, gets most clips of a few speakers right."""
+    clips = speech_clips(1440)[::12]
+    import csv
+
+    from conftest import DATASETS
+    with (DATASETS / "RAVDESS" / "manifest.csv").open() as handle:
+        truth = {str(DATASETS / "RAVDESS" / r["path"]): r["label"] for r in csv.DictReader(handle)}
+    results = compact.predict_batch([str(c) for c in clips])
+    accuracy = np.mean([r.emotion == truth[r.source] for r in results])
+    assert accuracy > 0.5
+
+
+def test_damaged_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / COMPACT_FILE
+    bad.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match=COMPACT_FILE):
+        read_compact(bad)
+
+
+def test_shipped_compact_file_checksum():
+    data = (resources.files("emotion2vec_plus") / "assets" / COMPACT_FILE).read_bytes()
+    recorded = json.loads((resources.files("emotion2vec_plus") / "assets" / "compact_v1.json").read_text())
+    assert hashlib.sha256(data).hexdigest() == recorded["sha256"]
+
+
+def test_golden_output_on_a_bundled_clip(compact):
+    """Recorded when compact_v1 was built; catches a changed model file or a broken implementation."""
+    result = compact.predict(str(SAMPLES / "en_excited.wav"), extract_embedding=True)
+    golden = {"angry": 0.0033, "fearful": 0.765, "happy": 0.0498, "neutral": 0.1819, "sad": 0.0001}
+    assert result.emotion == "fearful"
+    for name, value in golden.items():
+        assert result.scores[name] == pytest.approx(value, abs=2e-3)
+    assert result.embedding[:4] == pytest.approx([1.8409, 1.7435, 1.8035, 6.1876], abs=2e-2)
