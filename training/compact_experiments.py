@@ -124,8 +124,9 @@ def embedding_choice(data: dict, labels: np.ndarray, folds: np.ndarray) -> None:
         train, test = folds != fold, folds == fold
         mean, scale = concat[train].mean(0), concat[train].std(0) + 1e-5
         z = ((concat - mean) / scale).astype(np.float32)
+        projection = bottleneck_projection(z[train], labels[train], 256)
         with torch.no_grad():
-            projected = bottleneck_projection(z[train], labels[train], 256)(torch.from_numpy(z)).numpy()
+            projected = projection(torch.from_numpy(z)).numpy()
         means = data["means"].astype(np.float32)
         for name, emb in zip(candidates, (z, projected, means[:, 3], means[:, 6])):
             candidates[name].append(few_shot_ua(emb, labels, data["speaker"], test))
