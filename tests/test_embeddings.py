@@ -75,3 +75,9 @@ def test_large_files_are_memory_mapped(tmp_path):
     save_embedding(tmp_path / "big.npy", np.ones((10, 4), dtype=np.float32))
     assert isinstance(load_embedding(tmp_path / "big.npy", mmap=True), np.memmap)
     assert not isinstance(load_embedding(tmp_path / "big.npy"), np.memmap)
+
+
+def test_save_keeps_the_name_given(tmp_path):
+    path = save_embedding(tmp_path / "vector.emb", np.ones(4, dtype=np.float32))
+    assert path == tmp_path / "vector.emb" and path.is_file()
+    assert np.array_equal(load_embedding(path), np.ones(4, dtype=np.float32))

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Sequence
 
+from .analytics import add_analytics_parsers, run_analytics_command
 from .errors import Emotion2VecError
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--hub", choices=["hf", "ms"], default=None)
     models.add_argument("--cache-dir", default=None)
     models.add_argument("--json", action="store_true")
+    add_analytics_parsers(sub)
     return parser
 
 
@@ -147,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return _run_predict(args)
+        if args.command in ("similarity", "search", "cluster"):
+            return run_analytics_command(args)
         return _run_models(args)
     except Emotion2VecError as exc:
         print(f"error: {exc}", file=sys.stderr)

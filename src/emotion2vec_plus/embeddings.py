@@ -24,7 +24,8 @@ def save_embedding(path: str | os.PathLike, embedding: np.ndarray) -> Path:
         raise EmbeddingFileError(f"{path}: an embedding must hold floats, got {array.dtype}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    with path.open("wb") as handle:  # a handle keeps the name as given (np.save would append .npy)
+        np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
     return path
 
 

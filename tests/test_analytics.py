@@ -1,0 +1,459 @@
+"""Embedding analytics: cosine similarity, Parquet index, search, UMAP + HDBSCAN clustering, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import speech_clips
+from emotion2vec_plus import analytics
+from emotion2vec_plus.analytics import (
+    ClusterReport,
+    EmbeddingIndex,
+    IndexFileError,
+    cluster_embeddings,
+    cosine_similarity,
+    describe_similarity,
+    load_index,
+    search,
+    write_cluster_report,
+)
+from emotion2vec_plus.embeddings import save_embedding
+
+BLOB_EMOTIONS = ("happy", "sad", "angry")
+SCORE_NAMES = ("angry", "happy", "neutral", "sad")
+
+
+def write_index(path, paths, embeddings, emotions=None, confidences=None, *, kind="fixed",
+                value_type=pa.float32(), row_group_size=None):
+    """A Parquet file in the batch job's schema: path, emotion, confidence, scores (struct), embedding."""
+    embeddings = np.asarray(embeddings)
+    n = len(paths)
+    emotions = list(emotions) if emotions is not None else [None] * n
+    confidences = list(confidences) if confidences is not None else [None] * n
+    if kind == "fixed":
+        values = pa.array(embeddings.reshape(-1), type=value_type)
+        embedding = pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1])
+    elif kind == "list":
+        embedding = pa.array([list(map(float, row)) for row in embeddings], type=pa.list_(value_type))
+    else:  # a ready-made pyarrow array (ragged lists, nulls ...)
+        embedding = kind
+    scores = pa.array([{name: (None if c is None else float(c) / len(SCORE_NAMES)) for name in SCORE_NAMES}
+                       for c in confidences])
+    table = pa.table({"path": pa.array(list(map(str, paths)), pa.string()), "emotion": pa.array(emotions, pa.string()),
+                      "confidence": pa.array(confidences, pa.float64()), "scores": scores, "embedding": embedding})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def run_cli(argv, capsys):
+    code = analytics.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *names):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for name in names:
+        assert str(name) in lines[0], (name, err)
+
+
+# --------------------------------------------------------------------------- synthetic data
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """3 well-separated Gaussian blobs in 64-d, 60 points each, as an index file."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((3, 64)) * 3.0
+    truth = np.repeat(np.arange(3), 60)
+    embeddings = (centres[truth] + rng.standard_normal((180, 64))).astype(np.float32)
+    paths = [f"clips/blob{b}/utt_{i:03d}.wav" for i, b in enumerate(truth)]
+    emotions = [BLOB_EMOTIONS[b] if i % 10 else None for i, b in enumerate(truth)]  # some rows without emotion
+    confidences = [None if i % 10 == 0 else 0.5 + 0.1 * b for i, b in enumerate(truth)]
+    # Noise in the labels: a few rows of each blob carry another emotion.
+    for i in range(3, 180, 20):
+        emotions[i] = "neutral"
+    path = write_index(tmp_path_factory.mktemp("blobs") / "embeddings.parquet", paths, embeddings, emotions,
+                       confidences, row_group_size=50)
+    return {"path": path, "truth": truth, "embeddings": embeddings, "paths": paths, "emotions": emotions,
+            "confidences": confidences}
+
+
+@pytest.fixture(scope="module")
+def blob_index(blobs):
+    return load_index(blobs["path"])
+
+
+@pytest.fixture(scope="module")
+def blob_report(blob_index):
+    return cluster_embeddings(blob_index, min_cluster_size=15, seed=0)
+
+
+def test_cosine_similarity_basics():
+    a = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    assert cosine_similarity(a, a * 5) == pytest.approx(1.0)
+    assert cosine_similarity(a, np.array([0.0, 2.0, 0.0])) == pytest.approx(0.0)
+    assert cosine_similarity(a, -a) == pytest.approx(-1.0)
+    frames = np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]])  # mean (1, 0, 0)
+    assert cosine_similarity(frames, a) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="dimensions differ: 3 vs 4"):
+        cosine_similarity(a, np.ones(4))
+    with pytest.raises(ValueError, match="all zeros"):
+        cosine_similarity(a, np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        cosine_similarity(a, np.array([1.0, np.nan, 0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        cosine_similarity(np.ones((2, 2, 2)), a)
+
+
+def test_describe_similarity_bands():
+    assert "identical" in describe_similarity(1.0)
+    assert describe_similarity(0.8) == "very similar emotional profile"
+    assert describe_similarity(0.6) == "similar emotional profile"
+    assert describe_similarity(0.4) == "somewhat similar emotional profile"
+    assert describe_similarity(0.1) == "different emotional profile"
+    assert "very different" in describe_similarity(-0.4)
+    readings = [describe_similarity(v) for v in np.linspace(1, -1, 41)]
+    assert len(set(readings)) == len(analytics.SIMILARITY_BANDS)  # every band is reachable, in order
+    with pytest.raises(ValueError):
+        describe_similarity(float("nan"))
+
+
+def test_load_index_reads_the_batch_schema(blobs, blob_index):
+    assert len(blob_index) == 180 and blob_index.dim == 64 and blob_index.embeddings.dtype == np.float32
+    assert np.allclose(np.linalg.norm(blob_index.embeddings, axis=1), 1.0, atol=1e-5)
+    expected = blobs["embeddings"] / np.linalg.norm(blobs["embeddings"], axis=1, keepdims=True)
+    assert np.allclose(blob_index.embeddings, expected, atol=1e-6)  # row order kept across row groups
+    assert blob_index.paths == blobs["paths"]
+    assert blob_index.emotions == blobs["emotions"] and blob_index.emotions[0] is None
+    assert blob_index.confidences[0] is None and blob_index.confidences[1] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kind, value_type", [("list", pa.float32()), ("fixed", pa.float64()),
+                                              ("list", pa.float16())])
+def test_load_index_accepts_variable_lists_and_other_float_widths(tmp_path, kind, value_type):
+    emb = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    path = write_index(tmp_path / "e.parquet", [f"f{i}.wav" for i in range(5)], emb, kind=kind, value_type=value_type)
+    index = load_index(path)
+    assert index.embeddings.shape == (5, 8)
+    assert np.allclose(index.embeddings, emb / np.linalg.norm(emb, axis=1, keepdims=True), atol=2e-3)
+
+
+def test_load_index_without_optional_columns(tmp_path):
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(8, dtype=np.float32)), 4)
+    pq.write_table(pa.table({"path": ["a.wav", "b.wav"], "embedding": emb}), tmp_path / "min.parquet")
+    index = load_index(tmp_path / "min.parquet")
+    assert index.emotions == [None, None] and index.confidences == [None, None]
+
+
+def _bad_index(tmp_path, case):
+    """(file, message fragment) for each malformed index."""
+    ok = np.ones((3, 4), dtype=np.float32)
+    names = ["a.wav", "b.wav", "c.wav"]
+    target = tmp_path / f"{case}.parquet"
+    if case == "missing":
+        return tmp_path / "nowhere.parquet", "not found"
+    if case == "not_parquet":
+        target.write_text("path,embedding\na.wav,1 2 3\n")
+        return target, "not a Parquet file"
+    if case == "truncated":
+        write_index(target, names, ok)
+        data = target.read_bytes()
+        target.write_bytes(data[:4] + data[len(data) // 2:])  # PAR1 at both ends, garbage inside
+        return target, "Parquet"
+    if case == "no_embedding_column":
+        pq.write_table(pa.table({"path": names, "emotion": ["happy"] * 3}), target)
+        return target, "missing column(s) embedding"
+    if case == "ragged":
+        write_index(target, names, None, kind=pa.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0, 3.0]], pa.list_(pa.float32())))
+        return target, "ragged"
+    if case == "nan":
+        bad = ok.copy()
+        bad[1, 2] = np.nan
+        write_index(target, names, bad)
+        return target, "row 1 (b.wav) contains NaN"
+    if case == "zero_vector":
+        bad = ok.copy()
+        bad[2] = 0
+        write_index(target, names, bad)
+        return target, "row 2 (c.wav) is all zeros"
+    if case == "null_embedding":
+        write_index(target, names, None, kind=pa.array([[1.0, 2.0], None, [1.0, 2.0]], pa.list_(pa.float32())))
+        return target, "row 1 (b.wav) has no embedding"
+    if case == "strings":
+        write_index(target, names, None, kind=pa.array([["x"], ["y"], ["z"]], pa.list_(pa.string())))
+        return target, "expected floats"
+    if case == "empty":
+        write_index(target, [], np.zeros((0, 4), dtype=np.float32))
+        return target, "no rows"
+    raise AssertionError(case)
+
+
+BAD_CASES = ["missing", "not_parquet", "truncated", "no_embedding_column", "ragged", "nan", "zero_vector",
+             "null_embedding", "strings", "empty"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_malformed_index_is_a_clear_error(tmp_path, case):
+    path, fragment = _bad_index(tmp_path, case)
+    with pytest.raises(IndexFileError) as info:
+        load_index(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+def test_search_exact_cosine(blob_index, monkeypatch):
+    query = blob_index.embeddings[42] * 3.0
+    hits = search(blob_index, query, top=5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0].row == 42 and hits[0].path == blob_index.paths[42] and hits[0].similarity == pytest.approx(1.0)
+    brute = blob_index.embeddings @ blob_index.embeddings[42]
+    assert [h.row for h in hits] == list(np.argsort(-brute, kind="stable")[:5])
+    assert all(a.similarity >= b.similarity for a, b in zip(hits, hits[1:]))
+    assert all(blob_index.paths[h.row].startswith("clips/blob0/") for h in hits)  # row 42 is in blob 0
+    assert len(search(blob_index, query, top=1000)) == 180
+    frames = np.stack([query, query])
+    assert search(blob_index, frames, top=1)[0].row == 42
+    with pytest.raises(ValueError, match="query embedding is 32-d but the embeddings in .* are 64-d"):
+        search(blob_index, np.ones(32), top=3)
+    with pytest.raises(ValueError, match="top"):
+        search(blob_index, query, top=0)
+    # The large-index path: FAISS when importable, otherwise the same NumPy search.
+    monkeypatch.setattr(analytics, "FAISS_THRESHOLD", 10)
+    assert [h.row for h in search(blob_index, query, top=5)] == [h.row for h in hits]
+
+
+def test_clustering_finds_the_three_blobs(blobs, blob_index, blob_report):
+    report = blob_report
+    assert isinstance(report, ClusterReport)
+    assert report.labels.shape == (180,) and report.coords.shape == (180, 2)
+    assert report.n_clusters == 3 and report.n_noise == 0
+    for blob in range(3):  # each blob is exactly one cluster
+        assert len(set(report.labels[blobs["truth"] == blob].tolist())) == 1
+    assert len(set(report.labels.tolist())) == 3
+    summary = {entry["cluster"]: entry for entry in report.summary}
+    assert sorted(summary) == [0, 1, 2]
+    for blob, emotion in enumerate(BLOB_EMOTIONS):
+        entry = summary[int(report.labels[blobs["truth"] == blob][0])]
+        assert entry["size"] == 60 and entry["dominant_emotion"] == emotion
+        assert entry["mean_confidence"] == pytest.approx(0.5 + 0.1 * blob)
+        assert 1 <= len(entry["examples"]) <= 5
+        assert all(p.startswith(f"clips/blob{blob}/") for p in entry["examples"])
+        assert entry["emotions"]["neutral"] == 3
+    assert report.params["cluster_space"] == f"umap-{analytics.CLUSTER_DIMS}d" and report.params["seed"] == 0
+
+
+def test_clustering_is_deterministic_for_a_seed(blob_index, blob_report):
+    again = cluster_embeddings(blob_index, min_cluster_size=15, seed=0)
+    assert np.array_equal(again.labels, blob_report.labels)
+    assert np.array_equal(again.coords, blob_report.coords)
+    assert again.summary == blob_report.summary
+
+
+def test_cluster_arguments_are_checked(blob_index):
+    small = EmbeddingIndex.from_arrays(blob_index.paths[:10], blob_index.embeddings[:10])
+    with pytest.raises(ValueError, match="only 10 embeddings"):
+        cluster_embeddings(small, min_cluster_size=15)
+    with pytest.raises(ValueError, match="min_cluster_size"):
+        cluster_embeddings(blob_index, min_cluster_size=1)
+
+
+def test_cluster_report_files(blob_index, blob_report, tmp_path):
+    written = write_cluster_report(blob_report, blob_index, tmp_path / "report")
+    assert {p.name for p in written.values()} == {"clusters.csv", "map.png", "map.html", "summary.json"}
+    assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written["png"].stat().st_size > 10_000
+    page = written["html"].read_text(encoding="utf-8")
+    assert 'id="emotion-map"' in page and "Plotly.newPlot" in page
+    assert "utt_042.wav" in page  # hover text: file name
+    assert "<script src=" not in page and len(page) > 1_000_000  # plotly.js is embedded: works offline
+    lines = written["csv"].read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "path,cluster,emotion,confidence,x,y" and len(lines) == 181
+    row = lines[2].split(",")
+    assert row[0] == blob_index.paths[1] and int(row[1]) == blob_report.labels[1] and row[2] == "happy"
+    assert lines[1].split(",")[2:4] == ["", ""]  # row 0 has no emotion / confidence
+    summary = json.loads(written["json"].read_text(encoding="utf-8"))
+    assert summary["n_embeddings"] == 180 and summary["n_clusters"] == 3 and summary["n_noise"] == 0
+    assert {c["dominant_emotion"] for c in summary["clusters"]} == set(BLOB_EMOTIONS)
+
+
+def test_report_with_noise_and_awkward_names(tmp_path):
+    rng = np.random.default_rng(1)
+    emb = np.concatenate([rng.standard_normal((40, 16)) * 0.1 + 4, rng.standard_normal((40, 16)) * 0.1 - 4,
+                          rng.standard_normal((6, 16)) * 6])
+    names = [f"dir/<b>clip {i}</script>.wav" for i in range(len(emb))]
+    index = EmbeddingIndex.from_arrays(names, emb, ["happy"] * len(emb), [0.9] * len(emb))
+    report = ClusterReport(labels=np.array([0] * 40 + [1] * 40 + [-1] * 6), coords=rng.standard_normal((86, 2)),
+                           summary=analytics._summarise(index, np.array([0] * 40 + [1] * 40 + [-1] * 6)))
+    assert report.summary[-1]["cluster"] == -1 and report.summary[-1]["size"] == 6
+    written = write_cluster_report(report, index, tmp_path)
+    page = written["html"].read_text(encoding="utf-8")
+    assert "</script>.wav" not in page  # file names cannot break out of the page's script
+    assert written["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- command line (synthetic)
+def test_cli_cluster_writes_the_report(blobs, tmp_path, capsys):
+    code, out, err = run_cli(["cluster", blobs["path"], "--out", tmp_path / "rep", "--seed", "0"], capsys)
+    assert code == 0, err
+    assert "180 embeddings (64-d): 3 clusters, 0 noise" in out
+    assert sum(1 for line in out.splitlines() if "(" in line and "%" in line and "clips/blob" in line) == 3
+    assert {p.name for p in (tmp_path / "rep").iterdir()} == {"clusters.csv", "map.png", "map.html", "summary.json"}
+
+
+@pytest.mark.parametrize("case", ["missing", "not_parquet", "no_embedding_column", "ragged", "nan"])
+def test_cli_bad_index_is_one_line_error(tmp_path, capsys, case):
+    path, _ = _bad_index(tmp_path, case)
+    query = save_embedding(tmp_path / "q.npy", np.ones(4, dtype=np.float32))
+    assert_one_line_error(*run_cli(["search", query, "--index", path], capsys)[::2], path)
+    assert_one_line_error(*run_cli(["cluster", path, "--out", tmp_path / "rep"], capsys)[::2], path)
+
+
+def test_cli_usage_errors(blobs, tmp_path, capsys):
+    q64 = save_embedding(tmp_path / "q64.npy", np.ones(64, dtype=np.float32))
+    q32 = save_embedding(tmp_path / "q32.npy", np.ones(32, dtype=np.float32))
+    assert_one_line_error(*run_cli(["search", q32, "--index", blobs["path"]], capsys)[::2], q32, "32-d", "64-d")
+    assert_one_line_error(*run_cli(["similarity", q64, q32], capsys)[::2], q32, "32-d", "64-d")
+    assert_one_line_error(*run_cli(["similarity", q64, tmp_path / "gone.npy"], capsys)[::2], "gone.npy", "not found")
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_one_line_error(*run_cli(["similarity", q64, pickled], capsys)[::2], pickled, "pickle")
+    assert_one_line_error(*run_cli(["search", q64, "--index", blobs["path"], "--top", "0"], capsys)[::2], "--top")
+    big = tmp_path / "rep_is_a_file"
+    big.write_text("x")
+    code, _, err = run_cli(["cluster", blobs["path"], "--out", big, "--min-cluster-size", "500"], capsys)
+    assert_one_line_error(code, err, blobs["path"], "min-cluster-size")
+
+
+def test_cli_search_and_similarity_on_npy(blobs, blob_index, tmp_path, capsys):
+    query = save_embedding(tmp_path / "query.npy", blobs["embeddings"][7])
+    code, out, _ = run_cli(["search", query, "--index", blobs["path"], "--top", "3"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["rank", "similarity", "emotion"] and len(lines) == 4
+    assert lines[1].split()[:2] == ["1", "1.0000"] and lines[1].endswith(blob_index.paths[7])
+    code, out, _ = run_cli(["search", query, "--index", blobs["path"], "--top", "2", "--json"], capsys)
+    data = json.loads(out)
+    assert data["dim"] == 64 and [h["row"] for h in data["hits"]][0] == 7 and len(data["hits"]) == 2
+    other = tmp_path / "other.bin"  # .npy content under another extension (np.save on a path would add .npy)
+    with other.open("wb") as handle:
+        np.save(handle, blobs["embeddings"][100])
+    code, out, _ = run_cli(["similarity", query, other, "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["cosine_similarity"] == pytest.approx(
+        cosine_similarity(blobs["embeddings"][7], blobs["embeddings"][100]), abs=1e-6)
+    assert data["model"] is None and data["reading_calibrated"] is False  # no model was loaded
+
+
+def test_module_entry_point_exit_code_without_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "emotion2vec_plus.analytics", "search", str(tmp_path / "q.npy"),
+                           "--index", str(tmp_path / "none.parquet")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line_error(done.returncode, done.stderr, "none.parquet")
+
+
+def test_main_cli_registers_the_commands(blobs, tmp_path, capsys):
+    """Once cli.py wires in add_analytics_parsers / run_analytics_command, the commands run through it."""
+    from emotion2vec_plus import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    if "similarity" not in sub.choices:
+        pytest.skip("cli.py does not register the analytics commands yet")
+    query = save_embedding(tmp_path / "q.npy", blobs["embeddings"][0])
+    assert cli.main(["similarity", str(query), str(query)]) == 0
+    assert "cosine similarity: 1.0000" in capsys.readouterr().out
+    assert cli.main(["search", str(query), "--index", str(tmp_path / "missing.parquet")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+# --------------------------------------------------------------------------- real speech
+@pytest.fixture(scope="module")
+def model():
+    from emotion2vec_plus import Emotion2VecPlus
+
+    return Emotion2VecPlus()
+
+
+@pytest.fixture(scope="module")
+def speech(model, tmp_path_factory):
+    """12 real RAVDESS clips embedded with the bundled model, as an index file and two .npy files."""
+    clips = speech_clips(12)
+    results = model.predict_batch(clips, extract_embedding=True, errors="raise")
+    embeddings = np.stack([r.embedding for r in results])
+    folder = tmp_path_factory.mktemp("speech")
+    index_path = write_index(folder / "embeddings.parquet", [str(c) for c in clips], embeddings,
+                             [r.emotion for r in results], [r.confidence for r in results])
+    npy = [save_embedding(folder / f"clip{i}.npy", model.extract_embedding(clips[i])) for i in (0, 5)]
+    return {"clips": clips, "embeddings": embeddings, "index": index_path, "npy": npy}
+
+
+@pytest.fixture
+def shared_model(model, monkeypatch):
+    """The CLI builds its model through inference.Emotion2VecPlus; hand it the already loaded one."""
+    import emotion2vec_plus.inference as inference
+
+    monkeypatch.setattr(inference, "Emotion2VecPlus", lambda *args, **kwargs: model)
+    return model
+
+
+def test_real_speech_similarity_and_search(speech, model):
+    emb = speech["embeddings"]
+    assert emb.shape == (12, model.embed_dim) == (12, 3584)
+    assert cosine_similarity(emb[3], emb[3]) == pytest.approx(1.0, abs=1e-6)
+    assert describe_similarity(cosine_similarity(emb[3], emb[3])).startswith("practically identical")
+    others = [cosine_similarity(emb[3], emb[i]) for i in range(12) if i != 3]
+    assert max(others) < 0.99
+    index = load_index(speech["index"])
+    assert index.dim == 3584 and all(e is not None for e in index.emotions)
+    single = model.extract_embedding(speech["clips"][3])  # one by one vs batched: the same clip comes first
+    hits = search(index, single, top=12)
+    assert hits[0].path == str(speech["clips"][3]) and hits[0].similarity > 0.999
+    assert hits[1].similarity < hits[0].similarity and len(hits) == 12
+
+
+def test_cli_similarity_audio_equals_npy(speech, capsys):
+    """End to end with a model loaded by the CLI itself (no monkeypatching)."""
+    a, b = speech["clips"][0], speech["clips"][5]
+    code, out_audio, err = run_cli(["similarity", a, b, "--json"], capsys)
+    assert code == 0, err
+    code, out_npy, err = run_cli(["similarity", *speech["npy"], "--json"], capsys)
+    assert code == 0, err
+    audio, npy = json.loads(out_audio), json.loads(out_npy)
+    assert audio["cosine_similarity"] == pytest.approx(npy["cosine_similarity"], abs=1e-5)
+    assert audio["model"] == "compact" and audio["dim"] == 3584 and audio["reading_calibrated"] is True
+    code, out, _ = run_cli(["similarity", a, speech["npy"][1]], capsys)  # audio against .npy
+    assert code == 0
+    value = float(out.splitlines()[0].split(": ")[1])
+    assert out.startswith("cosine similarity: ") and value == pytest.approx(npy["cosine_similarity"], abs=1e-4)
+    assert out.splitlines()[1] == f"reading: {describe_similarity(npy['cosine_similarity'])}"
+
+
+def test_cli_search_with_audio_query(speech, shared_model, capsys):
+    code, out, err = run_cli(["search", speech["clips"][4], "--index", speech["index"], "--top", "3", "--json"], capsys)
+    assert code == 0, err
+    hits = json.loads(out)["hits"]
+    assert hits[0]["path"] == str(speech["clips"][4]) and hits[0]["similarity"] > 0.999
+    assert hits[0]["emotion"] and 0 < hits[0]["confidence"] <= 1
+
+
+def test_cli_model_dimension_mismatch(speech, blobs, shared_model, tmp_path, capsys):
+    clip = speech["clips"][0]
+    code, _, err = run_cli(["search", clip, "--index", blobs["path"]], capsys)
+    assert_one_line_error(code, err, blobs["path"], "64-d", "3584-d", "--model")
+    small = save_embedding(tmp_path / "small.npy", np.ones(64, dtype=np.float32))
+    code, _, err = run_cli(["similarity", clip, small], capsys)
+    assert_one_line_error(code, err, small, "64-d", "3584-d")
+
+
+def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys):
+    notes = tmp_path / "notes.wav"
+    notes.write_text("meeting notes, not audio")
+    code, _, err = run_cli(["similarity", speech["npy"][0], notes], capsys)
+    assert_one_line_error(code, err, notes)
+    code, _, err = run_cli(["search", notes, "--index", speech["index"]], capsys)
+    assert_one_line_error(code, err, notes)
