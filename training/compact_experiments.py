@@ -89,7 +89,7 @@ def few_shot_ua(z: np.ndarray, labels: np.ndarray, speakers: np.ndarray, test: n
     return float(np.mean(scores))
 
 
-def bottleneck_projection(x: np.ndarray, labels: np.ndarray, dim: int, seed: int = 0) -> "torch.nn.Linear":
+def bottleneck_projection(x: np.ndarray, labels: np.ndarray, dim: int, seed: int = 0):
     """A learned linear projection to ``dim`` (trained jointly with a linear classifier on top)."""
     import torch
 

@@ -13,6 +13,7 @@ import time
 from typing import Sequence
 
 from .analytics import add_analytics_parsers, run_analytics_command
+from .batch import add_batch_parser, run_batch_command
 from .errors import Emotion2VecError
 
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--cache-dir", default=None)
     models.add_argument("--json", action="store_true")
     add_analytics_parsers(sub)
+    add_batch_parser(sub)
     return parser
 
 
@@ -149,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return _run_predict(args)
+        if args.command == "batch":
+            return run_batch_command(args)
         if args.command in ("similarity", "search", "cluster"):
             return run_analytics_command(args)
         return _run_models(args)

@@ -206,7 +206,7 @@ class Emotion2VecPlus:
 
     def predict_batch(
         self,
-        audios: Sequence[AudioInput],
+        audios: Sequence[AudioInput | Audio],
         granularity: Granularity = "utterance",
         extract_embedding: bool = False,
         *,
@@ -216,7 +216,9 @@ class Emotion2VecPlus:
     ) -> list[Result]:
         """Recognise many inputs, batching windows of similar length together.
 
-        With ``errors="collect"`` (default) an input that cannot be decoded gives a
+        Inputs may also be :class:`~emotion2vec_plus.audio.Audio` objects already decoded by
+        :func:`~emotion2vec_plus.audio.load_audio`. With ``errors="collect"`` (default) an input
+        that cannot be decoded gives a
         ``Result`` with ``error`` set and the others are still processed; ``"raise"``
         stops at the first bad input. Results come back in input order.
         """
@@ -225,6 +227,9 @@ class Emotion2VecPlus:
         decoded: list[Audio | None] = []
         failures: dict[int, str] = {}
         for index, audio in enumerate(audios):
+            if isinstance(audio, Audio):  # already decoded, e.g. by a batch job's decoding threads
+                decoded.append(audio)
+                continue
             try:
                 decoded.append(load_audio(audio, max_duration_s=self.max_duration_s))
             except Emotion2VecError as exc:
