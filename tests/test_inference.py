@@ -131,3 +131,25 @@ def test_embedding_only_model(tmp_path):
 def test_bad_arguments(small_model):
     with pytest.raises(ValueError, match="granularity"):
         small_model.predict(speech_of_length(1.0), granularity="word")
+
+
+def test_custom_head_replaces_the_classes_and_refuses_other_models(small_checkpoint, small_model, tmp_path):
+    from emotion2vec_plus.heads import HeadMismatchError, train_head
+
+    clips = [str(p) for p in speech_clips(24)]
+    embeddings = np.stack([r.embedding for r in small_model.predict_batch(clips, extract_embedding=True)])
+    names = ["calm" if i % 2 else "tense" for i in range(len(clips))]
+    head = train_head(embeddings, names, embedding_model=small_model.model_name)
+    path = head.save(tmp_path / "tension.safetensors")
+
+    custom = Emotion2VecPlus(small_checkpoint, head=path)
+    result = custom.predict(clips[0], granularity="frame", extract_embedding=True)
+    assert list(result.scores) == ["calm", "tense"] and result.emotion in ("calm", "tense")
+    assert result.scores == pytest.approx(dict(zip(head.labels, head.predict_proba(result.embedding.mean(0)))), abs=1e-5)
+    assert result.frames[0].emotion in ("calm", "tense")
+    assert small_model.classify_embedding(embeddings[0], head=path) == pytest.approx(
+        dict(zip(head.labels, head.predict_proba(embeddings[0]))), abs=1e-6)
+
+    other = train_head(embeddings, names, embedding_model="large")
+    with pytest.raises(HeadMismatchError, match="large"):
+        Emotion2VecPlus(small_checkpoint, head=other)

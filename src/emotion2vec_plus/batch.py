@@ -827,6 +827,7 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=30.0, help="seconds per window for long audio (default 30)")
     parser.add_argument("--max-duration", type=float, default=None,
                         help="refuse files longer than this many seconds (default 4 h)")
+    parser.add_argument("--head", default=None, help="a custom head file made by train-head")
     parser.add_argument("--retry-failed", action="store_true", help="process files again that failed before")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_batch_command)
@@ -860,7 +861,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         model = Emotion2VecPlus(
             args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
             num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-            max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S,
+            max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
         )
         progress = not args.no_progress
         if progress:

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="save each run to DIR/outputs_YYYYMMDD_HHMMSS/ (processed_audio.wav, "
                               "result.json, embedding.npy)")
     predict.add_argument("--json", action="store_true", help="print results as JSON lines instead of text")
+    predict.add_argument("--head", default=None,
+                         help="a custom head file made by train-head (replaces the model's own classes)")
     predict.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     predict.add_argument("--window", type=float, default=30.0,
                          help="seconds per window for long audio (default 30)")
@@ -90,7 +92,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     model = Emotion2VecPlus(
         args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
         num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-        max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S,
+        max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
     )
     if not args.json:
         print(f"model {model.model_name} ({model.embed_dim}-d) loaded from {model.model_dir} "

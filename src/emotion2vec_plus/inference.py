@@ -22,7 +22,8 @@ from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, lo
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .errors import Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
-from .labels import Label
+from .heads import EmotionHead
+from .labels import Label, label_from_name
 from .model import Emotion2vecModel
 from .outputs import write_run
 from .results import AudioSummary, FrameScores, Result, Segment
@@ -89,6 +90,9 @@ class Emotion2VecPlus:
         window_s: inputs longer than this are processed in windows of at most this length
             and also get per-window ``segments``.
         max_duration_s: longer inputs are refused (``AudioTooLongError``).
+        head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
+            replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
+            been trained on this model's embeddings.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Emotion2VecPlus:
         max_batch_seconds: float = 120.0,
         window_s: float = 30.0,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+        head: str | os.PathLike | EmotionHead | None = None,
     ) -> None:
         if window_s * SAMPLE_RATE < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
@@ -132,6 +137,11 @@ class Emotion2VecPlus:
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
         self.window_samples = int(window_s * SAMPLE_RATE)
         self.max_duration_s = max_duration_s
+        self.custom_head: EmotionHead | None = None
+        if head is not None:
+            self.custom_head = self._checked_head(head)
+            self._labels = [label_from_name(name) for name in self.custom_head.labels]
+            self._used = np.ones(len(self._labels), dtype=bool)
 
     @classmethod
     def from_pretrained(cls, model_name: str | os.PathLike = DEFAULT_MODEL, **kwargs) -> "Emotion2VecPlus":
@@ -146,8 +156,8 @@ class Emotion2VecPlus:
 
     @property
     def has_head(self) -> bool:
-        """False for embedding-only models (``emotion2vec_base``)."""
-        return self.model.head is not None
+        """False for embedding-only models (``emotion2vec_base``) without a custom head."""
+        return self.custom_head is not None or self.model.head is not None
 
     @property
     def labels(self) -> list[Label]:
@@ -167,17 +177,22 @@ class Emotion2VecPlus:
         assert result.embedding is not None
         return result.embedding
 
-    def classify_embedding(self, embedding: np.ndarray) -> dict[str, float]:
+    def classify_embedding(self, embedding: np.ndarray,
+                           head: str | os.PathLike | EmotionHead | None = None) -> dict[str, float]:
         """Class probabilities (English label -> probability, summing to 1) for an embedding.
 
         Accepts an utterance embedding (D,) or frame features (T, D); frames are averaged
-        first, exactly as the model scores a whole clip.
+        first, exactly as the model scores a whole clip. ``head`` scores with a custom head
+        (trained on this model's embeddings) instead of the model's own.
         """
         array = np.asarray(embedding, dtype=np.float32)
         if array.ndim == 2:
             array = array.mean(axis=0)
         if array.ndim != 1 or array.shape[0] != self.embed_dim:
             raise ValueError(f"expected an embedding of shape ({self.embed_dim},) or (T, {self.embed_dim}), got {np.shape(embedding)}")
+        if head is not None:
+            custom = self._checked_head(head)
+            return {name: float(p) for name, p in zip(custom.labels, custom.predict_proba(array[None])[0])}
         probs = self._probabilities(array[None])[0]
         return {label.english: float(p) for label, p in zip(self.labels, probs)}
 
@@ -278,9 +293,18 @@ class Emotion2VecPlus:
         if not self.has_head:
             raise ModelError(f"model {self.model_name!r} has no emotion classifier head; it only gives embeddings")
 
+    def _checked_head(self, head: str | os.PathLike | EmotionHead) -> EmotionHead:
+        """Load a custom head and refuse one trained on another model's embeddings."""
+        loaded = head if isinstance(head, EmotionHead) else EmotionHead.load(head)
+        loaded.check_embedding_model(self.model_name, self.embed_dim)
+        return loaded
+
     def _probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """Softmax over the used classes of the linear head, for rows of (N, D) features."""
+        """Class probabilities for rows of (N, D) features: the custom head's, or a softmax over
+        the used classes of the model's own head."""
         self._require_head()
+        if self.custom_head is not None:
+            return self.custom_head.predict_proba(np.asarray(embeddings, dtype=np.float32))
         head = self.model.head
         assert head is not None
         with torch.inference_mode():

@@ -76,6 +76,11 @@ def label_from_token(token: str) -> Label:
     return Label(token=token, english=english, chinese=chinese, emoji=EMOJI.get(english, ""))
 
 
+def label_from_name(name: str) -> Label:
+    """A label of a custom head (any name, e.g. ``hesitant``); emotion2vec+ names get their Chinese and emoji."""
+    return Label(token=name, english=name, chinese=EMOTIONS_ZH.get(name, name), emoji=EMOJI.get(name, ""))
+
+
 def default_labels() -> list[Label]:
     """The 9 emotion2vec+ labels, for checkpoints that ship no ``tokens.txt``."""
     token = {name: f"{EMOTIONS_ZH[name]}/{name}" for name in EMOTIONS}
