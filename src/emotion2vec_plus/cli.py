@@ -14,6 +14,8 @@ from typing import Sequence
 
 from .analytics import add_analytics_parsers, run_analytics_command
 from .batch import add_batch_parser, run_batch_command
+from .head_training import add_train_head_parser, run_train_head_command
+from .service import add_serve_parser, run_serve_command
 from .errors import Emotion2VecError
 
 
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     add_analytics_parsers(sub)
     add_batch_parser(sub)
+    add_train_head_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -155,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_predict(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "train-head":
+            return run_train_head_command(args)
+        if args.command == "serve":
+            return run_serve_command(args)
         if args.command in ("similarity", "search", "cluster"):
             return run_analytics_command(args)
         return _run_models(args)

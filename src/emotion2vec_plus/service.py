@@ -1,0 +1,606 @@
+"""REST service: ``emotion2vec-plus serve`` — a FastAPI app, thin over :class:`Emotion2VecPlus`.
+
+Endpoints (OpenAPI docs at ``/docs``):
+
+- ``POST /v1/recognize`` — multipart ``file`` (+ form fields ``granularity`` = ``utterance`` |
+  ``frame``, ``embedding`` = bool) → the documented ``result.json`` (:meth:`Result.to_dict`).
+- ``POST /v1/embed`` — multipart ``file`` → ``{"model", "embedding_dim", "embedding"}``.
+- ``POST /v1/similarity`` — multipart ``a`` and ``b``, each an audio file or a ``.npy``
+  embedding (recognised by the ``\\x93NUMPY`` magic, loaded with the pickle-free loader)
+  → ``{"similarity", "reading", ...}``.
+- ``GET /v1/models`` — the loaded model and the known ones.
+- ``GET /healthz`` — ``{"status": "ok", "model": ..., "queue": n}`` (n = requests waiting).
+
+Design:
+
+- One model, loaded once. Uploads are decoded in the request handler on a small thread pool;
+  decoded audio goes to a bounded queue. One background worker (an asyncio task) collects
+  the requests that arrive within ``batch_window_ms`` (at most ``max_batch``) and runs them as
+  one :meth:`Emotion2VecPlus.predict_batch` call on a dedicated model thread; each request
+  awaits its own future. A full queue answers **503** with ``Retry-After: 1`` at once.
+- Status codes (every error is JSON ``{"detail": message, "error": type}``, never a traceback):
+
+  ====  =================================================================================
+  401   ``/v1/*`` without ``Authorization: Bearer <key>`` when an API key is configured
+        (argument ``api_key`` or env ``EMOTION2VEC_API_KEY``); ``/healthz``, ``/docs``,
+        ``/openapi.json`` stay open so that probes and documentation work.
+  413   upload larger than ``max_upload_mb`` (checked from ``Content-Length`` before reading
+        and by counting bytes while reading; the body is never read beyond the limit).
+  415   the upload is not audio in any format the decoder knows (``NotAudioError``; the content
+        is sniffed — file name extension and content type are ignored).
+  422   audio that is recognised but unusable (corrupt, empty, too short, NaN samples), longer
+        than ``max_duration_s`` (``AudioTooLongError``), a refused/mis-shaped ``.npy``
+        (``EmbeddingFileError``), or a bad form field (FastAPI validation).
+  503   the request queue is full (``Retry-After: 1``).
+  ====  =================================================================================
+
+  Error messages name the upload by its file name (reduced to a plain base name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
+from .audio import Audio, load_audio
+from .embeddings import NPY_MAGIC, load_embedding
+from .errors import AudioError, EmbeddingFileError, NotAudioError
+from .inference import Emotion2VecPlus
+
+__all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app", "add_serve_parser", "run_serve_command"]
+
+log = logging.getLogger("emotion2vec_plus.service")
+
+#: Environment variable holding the API key when ``create_app(api_key=None)``.
+API_KEY_ENV = "EMOTION2VEC_API_KEY"
+_READ_CHUNK = 1 << 20
+_MB = 1024 * 1024  # limits are in MiB, as most upload limits are
+#: Room for multipart boundaries, part headers and small form fields on top of the file bytes.
+_MULTIPART_OVERHEAD = 64 * 1024
+_FILES_PER_ROUTE = {"/v1/similarity": 2}
+
+
+class ServiceError(Exception):
+    """An error answered as JSON ``{"detail": message, "error": kind}`` with ``status``."""
+
+    def __init__(self, status: int, detail: str, kind: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind or type(self).__name__
+        self.headers = headers
+
+
+class QueueFullError(ServiceError):
+    def __init__(self, size: int) -> None:
+        super().__init__(503, f"server busy: the request queue is full ({size} waiting); retry shortly",
+                         "QueueFull", {"Retry-After": "1"})
+
+
+def _error_response(status: int, detail: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": kind}, status_code=status, headers=headers)
+
+
+def _audio_error_status(exc: AudioError) -> int:
+    return 415 if isinstance(exc, NotAudioError) else 422
+
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sanitise_filename(name: str | None) -> str:
+    """The upload's base name without directories or control characters (``upload`` if empty)."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = _UNSAFE_NAME.sub("", base).strip()
+    if base in ("", ".", ".."):
+        return "upload"
+    return base[:200]
+
+
+# --------------------------------------------------------------------------- micro-batching
+@dataclass
+class BatchStats:
+    """Counters of the batch worker (read them in tests or a metrics endpoint)."""
+
+    requests: int = 0
+    model_calls: int = 0
+    largest_batch: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "model_calls": self.model_calls, "largest_batch": self.largest_batch}
+
+
+@dataclass
+class _Job:
+    audio: Audio
+    granularity: str
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    """Collects decoded inputs for ``window_s`` (up to ``max_batch``) and runs them in one call.
+
+    ``predict_batch`` runs on a single dedicated thread, so the model is never used from two
+    threads at once and the event loop stays free. Embeddings are always computed (they are a
+    by-product of the forward pass) and dropped afterwards for requests that did not ask.
+    """
+
+    def __init__(self, model: Emotion2VecPlus, *, max_batch: int = 16, window_s: float = 0.01,
+                 queue_size: int = 64) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self.model = model
+        self.max_batch = max_batch
+        self.window_s = max(0.0, window_s)
+        self.queue_size = queue_size
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # The worker starts lazily in the running loop (so the app also works without lifespan events).
+    def _ensure_started(self) -> asyncio.Queue[_Job]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._task is None or self._task.done():
+            self._loop = loop
+            self._queue = asyncio.Queue(self.queue_size)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="emotion2vec-model")
+            self._task = loop.create_task(self._run(self._queue), name="emotion2vec-batcher")
+        assert self._queue is not None
+        return self._queue
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting in the queue (not counting the batch being computed)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def full(self) -> bool:
+        return self._queue is not None and self._queue.full()
+
+    def check_capacity(self) -> None:
+        """Raise :class:`QueueFullError` now, before an upload is decoded for nothing."""
+        if self.full():
+            raise QueueFullError(self.queue_size)
+
+    async def submit(self, audio: Audio, granularity: str = "utterance"):
+        """Queue one decoded input and wait for its :class:`Result` (embedding included)."""
+        queue = self._ensure_started()
+        future = asyncio.get_running_loop().create_future()
+        try:
+            queue.put_nowait(_Job(audio, granularity, future))
+        except asyncio.QueueFull:
+            raise QueueFullError(self.queue_size) from None
+        return await future
+
+    async def _run(self, queue: asyncio.Queue[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.window_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - loop.time()
+                try:
+                    if remaining <= 0:
+                        batch.append(queue.get_nowait())
+                    else:
+                        batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+            jobs = [job for job in batch if not job.future.done()]  # cancelled: client went away
+            groups: dict[str, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.granularity, []).append(job)
+            for granularity, group in groups.items():
+                await self._run_group(loop, granularity, group)
+
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, granularity: str, group: list[_Job]) -> None:
+        self.stats.model_calls += 1
+        self.stats.requests += len(group)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(group))
+        self.stats.batch_sizes.append(len(group))
+        try:
+            results = await loop.run_in_executor(
+                self._executor, lambda: self.model.predict_batch(
+                    [job.audio for job in group], granularity=granularity, extract_embedding=True,
+                    batch_size=None, errors="collect"))
+        except asyncio.CancelledError:
+            for job in group:
+                if not job.future.done():
+                    job.future.cancel()
+            raise
+        except Exception as exc:  # a model failure fails this batch, not the worker
+            log.exception("model call failed for a batch of %d", len(group))
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        for job, result in zip(group, results):
+            if not job.future.done():
+                job.future.set_result(result)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._queue is not None:
+            while not self._queue.empty():
+                job = self._queue.get_nowait()
+                if not job.future.done():
+                    job.future.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+# --------------------------------------------------------------------------- ASGI guard
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _GuardMiddleware:
+    """API key and upload size, enforced before any of the body is read.
+
+    A pure ASGI middleware, because FastAPI parses a multipart body before the endpoint or its
+    dependencies run: an unauthenticated or oversized upload must be refused without parsing it.
+    """
+
+    def __init__(self, app, *, api_key: str | None, max_upload_mb: float) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_upload_mb = max_upload_mb
+        self.max_upload_bytes = int(max_upload_mb * _MB)
+
+    def _authorised(self, scope) -> bool:
+        if self.api_key is None:
+            return True
+        header = b""
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                header = value
+                break
+        scheme, _, token = header.partition(b" ")
+        # compare_digest on both the scheme-correct and -incorrect paths keeps timing uniform.
+        return hmac.compare_digest(token.strip(), self.api_key) and scheme.lower() == b"bearer"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if not self._authorised(scope):
+            response = _error_response(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                                       "Unauthorized", {"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        limit = self.max_upload_bytes * _FILES_PER_ROUTE.get(scope["path"].rstrip("/"), 1) + _MULTIPART_OVERHEAD
+        message = f"upload too large: the limit is {self.max_upload_mb:g} MB per file"
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > limit:
+                    await _error_response(413, message, "PayloadTooLarge")(scope, receive, send)
+                    return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive():
+            nonlocal received, exceeded
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return msg
+
+        async def guarded_send(msg):
+            nonlocal started
+            if exceeded:
+                return  # the 413 below replaces whatever the app tries to answer
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _error_response(413, message, "PayloadTooLarge")(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(
+    model: Emotion2VecPlus,
+    *,
+    max_upload_mb: float = 25,
+    max_duration_s: float = 600,
+    max_batch: int = 16,
+    batch_window_ms: float = 10,
+    queue_size: int = 64,
+    api_key: str | None = None,
+    decode_threads: int = 2,
+) -> FastAPI:
+    """A FastAPI app serving ``model`` (see the module docstring for endpoints and status codes).
+
+    ``api_key=None`` reads ``EMOTION2VEC_API_KEY``; an empty key means no authentication.
+    The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes).
+    """
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    max_upload_bytes = int(max_upload_mb * _MB)
+    if max_upload_bytes <= 0:
+        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
+    if not max_duration_s > 0:
+        raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
+    batcher = MicroBatcher(model, max_batch=max_batch, window_s=batch_window_ms / 1000, queue_size=queue_size)
+    decoder = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="emotion2vec-decode")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher._ensure_started()
+        try:
+            yield
+        finally:
+            await batcher.close()
+            decoder.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="emotion2vec-plus",
+        version=_version(),
+        description="Speech emotion recognition and emotion embeddings. Uploads are decoded by content "
+                    "(the extension is ignored). With an API key configured, /v1/* needs "
+                    "`Authorization: Bearer <key>`; /healthz and /docs are open.",
+        lifespan=lifespan,
+    )
+    app.state.model = model
+    app.state.batcher = batcher
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.max_duration_s = max_duration_s
+    app.add_middleware(_GuardMiddleware, api_key=api_key, max_upload_mb=max_upload_mb)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        return _error_response(exc.status, exc.detail, exc.kind, exc.headers)
+
+    @app.exception_handler(AudioError)
+    async def _audio_error(request: Request, exc: AudioError):
+        return _error_response(_audio_error_status(exc), str(exc), type(exc).__name__)
+
+    @app.exception_handler(EmbeddingFileError)
+    async def _embedding_error(request: Request, exc: EmbeddingFileError):
+        return _error_response(422, str(exc), type(exc).__name__)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return _error_response(exc.status_code, str(exc.detail), "HTTPError", getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return _error_response(422, f"invalid request: {problems}", "ValidationError")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return _error_response(500, "internal server error (see the server log)", "InternalError")
+
+    async def read_upload(upload: UploadFile) -> tuple[str, bytes]:
+        """The upload's sanitised name and bytes, read in chunks and refused past the limit."""
+        name = sanitise_filename(upload.filename)
+        chunks, size = [], 0
+        while chunk := await upload.read(_READ_CHUNK):
+            size += len(chunk)
+            if size > max_upload_bytes:
+                raise ServiceError(413, f"{name}: upload too large: the limit is {max_upload_mb:g} MB per file",
+                                   "PayloadTooLarge")
+            chunks.append(chunk)
+        return name, b"".join(chunks)
+
+    async def decode(name: str, data: bytes) -> Audio:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(decoder, lambda: load_audio(data, name=name, max_duration_s=max_duration_s))
+
+    async def recognise(upload: UploadFile, granularity: str):
+        batcher.check_capacity()
+        name, data = await read_upload(upload)
+        started = time.perf_counter()
+        audio = await decode(name, data)
+        result = await batcher.submit(audio, granularity)
+        result.processing_time_s = time.perf_counter() - started
+        return result
+
+    bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
+    v1 = dict(dependencies=[Depends(bearer)] if api_key else [])
+
+    @app.post("/v1/recognize", tags=["v1"], summary="Recognise the emotion of one audio file", **v1)
+    async def recognize(
+        file: UploadFile = File(..., description="audio: wav, flac, mp3, m4a, ogg, webm, ... (sniffed)"),
+        granularity: Literal["utterance", "frame"] = Form("utterance"),
+        embedding: bool = Form(False, description="include the embedding ((D,) or (T, D) for frame)"),
+    ) -> dict[str, Any]:
+        result = await recognise(file, granularity)
+        if not embedding:
+            result.embedding = None
+        return result.to_dict(include_embedding=embedding)
+
+    @app.post("/v1/embed", tags=["v1"], summary="Utterance emotion embedding of one audio file", **v1)
+    async def embed(file: UploadFile = File(...)) -> dict[str, Any]:
+        result = await recognise(file, "utterance")
+        return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
+                "embedding": result.embedding.astype(float).tolist()}
+
+    async def load_vector(upload: UploadFile) -> tuple[str, np.ndarray | Audio]:
+        name, data = await read_upload(upload)
+        if data[: len(NPY_MAGIC)] == NPY_MAGIC:
+            return name, await asyncio.get_running_loop().run_in_executor(decoder, _load_npy_bytes, data, name)
+        return name, await decode(name, data)
+
+    @app.post("/v1/similarity", tags=["v1"], summary="Cosine similarity of two clips or .npy embeddings", **v1)
+    async def similarity(
+        a: UploadFile = File(..., description="audio file or .npy embedding"),
+        b: UploadFile = File(..., description="audio file or .npy embedding"),
+    ) -> dict[str, Any]:
+        loaded = [await load_vector(a), await load_vector(b)]
+        audio_items = [i for i, (_, v) in enumerate(loaded) if isinstance(v, Audio)]
+        vectors: list[np.ndarray | None] = [v if isinstance(v, np.ndarray) else None for _, v in loaded]
+        for i, (name, v) in enumerate(loaded):
+            if vectors[i] is not None and audio_items and vectors[i].shape[-1] != model.embed_dim:
+                raise ServiceError(422, f"{name}: embedding is {vectors[i].shape[-1]}-d but model "
+                                        f"{model.model_name} gives {model.embed_dim}-d embeddings", "EmbeddingFileError")
+        if audio_items:
+            batcher.check_capacity()
+            results = await asyncio.gather(*(batcher.submit(loaded[i][1], "utterance") for i in audio_items))
+            for i, result in zip(audio_items, results):
+                vectors[i] = result.embedding
+        try:
+            value = cosine_similarity(vectors[0], vectors[1])
+        except ValueError as exc:
+            raise ServiceError(422, f"{loaded[0][0]} vs {loaded[1][0]}: {exc}", "EmbeddingFileError") from None
+        dim = int(vectors[0].shape[-1])
+        return {"similarity": value, "reading": describe_similarity(value),
+                "reading_calibrated": dim == CALIBRATED_DIM, "embedding_dim": dim,
+                "a": loaded[0][0], "b": loaded[1][0]}
+
+    @app.get("/v1/models", tags=["v1"], summary="The loaded model and the known ones", **v1)
+    def models() -> dict[str, Any]:
+        return {"loaded": _loaded_model_info(model), "available": _known_models()}
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and queue length (no API key needed)")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model": model.model_name, "queue": batcher.pending}
+
+    return app
+
+
+def _load_npy_bytes(data: bytes, name: str) -> np.ndarray:
+    """Load an uploaded ``.npy`` with :func:`load_embedding` (no pickle); messages name the upload."""
+    with tempfile.TemporaryDirectory(prefix="emotion2vec-npy-") as tmp:
+        path = Path(tmp) / "upload.npy"
+        path.write_bytes(data)
+        try:
+            array = load_embedding(path, mmap=False)
+        except EmbeddingFileError as exc:
+            raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
+    return array.mean(axis=0) if array.ndim == 2 else array
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _loaded_model_info(model: Emotion2VecPlus) -> dict[str, Any]:
+    return {
+        "name": model.model_name,
+        "embed_dim": model.embed_dim,
+        "has_head": bool(getattr(model, "has_head", True)),
+        "labels": [label.english for label in model.labels],
+        "device": str(getattr(model, "device", "cpu")),
+    }
+
+
+def _known_models() -> list[dict[str, Any]]:
+    from .compact import COMPACT_NAME, read_compact
+    from .hub import list_models
+
+    compact = read_compact()
+    known = [{"name": COMPACT_NAME, "embed_dim": compact.embed_dim, "has_head": compact.head is not None,
+              "cached": True, "bundled": True, "description": "bundled Whisper-base emotion model (offline)"}]
+    try:
+        statuses = list_models()
+    except Exception as exc:  # a broken cache must not break the listing of the loaded model
+        log.warning("could not list cached models: %s", exc)
+        statuses = []
+    for status in statuses:
+        spec = status.spec
+        known.append({"name": spec.name, "embed_dim": spec.embed_dim, "has_head": spec.has_head,
+                      "cached": status.cached, "bundled": False, "size_mb": spec.size_mb,
+                      "hf_repo": spec.hf_repo, "ms_repo": spec.ms_repo, "description": spec.description})
+    return known
+
+
+# --------------------------------------------------------------------------- command line
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``serve`` to an ``add_subparsers()`` object."""
+    serve = subparsers.add_parser(
+        "serve", help="run the REST API (FastAPI; docs at /docs)",
+        description="Serve the model over HTTP: POST /v1/recognize, /v1/embed, /v1/similarity; "
+                    f"GET /v1/models, /healthz. Set {API_KEY_ENV} to require 'Authorization: Bearer <key>' "
+                    "on /v1/*.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--model", default=None, help="compact (bundled, default), large, base, seed, ..., "
+                                                     "a hub id or a local model directory")
+    serve.add_argument("--hub", choices=["hf", "ms"], default=None, help="where to download models")
+    serve.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    serve.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    serve.add_argument("--max-upload-mb", type=float, default=25, help="largest upload per file in MB (default 25)")
+    serve.add_argument("--max-duration", type=float, default=600,
+                       help="refuse audio longer than this many seconds (default 600)")
+    serve.add_argument("--batch-window-ms", type=float, default=10,
+                       help="how long to gather requests into one model call (default 10 ms)")
+    serve.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
+    serve.add_argument("--queue-size", type=int, default=64,
+                       help="requests allowed to wait; beyond that 503 (default 64)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return serve
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    """Load the model once, print the address, and run uvicorn until interrupted."""
+    import uvicorn
+
+    from .inference import DEFAULT_MODEL
+
+    started = time.perf_counter()
+    model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
+                            cache_dir=args.cache_dir, num_threads=args.threads,
+                            max_duration_s=args.max_duration)
+    app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
+                     max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)
+    if not os.environ.get(API_KEY_ENV) and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
+              file=sys.stderr)
+    sys.stderr.flush()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    return 0

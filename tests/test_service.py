@@ -1,0 +1,384 @@
+"""REST service (``emotion2vec_plus.service``) with the bundled compact model and real speech."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conftest import speech_clips, speech_of_length  # noqa: E402
+from emotion2vec_plus import Emotion2VecPlus  # noqa: E402
+from emotion2vec_plus.service import API_KEY_ENV, create_app, sanitise_filename  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model() -> Emotion2VecPlus:
+    return Emotion2VecPlus()
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return speech_clips(8)
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    with TestClient(create_app(model, api_key="")) as c:  # "" = no key, whatever the environment says
+        yield c
+
+
+@pytest.fixture(scope="module")
+def references(model, clips):
+    """``model.predict`` of each clip, computed before any server thread touches the model."""
+    return [model.predict(str(path)) for path in clips]
+
+
+def upload(path, field="file"):
+    return {field: (path.name, path.read_bytes(), "application/octet-stream")}
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def assert_same_scores(got: dict, expected, atol=1e-4):
+    assert got["emotion"] == expected.emotion
+    assert got["scores"].keys() == expected.scores.keys()
+    for label, value in expected.scores.items():
+        assert got["scores"][label] == pytest.approx(value, abs=atol), label
+
+
+# --------------------------------------------------------------------------- endpoints
+def test_recognize_matches_predict(client, clips, references):
+    r = client.post("/v1/recognize", files=upload(clips[0]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_same_scores(body, references[0])
+    assert body["confidence"] == pytest.approx(references[0].confidence, abs=1e-4)
+    assert body["source"] == clips[0].name
+    assert body["status"] == "ok" and body["granularity"] == "utterance"
+    assert body["embedding"] is None and body["embedding_shape"] is None and body["frames"] is None
+    assert body["duration_s"] == pytest.approx(references[0].duration_s, abs=1e-3)
+
+
+def test_recognize_frame_granularity(client, model, clips):
+    expected = model.predict(str(clips[1]), granularity="frame")
+    r = client.post("/v1/recognize", files=upload(clips[1]), data={"granularity": "frame"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["granularity"] == "frame"
+    assert len(body["frames"]) == len(expected.frames) > 10
+    assert body["frames"][5]["emotion"] == expected.frames[5].emotion
+    np.testing.assert_allclose(body["frames"][5]["scores"], expected.frames[5].scores, atol=1e-4)
+    assert body["embedding"] is None
+
+
+def test_recognize_invalid_granularity_is_422(client, clips):
+    r = client.post("/v1/recognize", files=upload(clips[0]), data={"granularity": "word"})
+    assert r.status_code == 422
+    assert "granularity" in r.json()["detail"]
+
+
+def test_recognize_embedding_flag(client, model, clips):
+    expected = model.extract_embedding(str(clips[2]))
+    r = client.post("/v1/recognize", files=upload(clips[2]), data={"embedding": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["embedding_shape"] == [model.embed_dim]
+    np.testing.assert_allclose(np.array(body["embedding"]), expected, atol=1e-4)
+    frame = client.post("/v1/recognize", files=upload(clips[2]), data={"embedding": "true", "granularity": "frame"})
+    assert frame.status_code == 200
+    shape = frame.json()["embedding_shape"]
+    assert shape[1] == model.embed_dim and shape[0] == len(frame.json()["frames"])
+
+
+def test_embed(client, model, clips):
+    expected = model.extract_embedding(str(clips[3]))
+    r = client.post("/v1/embed", files=upload(clips[3]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"model", "embedding_dim", "embedding"}
+    assert body["model"] == "compact" and body["embedding_dim"] == model.embed_dim == 3584
+    np.testing.assert_allclose(np.array(body["embedding"]), expected, atol=1e-4)
+
+
+def test_similarity_audio_and_npy_agree(client, model, clips):
+    r = client.post("/v1/similarity", files={**upload(clips[0], "a"), **upload(clips[4], "b")})
+    assert r.status_code == 200, r.text
+    audio_value = r.json()["similarity"]
+    assert -1.0 <= audio_value <= 1.0 and isinstance(r.json()["reading"], str)
+
+    ea, eb = model.extract_embedding(str(clips[0])), model.extract_embedding(str(clips[4]))
+    # Named .bin on purpose: .npy uploads are recognised by the magic number, not the extension.
+    r = client.post("/v1/similarity", files={"a": ("a.bin", npy_bytes(ea)), "b": ("b.bin", npy_bytes(eb))})
+    assert r.status_code == 200, r.text
+    assert r.json()["similarity"] == pytest.approx(audio_value, abs=1e-5)
+    assert r.json()["reading"] == describe(audio_value)
+
+    mixed = client.post("/v1/similarity", files={"a": ("a.npy", npy_bytes(ea)), **upload(clips[4], "b")})
+    assert mixed.status_code == 200, mixed.text
+    assert mixed.json()["similarity"] == pytest.approx(audio_value, abs=1e-5)
+
+
+def describe(value):
+    from emotion2vec_plus.analytics import describe_similarity
+
+    return describe_similarity(value)
+
+
+_UNPICKLED = []
+
+
+def _mark_unpickled():
+    _UNPICKLED.append(True)
+    return 0
+
+
+class _Payload:
+    def __reduce__(self):
+        return (_mark_unpickled, ())
+
+
+def test_similarity_refuses_pickle_npy(client, model):
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([_Payload()], dtype=object), allow_pickle=True)
+    payload = buffer.getvalue()
+    assert payload.startswith(b"\x93NUMPY")
+    good = npy_bytes(np.ones(model.embed_dim, dtype=np.float32))
+    r = client.post("/v1/similarity", files={"a": ("evil.npy", payload), "b": ("good.npy", good)})
+    assert r.status_code == 422, r.text
+    assert "evil.npy" in r.json()["detail"] and "pickle" in r.json()["detail"]
+    assert "/tmp" not in r.json()["detail"]  # the server's temporary path is not leaked
+    assert _UNPICKLED == []
+
+
+def test_similarity_dimension_mismatch_is_422(client, clips):
+    r = client.post("/v1/similarity", files={"a": ("small.npy", npy_bytes(np.ones(16, np.float32))),
+                                             **upload(clips[0], "b")})
+    assert r.status_code == 422
+    assert "small.npy" in r.json()["detail"]
+
+
+def test_models_and_healthz(client):
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["loaded"]["name"] == "compact" and body["loaded"]["embed_dim"] == 3584
+    assert "happy" in body["loaded"]["labels"]
+    names = [m["name"] for m in body["available"]]
+    assert names[0] == "compact" and "large" in names
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "model": "compact", "queue": 0}
+    assert client.get("/docs").status_code == 200
+    assert "/v1/recognize" in client.get("/openapi.json").json()["paths"]
+
+
+# --------------------------------------------------------------------------- limits and bad input
+def wav_bytes(samples) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_upload_too_large_is_413(model):
+    data = wav_bytes(speech_of_length(4.0))  # 128 kB of real speech
+    limit_mb = 0.05
+    assert len(data) > 2 * limit_mb * 1024 * 1024
+    with TestClient(create_app(model, max_upload_mb=limit_mb, api_key="")) as c:
+        r = c.post("/v1/recognize", files={"file": ("big.wav", data)})  # Content-Length known: refused unread
+        assert r.status_code == 413
+        assert "0.05 MB" in r.json()["detail"]
+
+        boundary = "xyzzy"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.flac\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+        def chunked():  # no Content-Length: the server counts bytes as they arrive
+            yield head
+            for start in range(0, len(data), 8192):
+                yield data[start:start + 8192]
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        r = c.post("/v1/recognize", content=chunked(),
+                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 413
+        assert r.json()["detail"].startswith("upload too large")  # from the byte counter, not the handler
+
+        # Each similarity file has the limit on its own (the request may hold two).
+        small = npy_bytes(np.ones(16, np.float32))
+        r = c.post("/v1/similarity", files={"a": ("a.npy", small), "b": ("b.flac", data[: int(0.07 * 1024 * 1024)])})
+        assert r.status_code == 413
+        assert r.json()["detail"].startswith("b.flac")
+
+
+def test_too_long_audio_is_422(model, clips):
+    with TestClient(create_app(model, max_duration_s=1.0, api_key="")) as c:
+        r = c.post("/v1/recognize", files=upload(clips[0]))
+        assert r.status_code == 422
+        body = r.json()
+        assert body["error"] == "AudioTooLongError"
+        assert clips[0].name in body["detail"]
+
+
+def test_non_audio_is_415_naming_the_upload(client):
+    r = client.post("/v1/recognize", files={"file": ("notes.wav", b"just some text, not audio\n" * 40, "audio/wav")})
+    assert r.status_code == 415
+    assert r.json()["error"] == "NotAudioError"
+    assert r.json()["detail"].startswith("notes.wav")
+    r = client.post("/v1/embed", files={"file": ("../../etc/passwd.mp3", b"\x89PNG\r\n\x1a\n" + bytes(500))})
+    assert r.status_code == 415
+    assert r.json()["detail"].startswith("passwd.mp3:")
+
+
+@pytest.mark.parametrize("payload", [b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC" + bytes(10)])
+def test_bad_audio_is_4xx_json(client, payload):
+    r = client.post("/v1/recognize", files={"file": ("bad.wav", payload)})
+    assert 400 <= r.status_code < 500, r.text
+    assert "bad.wav" in r.json()["detail"]
+
+
+def test_sanitise_filename():
+    assert sanitise_filename("../../a/b\\c.wav") == "c.wav"
+    assert sanitise_filename("ev\x00il\n.wav") == "evil.wav"
+    assert sanitise_filename(None) == sanitise_filename("..") == "upload"
+
+
+# --------------------------------------------------------------------------- API key
+def test_api_key(model, clips, monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, "s3cret-key")
+    with TestClient(create_app(model)) as c:  # api_key=None: taken from the environment
+        r = c.get("/v1/models")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/v1/models", headers={"Authorization": "Basic s3cret-key"}).status_code == 401
+        # Refused before the body is read or decoded.
+        assert c.post("/v1/recognize", files=upload(clips[0])).status_code == 401
+        ok = c.post("/v1/recognize", files=upload(clips[0]), headers={"Authorization": "Bearer s3cret-key"})
+        assert ok.status_code == 200 and ok.json()["status"] == "ok"
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/docs").status_code == 200
+    with TestClient(create_app(model, api_key="arg-key")) as c:  # the argument wins
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret-key"}).status_code == 401
+        assert c.get("/v1/models", headers={"Authorization": "Bearer arg-key"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- micro-batching
+def _post_concurrently(c, files_list, **kwargs):
+    responses = [None] * len(files_list)
+
+    def post(i):
+        responses[i] = c.post("/v1/recognize", files=files_list[i], **kwargs)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(files_list))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return responses
+
+
+def test_micro_batching_batches_concurrent_requests(model, clips, references):
+    app = create_app(model, batch_window_ms=50, max_batch=16, api_key="")
+    with TestClient(app) as c:
+        responses = _post_concurrently(c, [upload(path) for path in clips])
+    stats = app.state.batcher.stats
+    assert stats.requests == len(clips) == 8
+    assert stats.model_calls < len(clips), stats
+    assert stats.largest_batch >= 2, stats
+    for response, path, expected in zip(responses, clips, references):
+        assert response.status_code == 200, response.text
+        assert response.json()["source"] == path.name
+        assert_same_scores(response.json(), expected)
+
+
+class GatedModel:
+    """The real model whose ``predict_batch`` waits for ``release`` (to fill the queue)."""
+
+    def __init__(self, model):
+        self._model = model
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict_batch(self, *args, **kwargs):
+        self.entered.set()
+        assert self.release.wait(30)
+        return self._model.predict_batch(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_queue_full_is_503_with_retry_after(model, clips, references):
+    gated = GatedModel(model)
+    app = create_app(gated, queue_size=1, batch_window_ms=0, max_batch=1, api_key="")
+    with TestClient(app) as c:
+        results = {}
+
+        def post(key, path):
+            results[key] = c.post("/v1/recognize", files=upload(path))
+
+        first = threading.Thread(target=post, args=("first", clips[0]))
+        first.start()
+        assert gated.entered.wait(10)  # the model thread holds the first request
+        second = threading.Thread(target=post, args=("second", clips[1]))
+        second.start()
+        deadline = time.monotonic() + 10
+        while c.get("/healthz").json()["queue"] < 1:  # the second waits in the (full) queue
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        try:
+            busy = c.post("/v1/recognize", files=upload(clips[2]))
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"] == "1"
+            assert "queue is full" in busy.json()["detail"]
+            busy_sim = c.post("/v1/similarity", files={**upload(clips[2], "a"), **upload(clips[3], "b")})
+            assert busy_sim.status_code == 503
+        finally:
+            gated.release.set()
+            first.join(30)
+            second.join(30)
+    assert results["first"].status_code == 200 and results["second"].status_code == 200
+    assert_same_scores(results["first"].json(), references[0])
+    assert_same_scores(results["second"].json(), references[1])
+    assert app.state.batcher.stats.model_calls == 2
+
+
+def test_long_audio_through_service(model):
+    """A clip longer than one 30 s window gets segments, as with ``model.predict``."""
+    data = wav_bytes(speech_of_length(32.0))
+    with TestClient(create_app(model, api_key="")) as c:
+        r = c.post("/v1/recognize", files={"file": ("long.wav", data)})
+    assert r.status_code == 200, r.text
+    expected = model.predict(data)
+    assert len(r.json()["segments"]) == len(expected.segments) == 2
+    assert_same_scores(r.json(), expected)
+
+
+def test_serve_parser_defaults_and_options():
+    import argparse
+
+    from emotion2vec_plus.service import add_serve_parser
+
+    parser = argparse.ArgumentParser(prog="emotion2vec-plus")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve"])
+    assert (args.host, args.port, args.model, args.max_upload_mb, args.max_duration) == ("127.0.0.1", 8000, None, 25, 600)
+    assert (args.batch_window_ms, args.max_batch, args.queue_size) == (10, 16, 64)
+    args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--model", "compact",
+                              "--max-upload-mb", "5", "--max-duration", "60", "--batch-window-ms", "20",
+                              "--max-batch", "4"])
+    assert (args.host, args.port, args.max_upload_mb, args.max_duration, args.batch_window_ms, args.max_batch) == (
+        "0.0.0.0", 9000, 5.0, 60.0, 20.0, 4)
