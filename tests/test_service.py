@@ -382,3 +382,16 @@ def test_serve_parser_defaults_and_options():
                               "--max-batch", "4"])
     assert (args.host, args.port, args.max_upload_mb, args.max_duration, args.batch_window_ms, args.max_batch) == (
         "0.0.0.0", 9000, 5.0, 60.0, 20.0, 4)
+
+
+def test_a_custom_head_serves_its_own_classes(model, clips, tmp_path):
+    from emotion2vec_plus.heads import train_head
+
+    embeddings = np.stack([r.embedding for r in model.predict_batch(clips, extract_embedding=True)])
+    names = ["calm" if i % 2 else "tense" for i in range(len(clips))]
+    path = train_head(embeddings, names, embedding_model=model.model_name).save(tmp_path / "tension.safetensors")
+    with TestClient(create_app(Emotion2VecPlus(head=path))) as custom:
+        response = custom.post("/v1/recognize", files=upload(clips[0]))
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body["scores"]) == {"calm", "tense"} and body["emotion"] in ("calm", "tense")

@@ -564,6 +564,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                     "on /v1/*.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--head", default=None, help="a custom head file made by train-head (replaces the model's classes)")
     serve.add_argument("--model", default=None, help="compact (bundled, default), large, base, seed, ..., "
                                                      "a hub id or a local model directory")
     serve.add_argument("--hub", choices=["hf", "ms"], default=None, help="where to download models")
@@ -591,7 +592,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
                             cache_dir=args.cache_dir, num_threads=args.threads,
-                            max_duration_s=args.max_duration)
+                            max_duration_s=args.max_duration, head=args.head)
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
     host = f"[{args.host}]" if ":" in args.host else args.host
