@@ -53,8 +53,11 @@ def feature_set(data: dict, name: str) -> np.ndarray:
 
 
 def run_folds(x_by_variant: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray, train_mask: np.ndarray,
-              test_mask: np.ndarray, train_variants: list[str], **head) -> np.ndarray:
-    """Out-of-fold predictions (strings) for samples in test_mask; '' elsewhere."""
+              test_mask: np.ndarray, train_variants: list[str], probabilities: np.ndarray | None = None,
+              **head) -> np.ndarray:
+    """Out-of-fold predictions (strings) for samples in test_mask; '' elsewhere. With
+    ``probabilities`` (N, C) given, the out-of-fold class probabilities are written into it
+    (columns in the head's label order, which ``label_order`` fixes)."""
     predictions = np.array([""] * len(labels), dtype=object)
     for fold in np.unique(folds[test_mask]):
         train = train_mask & (folds != fold)
@@ -63,6 +66,8 @@ def run_folds(x_by_variant: dict[str, np.ndarray], labels: np.ndarray, folds: np
         y_train = np.concatenate([labels[train]] * len(train_variants))
         model = train_head(x_train, list(y_train), embedding_model="compact-experiment", **head)
         predictions[test] = model.predict(x_by_variant["clean"][test])
+        if probabilities is not None:
+            probabilities[test] = model.predict_proba(x_by_variant["clean"][test])
     return predictions
 
 

@@ -41,6 +41,27 @@ def metrics_dict(labels: np.ndarray, predictions: np.ndarray, mask: np.ndarray) 
     return classification_metrics(list(labels[mask]), list(predictions[mask]), present).to_dict()
 
 
+def _scaled_log_probabilities(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    logits = np.log(np.clip(probabilities, 1e-300, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def nll(probabilities: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of the true class after dividing the logits by ``temperature``."""
+    index = np.array([TRAINED_LABELS.index(v) for v in labels])
+    return float(-_scaled_log_probabilities(probabilities, temperature)[np.arange(len(index)), index].mean())
+
+
+def fit_temperature(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature (0.5-50, log grid then refinement) minimising out-of-fold NLL."""
+    labels = np.array(TRAINED_LABELS)[truth]
+    grid = np.exp(np.linspace(np.log(0.5), np.log(50), 200))
+    best = min(grid, key=lambda t: nll(probabilities, labels, t))
+    fine = np.linspace(best * 0.95, best * 1.05, 41)
+    return float(min(fine, key=lambda t: nll(probabilities, labels, t)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path, required=True)
@@ -67,7 +88,9 @@ def main() -> None:
     everything = np.ones(len(labels), dtype=bool)
     head_args = dict(kind="logreg", l2=args.l2, label_order=TRAINED_LABELS)
 
-    joint = run_folds(x, labels, folds, everything, everything, variants, **head_args)
+    joint_probabilities = np.zeros((len(labels), len(TRAINED_LABELS)))
+    joint = run_folds(x, labels, folds, everything, everything, variants, probabilities=joint_probabilities, **head_args)
+    temperature = fit_temperature(joint_probabilities, np.array([TRAINED_LABELS.index(v) for v in labels]))
     ravdess_only = run_folds(x, labels, folds, ravdess, ravdess, variants, **head_args)
     casia_only = run_folds(x, labels, casia_folds, casia, casia, variants, **head_args)
     r2c = run_folds(x, labels, np.where(casia, 0, 1), ravdess & shared, casia, variants, **head_args)
@@ -90,6 +113,15 @@ def main() -> None:
                 "layers": LAYERS, "l2": args.l2, "date": date.today().isoformat(),
                 "licence": "non-commercial research use (trained on RAVDESS CC BY-NC-SA 4.0 and CASIA research-only)"}
     head = train_head(x_all, list(y_all), embedding_model=COMPACT_NAME, **head_args)
+    # Temperature scaling: logistic regression on 3584 features is over-confident; dividing the
+    # logits by T (fitted on out-of-fold predictions) calibrates confidences, argmax unchanged.
+    head.params["weight"] = head.params["weight"] / temperature
+    head.params["bias"] = head.params["bias"] / temperature
+    training["temperature"] = temperature
+    training["calibration"] = {"out_of_fold_nll_before": nll(joint_probabilities, labels, 1.0),
+                               "out_of_fold_nll_after": nll(joint_probabilities, labels, temperature)}
+    print(f"temperature {temperature:.2f}: out-of-fold NLL {training['calibration']['out_of_fold_nll_before']:.3f} "
+          f"-> {training['calibration']['out_of_fold_nll_after']:.3f}")
     head.metrics = evaluation
     head.training = training
     encoder_info = json.loads((default_compact_path().parent / ASSET_INFO_NAME).read_text())
