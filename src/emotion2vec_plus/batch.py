@@ -658,36 +658,9 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
                 batch_size: int, progress: bool, retry_failed: bool, started: float) -> BatchSummary:
     _remove_temporaries(out)
     entries = _stat_entries(plan)
-
     results_path = out / RESULTS_NAME
-    records = _read_results(results_path)
-    for record in records:
-        if record.get("model") != model.model_name or record.get("granularity") != granularity:
-            raise BatchInputError(
-                f"{results_path} holds results of model {record.get('model')!r} with granularity "
-                f"{record.get('granularity')!r}; this run uses {model.model_name!r} with {granularity!r}: "
-                "choose another --out"
-            )
-    # Lines to drop before redoing files: failed ones with retry_failed, and files changed since.
-    current = {str(e.path): e.key for e in entries}
-    kept = [r for r in records if not (
-        (r["path"] in current and _line_key(r) != current[r["path"]])
-        or (retry_failed and r.get("status") != "ok" and r["path"] in current)
-    )]
-    if len(kept) != len(records):
-        _rewrite_results(results_path, kept)
-    done_keys = {_line_key(r) for r in kept}
-    todo = [e for e in entries if e.key not in done_keys]
-    ok_keys = {k for r in kept if r.get("status") == "ok" and (k := _line_key(r)) is not None}
-
-    labels = [label.english for label in model.labels]
-    write_parquet = embeddings in ("parquet", "both")
-    write_npy = embeddings in ("npy", "both") or (granularity == "frame" and embeddings != "none")
-    parts = _ParquetParts(out, labels, model.embed_dim, model.model_name, granularity) if write_parquet else None
-
-    failed_keys = {_line_key(r) for r in kept if r.get("status") != "ok"}
-    summary = BatchSummary(skipped=len(entries) - len(todo),
-                           skipped_failed=sum(e.key in failed_keys for e in entries))
+    todo, ok_keys, summary = _resume_plan(entries, results_path, model.model_name, granularity, retry_failed)
+    parts, write_npy = _open_outputs(out, model, granularity, embeddings)
     audio_s = 0.0
     bar = _progress_bar(len(todo)) if progress and todo else None
     log = _ResultsLog(results_path)
@@ -719,23 +692,74 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
                     bar.update(len(batch))
                     elapsed = max(time.perf_counter() - started, 1e-9)
                     bar.set_postfix_str(f"{audio_s / elapsed:.1f} audio-s/s", refresh=False)
-            # Embeddings first, then the lines: a line is the promise that its outputs exist.
-            if parts is not None and rows:
-                parts.write_part(rows)
-            for line in lines:
-                log.append(line)
-                if line["status"] == "ok":
-                    summary.done += 1
-                    ok_keys.add((line["path"], line["size"], line["mtime_ns"]))
-                else:
-                    summary.failed += 1
-                    if bar is not None:
-                        bar.write(f"✗ {line['error']}", file=sys.stderr)
+            _commit(parts, log, lines, rows, summary, ok_keys, bar)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         log.close()
         if bar is not None:
             bar.close()
+    return _finish(parts, ok_keys, summary, audio_s, started)
+
+
+# The steps below are shared with the Ray engine (``ray_engine.py``), so both write the same files.
+def _resume_plan(entries: list[_Entry], results_path: Path, model_name: str, granularity: str,
+                 retry_failed: bool) -> tuple[list[_Entry], set, BatchSummary]:
+    """The files still to do, the keys of the ``ok`` lines kept, and a summary with the skipped counts."""
+    records = _read_results(results_path)
+    for record in records:
+        if record.get("model") != model_name or record.get("granularity") != granularity:
+            raise BatchInputError(
+                f"{results_path} holds results of model {record.get('model')!r} with granularity "
+                f"{record.get('granularity')!r}; this run uses {model_name!r} with {granularity!r}: "
+                "choose another --out"
+            )
+    # Lines to drop before redoing files: failed ones with retry_failed, and files changed since.
+    current = {str(e.path): e.key for e in entries}
+    kept = [r for r in records if not (
+        (r["path"] in current and _line_key(r) != current[r["path"]])
+        or (retry_failed and r.get("status") != "ok" and r["path"] in current)
+    )]
+    if len(kept) != len(records):
+        _rewrite_results(results_path, kept)
+    done_keys = {_line_key(r) for r in kept}
+    todo = [e for e in entries if e.key not in done_keys]
+    ok_keys = {k for r in kept if r.get("status") == "ok" and (k := _line_key(r)) is not None}
+    failed_keys = {_line_key(r) for r in kept if r.get("status") != "ok"}
+    summary = BatchSummary(skipped=len(entries) - len(todo),
+                           skipped_failed=sum(e.key in failed_keys for e in entries))
+    return todo, ok_keys, summary
+
+
+def _open_outputs(out: Path, model: "Emotion2VecPlus", granularity: str,
+                  embeddings: str) -> tuple[_ParquetParts | None, bool]:
+    """The Parquet part writer (``None`` without Parquet output) and whether ``.npy`` files are written."""
+    labels = [label.english for label in model.labels]
+    write_parquet = embeddings in ("parquet", "both")
+    write_npy = embeddings in ("npy", "both") or (granularity == "frame" and embeddings != "none")
+    parts = _ParquetParts(out, labels, model.embed_dim, model.model_name, granularity) if write_parquet else None
+    return parts, write_npy
+
+
+def _commit(parts: _ParquetParts | None, log: _ResultsLog, lines: list[dict[str, Any]], rows: list[dict[str, Any]],
+            summary: BatchSummary, ok_keys: set, bar) -> None:
+    """Write one window's Parquet part, then its JSON lines, and count them in ``summary``."""
+    # Embeddings first, then the lines: a line is the promise that its outputs exist.
+    if parts is not None and rows:
+        parts.write_part(rows)
+    for line in lines:
+        log.append(line)
+        if line["status"] == "ok":
+            summary.done += 1
+            ok_keys.add((line["path"], line["size"], line["mtime_ns"]))
+        else:
+            summary.failed += 1
+            if bar is not None:
+                bar.write(f"✗ {line['error']}", file=sys.stderr)
+
+
+def _finish(parts: _ParquetParts | None, ok_keys: set, summary: BatchSummary, audio_s: float,
+            started: float) -> BatchSummary:
+    """Combine the Parquet parts into ``embeddings.parquet`` and fill in the speeds."""
     if parts is not None:
         parts.combine(ok_keys)
     summary.wall_s = time.perf_counter() - started
@@ -830,6 +854,12 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default=None, help="a custom head file made by train-head")
     parser.add_argument("--retry-failed", action="store_true", help="process files again that failed before")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this process (default); ray: Ray Data workers (needs the 'ray' extra)")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --engine ray: a running Ray cluster (default: start a local one on 127.0.0.1)")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --engine ray: model workers, each loading the model once (default 1)")
     parser.set_defaults(func=run_batch_command)
 
 
@@ -857,19 +887,24 @@ def run_batch_command(args: argparse.Namespace) -> int:
     try:
         _check_options(args.granularity, args.embeddings, args.workers, args.batch_size)
         plan = _discover(args.inputs)
-        started = time.perf_counter()
-        model = Emotion2VecPlus(
-            args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
-            num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-            max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
-        )
-        progress = not args.no_progress
-        if progress:
-            print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s; "
-                  f"{len(plan.files)} file(s)", file=sys.stderr)
-        summary = _run(model, plan, args.out, granularity=args.granularity, embeddings=args.embeddings,
-                       workers=args.workers, batch_size=args.batch_size, progress=progress,
-                       retry_failed=args.retry_failed)
+        if getattr(args, "engine", "local") == "ray":
+            from .ray_engine import run_batch_ray_command
+
+            summary = run_batch_ray_command(args)
+        else:
+            started = time.perf_counter()
+            model = Emotion2VecPlus(
+                args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
+                num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
+                max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
+            )
+            progress = not args.no_progress
+            if progress:
+                print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s; "
+                      f"{len(plan.files)} file(s)", file=sys.stderr)
+            summary = _run(model, plan, args.out, granularity=args.granularity, embeddings=args.embeddings,
+                           workers=args.workers, batch_size=args.batch_size, progress=progress,
+                           retry_failed=args.retry_failed)
     except (Emotion2VecError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
