@@ -48,6 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .cli_options import add_model_options
 from .embeddings import NPY_MAGIC, load_embedding
 from .errors import Emotion2VecError, EmbeddingFileError
 
@@ -715,13 +716,8 @@ class _LazyModel:
 
 # --------------------------------------------------------------------------- command line
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model for audio inputs: compact (bundled, default), large, base, seed, ..., a hub id "
-                             "or a local directory; loaded only if an input is audio")
-    parser.add_argument("--hub", choices=["hf", "ms"], default=None, help="where to download models")
-    parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    add_model_options(parser, "model for audio inputs: compact (bundled, default), large, base, seed, ..., "
+                              "a hub id or a local directory; loaded only if an input is audio")
 
 
 def add_analytics_parsers(subparsers: argparse._SubParsersAction) -> None:

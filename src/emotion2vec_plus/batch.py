@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from .cli_options import add_model_options
 from .audio import Audio, load_audio
 from .errors import Emotion2VecError
 from .results import Result
@@ -832,15 +833,7 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder: results.jsonl, embeddings.parquet, embeddings/*.npy; "
                              "re-running the same command resumes")
-    parser.add_argument("--model", default=None,
-                        help="compact (bundled, default), large, base, seed, emotion2vec_base_finetuned, "
-                             "emotion2vec_base, a hub id, or a local model directory")
-    parser.add_argument("--hub", choices=["hf", "ms"], default=None,
-                        help="where to download models: hf = Hugging Face, ms = ModelScope "
-                             "(default: $EMOTION2VEC_HUB or hf)")
-    parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    add_model_options(parser)
     parser.add_argument("--granularity", choices=["utterance", "frame"], default="utterance",
                         help="utterance: one result per file; frame: also (T, D) frame features as .npy")
     parser.add_argument("--embeddings", choices=list(EMBEDDING_MODES), default="parquet",

@@ -16,19 +16,8 @@ from .analytics import add_analytics_parsers, run_analytics_command
 from .batch import add_batch_parser, run_batch_command
 from .head_training import add_train_head_parser, run_train_head_command
 from .service import add_serve_parser, run_serve_command
+from .cli_options import add_model_options
 from .errors import Emotion2VecError
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="compact (bundled, default), large, base, seed, emotion2vec_base_finetuned, "
-                             "emotion2vec_base, a hub id, or a local model directory")
-    parser.add_argument("--hub", choices=["hf", "ms"], default=None,
-                        help="where to download models: hf = Hugging Face, ms = ModelScope "
-                             "(default: $EMOTION2VEC_HUB or hf)")
-    parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="recognise the emotion of audio files")
     predict.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, mp3, m4a, flac, ogg, webm, ...)")
-    _add_model_options(predict)
+    add_model_options(predict)
     predict.add_argument("--granularity", choices=["utterance", "frame"], default="utterance",
                          help="utterance: one result per file; frame: also per-frame emotions at 50 Hz")
     predict.add_argument("--embedding", action="store_true",

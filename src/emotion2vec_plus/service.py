@@ -61,6 +61,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .cli_options import add_model_options
 from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from .audio import Audio, load_audio
 from .embeddings import NPY_MAGIC, load_embedding
@@ -565,12 +566,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--head", default=None, help="a custom head file made by train-head (replaces the model's classes)")
-    serve.add_argument("--model", default=None, help="compact (bundled, default), large, base, seed, ..., "
-                                                     "a hub id or a local model directory")
-    serve.add_argument("--hub", choices=["hf", "ms"], default=None, help="where to download models")
-    serve.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
-    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    serve.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    add_model_options(serve)
     serve.add_argument("--max-upload-mb", type=float, default=25, help="largest upload per file in MB (default 25)")
     serve.add_argument("--max-duration", type=float, default=600,
                        help="refuse audio longer than this many seconds (default 600)")
