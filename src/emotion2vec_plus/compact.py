@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 from torch import nn
 
 from .errors import CheckpointError, ModelNotFoundError
+from .fileio import atomic_write
 from .heads import EmotionHead
 from .labels import EMOTIONS, Label, default_labels
 from .model import EncoderOutput
@@ -131,9 +132,8 @@ def save_compact(path: str | os.PathLike, layers: list[int], feature_mean: np.nd
                    "embedding_model": head.embedding_model, "metrics": head.metrics, "training": head.training}
     meta = {"format": COMPACT_FORMAT, "format_version": COMPACT_FORMAT_VERSION, "layers": layers,
             "head": head_fields, **metadata}
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"compact": json.dumps(meta, sort_keys=True, ensure_ascii=False)})
-    os.replace(partial, path)
+    with atomic_write(path) as stream:
+        stream.write(save(tensors, metadata={"compact": json.dumps(meta, sort_keys=True, ensure_ascii=False)}))
     return path
 
 

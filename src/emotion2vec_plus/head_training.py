@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Emotion2VecError
+from .fileio import atomic_write
 from .heads import KINDS, EmotionHead, HeadMetrics, cross_validate, train_head
 
 __all__ = [
@@ -236,17 +236,10 @@ def _load_cache(path: Path, embed_dim: int) -> dict[str, np.ndarray]:
 
 def _save_cache(path: Path, entries: dict[str, np.ndarray]) -> None:
     """Write the cache atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = np.array(list(entries), dtype=str)
     vectors = np.stack([entries[key] for key in entries]).astype(np.float32)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, keys=keys, embeddings=vectors, format=np.array(_CACHE_FORMAT))
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as stream:
+        np.savez(stream, keys=keys, embeddings=vectors, format=np.array(_CACHE_FORMAT))
 
 
 def embed_clips(
@@ -392,15 +385,8 @@ def write_confusion_png(metrics: HeadMetrics, path: str | os.PathLike, title: st
     axes.set_title(title or (f"UA {metrics.unweighted_accuracy * 100:.1f}%  WA {metrics.weighted_accuracy * 100:.1f}%"
                              f"  ({metrics.n_samples} clips, {metrics.n_folds} folds)"), fontsize=10)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png")
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as stream:
+        figure.savefig(stream, format="png")
     return path
 
 

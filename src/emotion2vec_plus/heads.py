@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import Emotion2VecError
+from .fileio import atomic_write
 
 __all__ = [
     "HEAD_FORMAT",
@@ -317,15 +317,8 @@ class EmotionHead:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: head metadata must be plain JSON values: {exc}") from exc
         data = safetensors.numpy.save(dict(self.params), metadata=metadata)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(partial, path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as stream:
+            stream.write(data)
         return path
 
     @classmethod

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from .audio import SAMPLE_RATE
 from .embeddings import save_embedding
+from .fileio import atomic_write
 from .results import Result
 
 RUN_PREFIX = "outputs_"
@@ -39,12 +40,6 @@ def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | 
             suffix += 1
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 def write_run(result: Result, samples: np.ndarray, outputs_root: str | os.PathLike = "outputs") -> Path:
     """Write one recognition run: ``processed_audio.wav`` (16 kHz mono PCM16), ``result.json``
     and, when the result carries one, ``embedding.npy``. Sets ``result.output_dir``."""
@@ -53,7 +48,8 @@ def write_run(result: Result, samples: np.ndarray, outputs_root: str | os.PathLi
     if result.embedding is not None:
         save_embedding(run_dir / EMBEDDING_NPY, result.embedding)
     result.output_dir = str(run_dir)
-    _write_atomically(run_dir / RESULT_JSON, result.to_json().encode("utf-8"))
+    with atomic_write(run_dir / RESULT_JSON) as stream:
+        stream.write(result.to_json().encode("utf-8"))
     return run_dir
 
 
