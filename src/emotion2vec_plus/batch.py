@@ -38,6 +38,7 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -616,14 +617,21 @@ def _run(model: "Emotion2VecPlus", plan: _Plan, out_dir: str | os.PathLike, *, g
          workers: int, batch_size: int, progress: bool, retry_failed: bool) -> BatchSummary:
     _check_options(granularity, embeddings, workers, batch_size)
     started = time.perf_counter()
+    with locked_output_dir(out_dir) as out:
+        return _run_locked(model, plan, out, granularity=granularity, embeddings=embeddings, workers=workers,
+                           batch_size=batch_size, progress=progress, retry_failed=retry_failed, started=started)
+
+
+@contextmanager
+def locked_output_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Create the output folder (absolute path) and hold its lock while the job writes to it."""
     out = _absolute(Path(out_dir).expanduser())
     if out.exists() and not out.is_dir():
         raise BatchInputError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
     try:
-        return _run_locked(model, plan, out, granularity=granularity, embeddings=embeddings, workers=workers,
-                           batch_size=batch_size, progress=progress, retry_failed=retry_failed, started=started)
+        yield out
     finally:
         os.close(lock)
 

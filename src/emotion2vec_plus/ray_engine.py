@@ -32,10 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .batch import (
-    BatchInputError,
     BatchSummary,
     RESULTS_NAME,
-    _absolute,
     _check_options,
     _commit,
     _decode,
@@ -43,7 +41,6 @@ from .batch import (
     _Entry,
     _error_line,
     _finish,
-    _lock,
     _open_outputs,
     _outputs,
     _predict,
@@ -52,6 +49,7 @@ from .batch import (
     _ResultsLog,
     _resume_plan,
     _stat_entries,
+    locked_output_dir,
 )
 from .errors import Emotion2VecError
 from .results import Result
@@ -240,12 +238,7 @@ def run_batch_ray(
     model_kwargs = dict(model_kwargs or {})
     plan = _discover(inputs)
     started = time.perf_counter()
-    out = _absolute(Path(out_dir).expanduser())
-    if out.exists() and not out.is_dir():
-        raise BatchInputError(f"--out {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    lock = _lock(out)
-    try:
+    with locked_output_dir(out_dir) as out:
         _remove_temporaries(out)
         entries = _stat_entries(plan)
         # The driver's copy of the model gives the name, labels and size the outputs are checked against.
@@ -265,8 +258,6 @@ def run_batch_ray(
                                   summary=summary, ok_keys=ok_keys, progress=progress, started=started,
                                   model_name=str(model_name), decode_threads=workers)
         return _finish(parts, ok_keys, summary, audio_s, started)
-    finally:
-        os.close(lock)
 
 
 def _run_on_ray(todo: list[_Entry], out: Path, model, address: str | None, worker_kwargs: dict[str, Any], *,
