@@ -52,3 +52,39 @@ def test_frame_long_failed_and_headless_results_validate(small_model):
     with_embedding = json.loads(small_model.predict(speech_of_length(1.0), extract_embedding=True).to_json(include_embedding=True))
     jsonschema.validate(with_embedding, schema())
     assert len(with_embedding["embedding"]) == small_model.embed_dim
+
+
+def test_list_runs_newest_first_with_results_and_damaged_runs(tmp_path):
+    from emotion2vec_plus.outputs import list_runs
+    from emotion2vec_plus.results import Result
+
+    root = tmp_path / "outputs"
+    assert list_runs(root) == []
+    older = create_run_dir(root, now=datetime(2026, 11, 24, 9, 0, 0))
+    newer = create_run_dir(root, now=datetime(2026, 11, 24, 9, 0, 1))
+    same_second = create_run_dir(root, now=datetime(2026, 11, 24, 9, 0, 1))
+    damaged = create_run_dir(root, now=datetime(2026, 11, 24, 8, 0, 0))
+    (root / "batch_20261124_100000").mkdir()  # other kinds of folders are not recognition runs
+    (root / "notes.txt").write_text("x")
+    result = Result(source="call.wav", model="compact", granularity="utterance", emotion="happy", emotion_zh="开心",
+                    emoji="😊", confidence=0.9, scores={"happy": 0.9, "sad": 0.1}, duration_s=1.5)
+    for run in (older, newer, same_second):
+        (run / "result.json").write_text(result.to_json(), encoding="utf-8")
+    (newer / "embedding.npy").write_bytes(b"\x93NUMPY")
+    (damaged / "result.json").write_text("{not json", encoding="utf-8")
+
+    runs = list_runs(root)
+    assert [r.run_dir for r in runs] == [same_second, newer, older, damaged]
+    assert runs[1].emotion == "happy" and runs[1].emotion_zh == "开心" and runs[1].confidence == 0.9
+    assert runs[1].source == "call.wav" and runs[1].started == datetime(2026, 11, 24, 9, 0, 1)
+    assert [f.name for f in runs[1].files] == ["result.json", "embedding.npy"]
+    assert runs[3].emotion is None and "unreadable" in runs[3].error
+    assert [r.run_dir for r in list_runs(root, limit=2)] == [same_second, newer]
+
+
+def test_run_folder_prefix_is_checked(tmp_path):
+    import pytest
+
+    assert create_run_dir(tmp_path, now=datetime(2026, 1, 2, 3, 4, 5), prefix="batch_").name == "batch_20260102_030405"
+    with pytest.raises(ValueError):
+        create_run_dir(tmp_path, prefix="../x")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,18 +23,22 @@ RESULT_JSON = "result.json"
 EMBEDDING_NPY = "embedding.npy"
 
 
-def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | None = None) -> Path:
+def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | None = None,
+                   prefix: str = RUN_PREFIX) -> Path:
     """Create a new, empty ``outputs_YYYYMMDD_HHMMSS`` folder under ``outputs_root``.
 
     Never reuses a folder: a second run in the same second gets ``..._HHMMSS_2`` and so on
-    (``mkdir`` is atomic, so concurrent runs cannot take the same name).
+    (``mkdir`` is atomic, so concurrent runs cannot take the same name). ``prefix`` names other
+    kinds of runs (the WebUI's batch jobs use ``batch_``).
     """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", prefix):
+        raise ValueError(f"a run folder prefix may hold letters, digits, '_' and '-' only, got {prefix!r}")
     root = Path(outputs_root)
     root.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
     suffix = 1
     while True:
-        name = f"{RUN_PREFIX}{stamp}" if suffix == 1 else f"{RUN_PREFIX}{stamp}_{suffix}"
+        name = f"{prefix}{stamp}" if suffix == 1 else f"{prefix}{stamp}_{suffix}"
         try:
             (root / name).mkdir()
             return root / name
@@ -56,3 +62,92 @@ def write_run(result: Result, samples: np.ndarray, outputs_root: str | os.PathLi
 def read_run(run_dir: str | os.PathLike) -> dict:
     """Load a run folder's ``result.json``."""
     return json.loads((Path(run_dir) / RESULT_JSON).read_text(encoding="utf-8"))
+
+
+_RUN_NAME = re.compile(r"^" + re.escape(RUN_PREFIX) + r"(\d{8}_\d{6})(?:_(\d+))?$")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One earlier recognition run found by :func:`list_runs`.
+
+    ``files`` are the run's files that exist (``processed_audio.wav``, ``result.json``,
+    ``embedding.npy``), in that order. ``error`` is set when ``result.json`` is missing or
+    unreadable (the other fields are then ``None``).
+    """
+
+    run_dir: Path
+    started: datetime
+    source: str | None
+    emotion: str | None
+    emotion_zh: str | None
+    emoji: str | None
+    confidence: float | None
+    model: str | None
+    granularity: str | None
+    duration_s: float | None
+    embedding_shape: tuple[int, ...] | None
+    files: tuple[Path, ...]
+    error: str | None = None
+
+
+def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = None) -> list[RunSummary]:
+    """The ``outputs_YYYYMMDD_HHMMSS[_N]`` run folders under ``outputs_root``, newest first.
+
+    Other folders and files are ignored; a run whose ``result.json`` is missing or damaged is
+    still listed, with ``error`` saying so. A missing ``outputs_root`` gives an empty list.
+    ``limit`` keeps only the newest runs (``result.json`` is read for those only).
+    """
+    root = Path(outputs_root)
+    if not root.is_dir():
+        return []
+    found: list[tuple[datetime, int, Path]] = []
+    for entry in root.iterdir():
+        match = _RUN_NAME.match(entry.name)
+        if match is None or not entry.is_dir():
+            continue
+        try:
+            started = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S")
+        except ValueError:
+            continue
+        found.append((started, int(match.group(2) or 1), entry))
+    found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    if limit is not None:
+        found = found[:max(limit, 0)]
+    return [_summarise_run(run_dir, started) for started, _, run_dir in found]
+
+
+def _summarise_run(run_dir: Path, started: datetime) -> RunSummary:
+    files = tuple(run_dir / name for name in (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY) if (run_dir / name).is_file())
+    empty = dict(source=None, emotion=None, emotion_zh=None, emoji=None, confidence=None, model=None,
+                 granularity=None, duration_s=None, embedding_shape=None)
+    try:
+        data = read_run(run_dir)
+    except FileNotFoundError:
+        return RunSummary(run_dir, started, files=files, error=f"{run_dir}: no {RESULT_JSON}", **empty)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: unreadable: {exc}", **empty)
+    if not isinstance(data, dict):
+        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: not a result object", **empty)
+    shape = data.get("embedding_shape")
+    confidence = data.get("confidence")
+    duration = data.get("duration_s")
+    return RunSummary(
+        run_dir=run_dir,
+        started=started,
+        source=_text_or_none(data.get("source")),
+        emotion=_text_or_none(data.get("emotion")),
+        emotion_zh=_text_or_none(data.get("emotion_zh")),
+        emoji=_text_or_none(data.get("emoji")),
+        confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
+        model=_text_or_none(data.get("model")),
+        granularity=_text_or_none(data.get("granularity")),
+        duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+        embedding_shape=tuple(int(n) for n in shape) if isinstance(shape, list) else None,
+        files=files,
+        error=_text_or_none(data.get("error")),
+    )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
