@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import signal
@@ -386,3 +387,55 @@ def test_two_jobs_never_share_an_out_dir(model, tree, tmp_path):
             run_batch(model, [tree["audio"][0]], out, progress=False)
     assert not (out / "results.jsonl").exists()
     assert run_batch(model, [tree["audio"][0]], out, progress=False).done == 1
+
+
+def test_stage_files_uses_safe_unique_names_inside_the_folder(tmp_path):
+    from emotion2vec_plus.batch import stage_files
+
+    source = tmp_path / "upload.bin"
+    source.write_bytes(b"abc")
+    folder = tmp_path / "job" / "inputs"
+    folder.mkdir(parents=True)
+    (folder / "clip.wav").write_bytes(b"already here")
+    staged = stage_files([("../../evil.wav", source), ("clip.wav", source), ("clip.wav", source),
+                          ("a\\b:c?.mp3", source), ("..", source), ("", source)], folder)
+    assert [p.name for p in staged] == ["evil.wav", "clip-2.wav", "clip-3.wav", "b_c_.mp3", "_", "file"]
+    assert all(p.parent == folder and p.read_bytes() == b"abc" for p in staged)
+    assert (folder / "clip.wav").read_bytes() == b"already here"  # never overwritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job", "upload.bin"]
+
+
+def test_results_csv_and_npy_zip_for_people(tmp_path):
+    import zipfile
+
+    from emotion2vec_plus.batch import read_results, write_results_csv, zip_npy_embeddings
+
+    out = tmp_path / "job"
+    (out / "embeddings" / "sub").mkdir(parents=True)
+    assert zip_npy_embeddings(out) is None  # no .npy files: no archive
+    lines = [
+        {"path": "/data/a.wav", "size": 1, "mtime_ns": 2, "status": "ok", "emotion": "happy", "confidence": 0.91234567,
+         "scores": {"happy": 0.91234567, "sad": 0.08765433}, "duration_s": 1.5, "error": None, "model": "compact",
+         "granularity": "utterance", "embedding_file": "embeddings/a.npy"},
+        {"path": "/data/b,\"odd\".mp3", "size": 1, "mtime_ns": 2, "status": "error", "emotion": None, "confidence": None,
+         "scores": None, "duration_s": None, "error": "b: not audio", "model": "compact", "granularity": "utterance",
+         "embedding_file": None},
+    ]
+    (out / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"path": "/data/cut', encoding="utf-8")
+    assert [r["path"] for r in read_results(out)] == ["/data/a.wav", '/data/b,"odd".mp3']  # the cut line is left out
+    assert read_results(tmp_path / "nothing") == []
+
+    path = write_results_csv(out)
+    assert path == out / "results.csv" and path.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    assert rows[0] == ["path", "status", "emotion", "confidence", "duration_s", "error", "model", "granularity",
+                       "embedding_file", "score_happy", "score_sad"]
+    assert rows[1][:4] == ["/data/a.wav", "ok", "happy", "0.912346"] and rows[1][-2:] == ["0.912346", "0.0876543"]
+    assert rows[2][:3] == ['/data/b,"odd".mp3', "error", ""] and rows[2][5] == "b: not audio"
+
+    np.save(out / "embeddings" / "a.npy", np.ones(4, np.float32))
+    np.save(out / "embeddings" / "sub" / "c.npy", np.zeros((2, 4), np.float32))
+    archive = zip_npy_embeddings(out)
+    with zipfile.ZipFile(archive) as handle:
+        assert sorted(handle.namelist()) == ["a.npy", "sub/c.npy"]
+        assert np.load(io.BytesIO(handle.read("sub/c.npy"))).shape == (2, 4)

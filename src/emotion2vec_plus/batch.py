@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .cli_options import add_model_options
+from .cli_options import add_model_options, compute_options
 from .audio import Audio, load_audio
 from .errors import Emotion2VecError
 from .results import Result
@@ -60,8 +61,12 @@ __all__ = [
     "BatchSummary",
     "add_batch_parser",
     "find_audio_files",
+    "read_results",
     "run_batch",
     "run_batch_command",
+    "stage_files",
+    "write_results_csv",
+    "zip_npy_embeddings",
 ]
 
 #: Extensions (lower-case) picked up when a directory is searched.
@@ -71,6 +76,11 @@ LIST_EXTENSIONS: frozenset[str] = frozenset({".txt", ".csv"})
 EMBEDDING_MODES: tuple[str, ...] = ("parquet", "npy", "both", "none")
 
 RESULTS_NAME = "results.jsonl"
+RESULTS_CSV_NAME = "results.csv"
+NPY_ZIP_NAME = "embeddings_npy.zip"
+#: Columns of ``results.csv`` (the scores follow as one ``score_<label>`` column per class).
+RESULTS_CSV_COLUMNS: tuple[str, ...] = ("path", "status", "emotion", "confidence", "duration_s", "error",
+                                        "model", "granularity", "embedding_file")
 PARQUET_NAME = "embeddings.parquet"
 PARTS_NAME = "embeddings.parquet.parts"
 NPY_DIR = "embeddings"
@@ -833,6 +843,126 @@ def _outputs(entry: _Entry, result: Result, out: Path, granularity: str,
     return line, row
 
 
+# ---------------------------------------------------------------------------------------------- job files for people
+def stage_files(named_files: Sequence[tuple[str, str | os.PathLike]], folder: str | os.PathLike) -> list[Path]:
+    """Copy files into ``folder`` under safe, unique names made from their display names.
+
+    For inputs whose names come from outside, e.g. a browser upload's file name: only the last
+    component of a display name is used, sanitised like the ``.npy`` names (no separators,
+    control or reserved characters, no ``..``); equal names get ``-2``, ``-3``... before the
+    extension. Nothing is written outside ``folder``, and an existing file is never
+    overwritten. Files are hard-linked when possible, else copied. Returns the new paths in
+    input order.
+    """
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    staged: list[Path] = []
+    for display_name, source in named_files:
+        base = _safe_component(re.split(r"[\\/]", display_name or "")[-1] or "file")
+        stem, dot, extension = base.rpartition(".") if "." in base.strip(".") else (base, "", "")
+        number = 1
+        while True:
+            name = base if number == 1 else _safe_component(f"{stem}-{number}{dot}{extension}")
+            destination = target / name
+            try:
+                os.link(source, destination)
+                break
+            except FileExistsError:
+                number += 1
+            except OSError:  # another file system, or links not allowed: copy without overwriting
+                try:
+                    with open(source, "rb") as reader, open(destination, "xb") as writer:
+                        while chunk := reader.read(1 << 20):
+                            writer.write(chunk)
+                    break
+                except FileExistsError:
+                    number += 1
+        staged.append(destination)
+    return staged
+
+
+def read_results(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The lines of ``out_dir/results.jsonl`` (one dict per file, in the order they were written).
+
+    A partial last line (a job killed while writing) is left out; a missing file gives ``[]``.
+    """
+    path = Path(out_dir) / RESULTS_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    for raw in data[: data.rfind(b"\n") + 1].splitlines():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and _line_key(record) is not None:
+            records.append(record)
+    return records
+
+
+def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+    """Write the job's ``results.jsonl`` as a CSV table (default ``out_dir/results.csv``).
+
+    Columns: :data:`RESULTS_CSV_COLUMNS`, then one ``score_<label>`` column per class (in the order
+    the scores were written). UTF-8 with a byte-order mark, so spreadsheet programs show the
+    Chinese and emoji correctly. Returns the path written.
+    """
+    records = read_results(out_dir)
+    labels: list[str] = []
+    for record in records:
+        for label in (record.get("scores") or {}):
+            if label not in labels:
+                labels.append(label)
+    path = Path(target) if target is not None else Path(out_dir) / RESULTS_CSV_NAME
+
+    def write(handle) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+        writer = csv.writer(text)
+        writer.writerow([*RESULTS_CSV_COLUMNS, *(f"score_{label}" for label in labels)])
+        for record in records:
+            scores = record.get("scores") or {}
+            writer.writerow([_csv_cell(record.get(column)) for column in RESULTS_CSV_COLUMNS]
+                            + [_csv_cell(scores.get(label)) for label in labels])
+        text.flush()
+        text.detach()
+
+    _atomic_write(path, write)
+    return path
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def zip_npy_embeddings(out_dir: str | os.PathLike, target: str | os.PathLike | None = None) -> Path | None:
+    """Zip the job's per-file ``.npy`` embeddings (``out_dir/embeddings/``) into one archive.
+
+    Entries keep their paths below ``embeddings/``. Default target ``out_dir/embeddings_npy.zip``;
+    returns ``None`` (and writes nothing) when the job wrote no ``.npy`` files.
+    """
+    import zipfile
+
+    folder = Path(out_dir) / NPY_DIR
+    files = sorted(p for p in folder.rglob("*.npy") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        return None
+    path = Path(target) if target is not None else Path(out_dir) / NPY_ZIP_NAME
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in files:
+                archive.write(file, file.relative_to(folder).as_posix())
+
+    _atomic_write(path, write)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- command line
 def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -897,7 +1027,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             model = Emotion2VecPlus(
                 args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
                 num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-                max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
+                max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head, **compute_options(args),
             )
             progress = not args.no_progress
             if progress:
