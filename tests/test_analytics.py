@@ -457,3 +457,84 @@ def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys)
     assert_one_line_error(code, err, notes)
     code, _, err = run_cli(["search", notes, "--index", speech["index"]], capsys)
     assert_one_line_error(code, err, notes)
+
+
+# --------------------------------------------------------------------------- emotions over time, comparing inputs
+def _frame_result(top_per_frame, hop=0.02, labels=("happy", "neutral", "sad")):
+    from emotion2vec_plus.results import FrameScores, Result
+
+    frames = []
+    for i, top in enumerate(top_per_frame):
+        scores = [0.1] * len(labels)
+        scores[labels.index(top)] = 0.8
+        frames.append(FrameScores(i * hop, i * hop + 0.025, top, 0.8, scores))
+    return Result(source="x", model="m", granularity="frame", emotion="happy", confidence=0.8,
+                  scores=dict.fromkeys(labels, 1 / len(labels)), frames=frames)
+
+
+def test_emotion_runs_merge_short_flickers_into_their_neighbours():
+    from emotion2vec_plus.analytics import emotion_runs
+
+    frames = ["happy"] * 50 + ["sad"] * 3 + ["happy"] * 20 + ["neutral"] * 40
+    runs = emotion_runs(_frame_result(frames), smooth_s=0.0, min_run_s=0.2)
+    assert [(r.emotion, round(r.start_s, 2), round(r.end_s, 3)) for r in runs] == [
+        ("happy", 0.0, 1.465), ("neutral", 1.46, 2.265)]
+    assert runs[0].confidence == pytest.approx((70 * 0.8 + 3 * 0.1) / 73)
+    smoothed = emotion_runs(_frame_result(frames), smooth_s=0.5, min_run_s=0.0)
+    assert [r.emotion for r in smoothed] == ["happy", "neutral"]
+
+
+def test_emotion_runs_and_timeline_of_segments_and_plain_results():
+    from emotion2vec_plus.analytics import emotion_runs, emotion_timeline
+    from emotion2vec_plus.results import Result, Segment
+
+    plain = Result(source="x", model="m", granularity="utterance", emotion="sad", scores={"sad": 1.0})
+    assert emotion_runs(plain) == [] and emotion_timeline(plain) is None
+    long = Result(source="x", model="m", granularity="utterance", emotion="sad", scores={"happy": 0.3, "sad": 0.7},
+                  segments=[Segment(0, 30, "sad", "难过", "😢", 0.9, {"happy": 0.1, "sad": 0.9}),
+                            Segment(30, 55, "happy", "开心", "😊", 0.6, {"happy": 0.6, "sad": 0.4})])
+    assert [(r.emotion, r.end_s) for r in emotion_runs(long)] == [("sad", 30), ("happy", 55)]
+    timeline = emotion_timeline(long)
+    assert timeline.source == "segments" and timeline.probabilities.tolist() == [[0.1, 0.9], [0.6, 0.4]]
+
+
+def test_emotion_timeline_pools_frames_to_at_most_max_points():
+    from emotion2vec_plus.analytics import emotion_timeline
+
+    result = _frame_result(["happy"] * 1001 + ["sad"] * 999)
+    timeline = emotion_timeline(result, max_points=100)
+    assert len(timeline.starts_s) == 100 and timeline.labels == ["happy", "neutral", "sad"]
+    assert np.allclose(timeline.probabilities.sum(axis=1), 1.0)
+    assert timeline.starts_s[0] == 0 and timeline.ends_s[-1] == pytest.approx(1999 * 0.02 + 0.025)
+    assert timeline.probabilities[0].tolist() == pytest.approx([0.8, 0.1, 0.1])
+    full = emotion_timeline(result, smooth_s=0.5)
+    assert len(full.starts_s) == 1000  # 2000 frames pooled in pairs
+    assert 0.1 < full.probabilities[500, 0] < 0.8  # smoothed across the change at frame 1001
+
+
+def test_compare_inputs_of_embeddings_without_a_model(tmp_path):
+    from emotion2vec_plus.analytics import compare_inputs
+
+    a, b, c = tmp_path / "a.npy", tmp_path / "b.bin", tmp_path / "c.npy"
+    save_embedding(a, np.array([1.0, 0.0, 0.0], np.float32))
+    save_embedding(b, np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], np.float32))  # (T, D), recognised by content
+    save_embedding(c, np.ones(5, np.float32))
+    comparison = compare_inputs(a, b, names=("first.npy", "second"))
+    assert comparison.similarity == pytest.approx(2 ** -0.5)
+    assert comparison.reading == describe_similarity(comparison.similarity) and not comparison.calibrated
+    assert comparison.a.kind == comparison.b.kind == "embedding" and comparison.b.shape == (2, 3)
+    assert comparison.a.emotion is None  # no model to classify with
+    with pytest.raises(ValueError, match="3-d"):
+        compare_inputs(a, c)
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(analytics.EmbeddingFileError, match="upload.npy.*pickle"):
+        compare_inputs(pickled, a, names=("upload.npy", "a"))
+    with pytest.raises(analytics.EmbeddingFileError, match="no model"):
+        compare_inputs(a, _text_file(tmp_path))
+
+
+def _text_file(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("hello")
+    return path
