@@ -66,6 +66,10 @@ class ConvFeatureExtractor(nn.Module):
             in_channels = channels
 
     def forward(self, wav: torch.Tensor, first_layer_lengths: torch.Tensor | None) -> torch.Tensor:
+        if self.layer_norm_mode:
+            # One clip at a time: the 3.2 kHz first layers dominate memory for long windows.
+            frames = [self._layer_norm_stack(row) for row in wav]
+            return torch.stack(frames).transpose(1, 2)
         x = wav.unsqueeze(1)
         for index, layer in enumerate(self.conv_layers):
             if not self.layer_norm_mode and index == 0:
@@ -74,6 +78,34 @@ class ConvFeatureExtractor(nn.Module):
             else:
                 x = layer(x)
         return x
+
+
+    def _layer_norm_stack(self, wav: torch.Tensor) -> torch.Tensor:
+        """The ``layer_norm`` extractor on one clip (N,) -> (T, C), kept frames-last throughout.
+
+        Each strided convolution is one matrix product over its input windows (a window of k
+        frames is k * C contiguous values), so the channel layer norms need no transposes; the
+        channels-first reference layout copies every 3.2 kHz tensor twice per layer.
+        """
+        x = wav[:, None]
+        for conv, _, norm, _ in self.conv_layers:
+            x = _conv_frames_last(x, conv)
+            layer_norm = norm[1]
+            x = F.gelu(F.layer_norm(x, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps))
+        return x
+
+
+def _conv_frames_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv`` (no padding, no bias) over frames-last ``x`` (T, C_in) -> (T', C_out)."""
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    length, channels = x.shape
+    out_length = (length - kernel) // stride + 1
+    if out_length <= 0:
+        return x.new_zeros((0, conv.out_channels))
+    x = x.contiguous()
+    windows = x.as_strided((out_length, kernel * channels), (stride * channels, 1))
+    weight = conv.weight.permute(2, 1, 0).reshape(kernel * channels, conv.out_channels)
+    return windows @ weight
 
 
 def _masked_channel_norm(
