@@ -16,6 +16,7 @@ from .analytics import add_analytics_parsers, run_analytics_command
 from .batch import add_batch_parser, run_batch_command
 from .head_training import add_train_head_parser, run_train_head_command
 from .service import add_serve_parser, run_serve_command
+from .webui import add_webui_parser, run_webui_command
 from .cli_options import add_model_options
 from .errors import Emotion2VecError
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_train_head_parser(sub)
     add_serve_parser(sub)
+    add_webui_parser(sub)
     return parser
 
 
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_train_head_command(args)
         if args.command == "serve":
             return run_serve_command(args)
+        if args.command == "webui":
+            return run_webui_command(args)
         if args.command in ("similarity", "search", "cluster"):
             return run_analytics_command(args)
         return _run_models(args)

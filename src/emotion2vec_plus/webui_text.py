@@ -1,0 +1,180 @@
+"""Interface text of the WebUI in Chinese and English (emotion labels are always shown in both).
+
+``text(key, lang)`` returns one string; ``format`` placeholders are filled by the caller.
+Every key has both languages (checked by the tests).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Language = Literal["zh", "en"]
+LANGUAGES: tuple[Language, ...] = ("zh", "en")
+DEFAULT_LANGUAGE: Language = "zh"
+#: What the language switch shows for each language.
+LANGUAGE_NAMES: dict[Language, str] = {"zh": "中文", "en": "English"}
+
+TEXT: dict[str, dict[Language, str]] = {
+    # page
+    "title": {"zh": "emotion2vec+ 语音情感识别", "en": "emotion2vec+ speech emotion recognition"},
+    "subtitle": {
+        "zh": "上传或录制语音，识别 9 种情感并提取情感向量（embedding）。模型：{model}",
+        "en": "Upload or record speech to recognise 9 emotions and extract emotion embeddings. Model: {model}",
+    },
+    "language": {"zh": "界面语言 / Language", "en": "Language / 界面语言"},
+    "tab_recognise": {"zh": "识别", "en": "Recognise"},
+    "tab_batch": {"zh": "批量", "en": "Batch"},
+    "tab_compare": {"zh": "比较", "en": "Compare"},
+    "tab_explore": {"zh": "探索", "en": "Explore"},
+    "tab_history": {"zh": "历史", "en": "History"},
+    # recognise: inputs
+    "audio_input": {"zh": "音频（上传 wav/mp3/m4a/flac/ogg/webm 或录音）",
+                    "en": "Audio (upload wav/mp3/m4a/flac/ogg/webm, or record)"},
+    "examples": {"zh": "示例音频", "en": "Sample clips"},
+    "granularity": {"zh": "粒度", "en": "Granularity"},
+    "granularity_utterance": {"zh": "整句 utterance", "en": "utterance (whole clip)"},
+    "granularity_frame": {"zh": "逐帧 frame", "en": "frame (emotion over time)"},
+    "extract_embedding": {"zh": "提取情感向量（embedding.npy）", "en": "Extract embedding (embedding.npy)"},
+    "model": {"zh": "模型", "en": "Model"},
+    "model_info": {"zh": "内置模型 compact 离线可用；已下载到本机的 emotion2vec+ 模型也会列出",
+                   "en": "The bundled compact model works offline; emotion2vec+ models cached on this machine are listed too"},
+    "start": {"zh": "开始识别", "en": "Recognise"},
+    # recognise: results
+    "result": {"zh": "识别结果", "en": "Result"},
+    "result_placeholder": {"zh": "上传音频后点击“开始识别”", "en": "Upload audio, then press Recognise"},
+    "confidence": {"zh": "置信度", "en": "confidence"},
+    "scores_plot": {"zh": "9 类情感得分", "en": "Scores of the 9 emotions"},
+    "timeline_plot": {"zh": "情感随时间变化", "en": "Emotion over time"},
+    "segments": {"zh": "分段", "en": "Segments"},
+    "col_start": {"zh": "开始 (s)", "en": "start (s)"},
+    "col_end": {"zh": "结束 (s)", "en": "end (s)"},
+    "col_emotion": {"zh": "情感", "en": "emotion"},
+    "col_confidence": {"zh": "置信度", "en": "confidence"},
+    "embedding_notice": {"zh": "已生成情感向量 Embedding generated: {name} {shape}",
+                         "en": "Embedding generated: {name} {shape}"},
+    "downloads": {"zh": "下载本次结果", "en": "Download this run's files"},
+    "log": {"zh": "处理日志", "en": "Processing log"},
+    "log_file": {"zh": "文件", "en": "file"},
+    "log_format": {"zh": "原始格式", "en": "original format"},
+    "log_audio": {"zh": "{format}，{rate} Hz，{channels} 声道，{duration:.2f} 秒",
+                  "en": "{format}, {rate} Hz, {channels} channel(s), {duration:.2f} s"},
+    "log_model": {"zh": "模型", "en": "model"},
+    "log_granularity": {"zh": "粒度", "en": "granularity"},
+    "log_time": {"zh": "耗时", "en": "time taken"},
+    "log_saved": {"zh": "保存到", "en": "saved to"},
+    "log_warning": {"zh": "注意", "en": "warning"},
+    "no_head": {"zh": "该模型没有情感分类头，只输出情感向量", "en": "This model has no emotion classifier; it only gives embeddings"},
+    "loading_model": {"zh": "正在加载模型 {model}…", "en": "Loading model {model}…"},
+    "recognising": {"zh": "正在识别…", "en": "Recognising…"},
+    # errors
+    "error_title": {"zh": "无法处理", "en": "Could not process"},
+    "error_no_audio": {"zh": "请先上传或录制一段音频。", "en": "Please upload or record a clip first."},
+    "error_no_files": {"zh": "请先选择文件。", "en": "Please choose some files first."},
+    "error_too_large": {"zh": "{name}：文件 {size:.1f} MB，超过上限 {limit:g} MB。",
+                        "en": "{name}: the file is {size:.1f} MB, above the limit of {limit:g} MB."},
+    "error_unexpected": {"zh": "内部错误（{kind}）：{message}。页面仍可继续使用。",
+                         "en": "Internal error ({kind}): {message}. The page is still usable."},
+    "error_hint": {"zh": "请换一个音频文件再试。", "en": "Please try another audio file."},
+    # batch
+    "batch_intro": {"zh": "一次识别多个文件；结果可下载为 CSV、JSONL，情感向量为 Parquet 或 .npy 压缩包。",
+                    "en": "Recognise many files at once; download the results as CSV or JSONL and the embeddings as Parquet or a zip of .npy files."},
+    "batch_files": {"zh": "音频文件（可多选）", "en": "Audio files (choose several)"},
+    "batch_start": {"zh": "开始批量识别", "en": "Run batch"},
+    "batch_table": {"zh": "批量结果", "en": "Batch results"},
+    "batch_summary": {"zh": "完成 {done} 个，失败 {failed} 个，用时 {seconds:.1f} 秒。结果目录：{folder}",
+                      "en": "{done} done, {failed} failed in {seconds:.1f} s. Results folder: {folder}"},
+    "batch_downloads": {"zh": "下载：results.csv、results.jsonl、embeddings.parquet、embeddings_npy.zip",
+                        "en": "Downloads: results.csv, results.jsonl, embeddings.parquet, embeddings_npy.zip"},
+    "col_file": {"zh": "文件", "en": "file"},
+    "col_duration": {"zh": "时长 (s)", "en": "duration (s)"},
+    "col_status": {"zh": "状态 / 错误", "en": "status / error"},
+    "status_ok": {"zh": "完成 ok", "en": "ok"},
+    "batch_progress": {"zh": "批量识别中", "en": "Running batch"},
+    # compare
+    "compare_intro": {"zh": "比较两段音频（或两个 .npy 情感向量）的余弦相似度。",
+                      "en": "Compare two clips (or two .npy embeddings) by cosine similarity."},
+    "compare_a": {"zh": "A：音频或 .npy", "en": "A: audio or .npy"},
+    "compare_b": {"zh": "B：音频或 .npy", "en": "B: audio or .npy"},
+    "compare_start": {"zh": "比较", "en": "Compare"},
+    "compare_result": {"zh": "比较结果", "en": "Comparison"},
+    "similarity": {"zh": "余弦相似度", "en": "cosine similarity"},
+    "compare_uncalibrated": {
+        "zh": "注意：解读区间是用内置 compact 模型（3584 维）校准的；{dim} 维向量请只在同一模型的结果之间比较数值。",
+        "en": "Note: the reading is calibrated on the bundled compact model (3584-d); for {dim}-d embeddings compare values with each other only.",
+    },
+    "kind_audio": {"zh": "音频", "en": "audio"},
+    "kind_embedding": {"zh": ".npy 向量", "en": ".npy embedding"},
+    "no_emotion": {"zh": "（无情感：向量维度与当前模型不符）", "en": "(no emotion: the embedding does not fit the current model)"},
+    # explore
+    "explore_intro": {"zh": "把一组音频或批量生成的 embeddings.parquet 画成 UMAP 二维图，并用 HDBSCAN 聚类。",
+                      "en": "Map a set of clips, or an embeddings.parquet from Batch, in 2-D with UMAP and group them with HDBSCAN."},
+    "explore_files": {"zh": "多个音频文件，或一个 embeddings.parquet", "en": "Several audio files, or one embeddings.parquet"},
+    "explore_batch_run": {"zh": "或选择之前的批量结果", "en": "or pick an earlier batch run"},
+    "explore_min_cluster": {"zh": "最小簇大小", "en": "Smallest cluster"},
+    "explore_colour": {"zh": "着色", "en": "Colour by"},
+    "colour_cluster": {"zh": "聚类 cluster", "en": "cluster"},
+    "colour_emotion": {"zh": "预测情感 emotion", "en": "predicted emotion"},
+    "explore_start": {"zh": "生成地图", "en": "Make the map"},
+    "explore_map": {"zh": "情感向量地图", "en": "Embedding map"},
+    "explore_table": {"zh": "聚类", "en": "Clusters"},
+    "explore_summary": {"zh": "{n} 个向量（{dim} 维）：{clusters} 个簇，{noise} 个噪声点",
+                        "en": "{n} embeddings ({dim}-d): {clusters} clusters, {noise} noise"},
+    "col_cluster": {"zh": "簇", "en": "cluster"},
+    "col_size": {"zh": "数量", "en": "size"},
+    "col_dominant": {"zh": "主要情感", "en": "dominant emotion"},
+    "col_members": {"zh": "成员", "en": "members"},
+    "noise": {"zh": "噪声", "en": "noise"},
+    "explore_mixed": {"zh": "请上传音频文件，或只上传一个 .parquet 文件。",
+                      "en": "Upload audio files, or a single .parquet file on its own."},
+    # history
+    "history_intro": {"zh": "输出目录中之前的识别记录（最新在前）。", "en": "Earlier runs in the outputs folder, newest first."},
+    "history_refresh": {"zh": "刷新", "en": "Refresh"},
+    "history_table": {"zh": "识别记录", "en": "Runs"},
+    "history_pick": {"zh": "选择一条记录以下载其文件", "en": "Pick a run to download its files"},
+    "history_files": {"zh": "该记录的文件", "en": "Files of that run"},
+    "col_time": {"zh": "时间", "en": "time"},
+    "col_folder": {"zh": "目录", "en": "folder"},
+    "col_links": {"zh": "文件", "en": "files"},
+    "history_empty": {"zh": "还没有记录。", "en": "No runs yet."},
+}
+
+#: Chinese readings of :data:`emotion2vec_plus.analytics.SIMILARITY_BANDS` (keyed by the English text).
+SIMILARITY_READINGS_ZH: dict[str, str] = {
+    "practically identical (the same clip, or the same embedding saved twice)": "几乎相同（同一段音频，或同一个向量保存了两次）",
+    "very similar emotional profile": "情感特征非常相似",
+    "similar emotional profile": "情感特征相似",
+    "somewhat similar emotional profile": "情感特征有些相似",
+    "different emotional profile": "情感特征不同",
+    "very different profile (typical of a different language or recording setup)": "差别很大（常见于不同语言或录音条件）",
+}
+
+
+def text(key: str, lang: str) -> str:
+    """The interface string ``key`` in ``lang`` (``"zh"`` or ``"en"``; anything else is Chinese)."""
+    entry = TEXT[key]
+    return entry["en"] if lang == "en" else entry["zh"]
+
+
+def similarity_reading(reading: str, lang: str) -> str:
+    """A reading from :func:`~emotion2vec_plus.analytics.describe_similarity` in ``lang``."""
+    if lang == "en":
+        return reading
+    return SIMILARITY_READINGS_ZH.get(reading, reading)
+
+
+def pick_language(query_lang: str | None, accept_language: str | None, default: Language = DEFAULT_LANGUAGE) -> Language:
+    """The page language: ``?lang=`` wins, then the browser's first zh/en preference, then ``default``."""
+    if query_lang:
+        wanted = query_lang.strip().lower()
+        if wanted.startswith("zh"):
+            return "zh"
+        if wanted.startswith("en"):
+            return "en"
+    if accept_language:
+        for part in accept_language.split(","):
+            tag = part.split(";")[0].strip().lower()
+            if tag.startswith("zh"):
+                return "zh"
+            if tag.startswith("en"):
+                return "en"
+    return default

@@ -1,0 +1,260 @@
+"""The WebUI's callbacks (the functions behind the buttons), called directly with the bundled compact model."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+pytest.importorskip("gradio")
+
+from emotion2vec_plus import Emotion2VecPlus, load_embedding  # noqa: E402
+from emotion2vec_plus.webui import (  # noqa: E402
+    EmotionWebUI,
+    ModelProvider,
+    WebUISettings,
+    add_webui_parser,
+    build_app,
+    emotion_name,
+    launch_kwargs,
+)
+from emotion2vec_plus.webui_text import TEXT, pick_language, similarity_reading, text  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "src" / "emotion2vec_plus" / "samples"
+EMOJIS = "😠🤢😨😊😐🤔😢😲❓"
+
+
+@pytest.fixture(scope="module")
+def compact() -> Emotion2VecPlus:
+    return Emotion2VecPlus(max_duration_s=20.0)
+
+
+@pytest.fixture
+def ui(compact, tmp_path) -> EmotionWebUI:
+    provider = ModelProvider("compact", max_duration_s=20.0, preloaded=compact)
+    return EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs", max_upload_mb=2.0))
+
+
+@pytest.fixture
+def uploads(tmp_path) -> Path:
+    """Files as the browser would upload them (Gradio keeps the original name in its own folder)."""
+    folder = tmp_path / "gradio-upload"
+    folder.mkdir()
+    for sample in SAMPLES.glob("*.wav"):
+        shutil.copy(sample, folder / sample.name)
+    (folder / "broken.wav").write_bytes(b"RIFF\x24\x80\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(range(256)))
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "notes.wav").write_text("these are meeting notes, not audio\n" * 20)
+    sf.write(folder / "long.flac", np.zeros(16000 * 25, np.float32) + 0.01, 16000)  # 25 s > the 20 s limit
+    sf.write(folder / "huge.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 70).astype(np.float32),
+             16000, subtype="FLOAT")  # 4.5 MB > the 2 MB upload limit
+    return folder
+
+
+def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
+    assert all(set(entry) == {"zh", "en"} and entry["zh"] and entry["en"] for entry in TEXT.values())
+    assert text("start", "en") == "Recognise" and text("start", "zh") == "开始识别"
+    assert pick_language("en", "zh-CN") == "en"
+    assert pick_language(None, "fr-FR,zh-TW;q=0.8,en;q=0.5") == "zh"
+    assert pick_language(None, "en-US,en;q=0.9") == "en"
+    assert pick_language(None, None) == "zh" and pick_language("xx", "de", "en") == "en"
+    assert similarity_reading("similar emotional profile", "zh") == "情感特征相似"
+    assert emotion_name("happy") == "😊 开心 happy" and emotion_name("hesitant") == "hesitant" and emotion_name(None) == "-"
+
+
+def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, uploads):
+    view = ui.recognise(str(uploads / "en_excited.wav"), "utterance", False, "compact", "en")
+    assert '<div id="result-emoji">' in view.result_html
+    emoji = view.result_html.split('<div id="result-emoji">')[1][0]
+    assert emoji in EMOJIS
+    label = view.result_html.split('<div id="result-label">')[1].split("</div>")[0]
+    zh, en = label.split(" · ")
+    assert en in TEXT or en.isascii() and zh and not zh.isascii()
+    assert "confidence " in view.result_html and "%" in view.result_html
+    bars = view.scores_plot.data[0]
+    assert len(bars.x) == 9 and sum(bars.x) == pytest.approx(100, abs=0.01)
+    assert view.timeline_plot["visible"] is False and view.segments_table["visible"] is False
+    assert view.embedding_notice["visible"] is False
+    assert [Path(f).name for f in view.downloads] == ["result.json", "processed_audio.wav"]
+    run = Path(view.downloads[0]).parent
+    assert run.parent == ui.outputs_root and run.name.startswith("outputs_")
+    saved = json.loads((run / "result.json").read_text(encoding="utf-8"))
+    assert saved["source"] == "en_excited.wav" and saved["emotion"] == en
+    for line in ("file: en_excited.wav", "original format: wav, 16000 Hz, 1 channel(s), 2.95 s",
+                 "model: compact (3584-d)", "time taken: "):
+        assert line in view.log_text
+
+
+def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads):
+    view = ui.recognise(str(uploads / "zh_calm.wav"), "utterance", True, None, "en")
+    assert view.embedding_notice == {"__type__": "update", "value": "Embedding generated: embedding.npy (3584,)",
+                                     "visible": True}
+    assert [Path(f).name for f in view.downloads] == ["embedding.npy", "result.json", "processed_audio.wav"]
+    assert load_embedding(view.downloads[0]).shape == (3584,)
+    frame = ui.recognise(str(uploads / "zh_calm.wav"), "frame", True, None, "zh")
+    frames = load_embedding(frame.downloads[0])
+    assert frames.ndim == 2 and frame.embedding_notice["value"].endswith(f"embedding.npy ({frames.shape[0]}, 3584)")
+    assert frame.embedding_notice["value"].startswith("已生成情感向量")
+
+
+def test_frame_granularity_gives_a_timeline_and_a_segments_table_covering_the_clip(ui, uploads):
+    view = ui.recognise(str(uploads / "en_calm.wav"), "frame", False, "compact", "en")
+    assert view.timeline_plot["visible"] is True
+    traces = view.timeline_plot["value"].data
+    assert len(traces) >= 2 and all(max(t.y) <= 100 for t in traces)
+    table = view.segments_table["value"]
+    assert view.segments_table["visible"] is True and list(table.columns) == ["start (s)", "end (s)", "emotion", "confidence"]
+    assert table.iloc[0]["start (s)"] == 0 and table.iloc[-1]["end (s)"] == pytest.approx(4.68, abs=0.05)
+    assert all(cell.split(" ")[0] in EMOJIS for cell in table["emotion"])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("broken.wav", "broken.wav: file is truncated or corrupt"),
+    ("empty.mp3", "empty.mp3"),
+    ("notes.wav", "notes.wav"),
+    ("long.flac", "long.flac"),
+    ("huge.wav", "above the limit of 2 MB"),
+])
+def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, uploads, name, expected):
+    view = ui.recognise(str(uploads / name), "utterance", True, "compact", "en")
+    assert 'class="error-box"' in view.result_html and expected in view.result_html
+    assert "Traceback" not in view.result_html + view.log_text and str(uploads) not in view.result_html
+    assert view.scores_plot is None and view.downloads is None and view.embedding_notice["visible"] is False
+    assert list(ui.outputs_root.glob("outputs_*")) == []
+    good = ui.recognise(str(uploads / "zh_excited.wav"), "utterance", False, "compact", "en")
+    assert 'id="result-emoji"' in good.result_html
+
+
+def test_too_long_names_the_limit_and_nothing_uploaded_is_missing(ui, uploads):
+    view = ui.recognise(str(uploads / "long.flac"), "utterance", False, "compact", "zh")
+    assert "20" in view.result_html and "无法处理" in view.result_html
+    assert 'class="error-box"' in ui.recognise(None, "utterance", False, "compact", "en").result_html
+
+
+def test_only_offered_models_load(ui):
+    assert ui.provider.choices()[0] == "compact"
+    with pytest.raises(Exception, match="not available"):
+        ui.provider.get("emotion2vec/../../etc")
+    view = ui.recognise(str(SAMPLES / "en_low.wav"), "utterance", False, "no-such-model", "en")
+    assert "not available here" in view.result_html
+
+
+def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
+    files = [str(uploads / "en_calm.wav"), str(uploads / "broken.wav"), str(uploads / "zh_excited.wav")]
+    view = ui.run_batch_job(files, "compact", "en")
+    table = view.table
+    assert list(table["file"]) == ["en_calm.wav", "broken.wav", "zh_excited.wav"]
+    assert list(table["status / error"].str.startswith("✗")) == [False, True, False]
+    assert "broken.wav: file is truncated or corrupt" in table.iloc[1]["status / error"]
+    assert str(ui.outputs_root) not in table.iloc[1]["status / error"]  # errors name the upload, not server paths
+    assert "2 done, 1 failed" in view.summary
+    names = [Path(f).name for f in view.downloads]
+    assert names == ["results.csv", "results.jsonl", "embeddings.parquet", "embeddings_npy.zip"]
+    folder = Path(view.downloads[0]).parent
+    assert folder.parent == ui.outputs_root and folder.name.startswith("batch_")
+    assert len(Path(view.downloads[0]).read_text(encoding="utf-8-sig").splitlines()) == 4
+    parquet = pq.read_table(view.downloads[2])
+    assert parquet.num_rows == 2 and len(parquet["embedding"][0].as_py()) == 3584
+    with zipfile.ZipFile(view.downloads[3]) as archive:
+        assert sorted(archive.namelist()) == ["en_calm.npy", "zh_excited.npy"]
+        assert np.load(io.BytesIO(archive.read("en_calm.npy")), allow_pickle=False).shape == (3584,)
+    assert ui.run_batch_job([], "compact", "en").downloads is None
+
+
+def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, uploads, tmp_path):
+    secret = tmp_path / "secret.wav"
+    shutil.copy(SAMPLES / "en_low.wav", secret)
+    listing = uploads / "paths.txt"
+    listing.write_text(f"{secret}\n")  # a list would make the server read other files: refused
+    view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_low.wav")], None, "en")
+    assert list(view.table["status / error"].str.startswith("✗")) == [True, True, False]
+    assert "not an audio file" in view.table.iloc[0]["status / error"]
+    assert "above the limit" in view.table.iloc[1]["status / error"]
+    jsonl = Path(view.downloads[1]).read_text(encoding="utf-8")
+    assert str(secret) not in jsonl and jsonl.count("\n") == 1
+
+
+def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_path):
+    html = ui.compare(str(uploads / "en_calm.wav"), str(uploads / "zh_excited.wav"), "compact", "en")
+    value = float(html.split('id="compare-similarity">cosine similarity: ')[1].split("<")[0])
+    assert -1 <= value <= 1 and 'id="compare-reading"' in html and html.count('class="emoji"') == 2
+    npy = tmp_path / "en_calm.npy"
+    np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_calm.wav")))
+    same = ui.compare(str(uploads / "en_calm.wav"), str(npy), None, "zh")
+    assert "余弦相似度: 1.0000" in same and "几乎相同" in same and ".npy 向量 (3584,)" in same
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    refused = ui.compare(str(pickled), str(npy), None, "en")
+    assert 'class="error-box"' in refused and "pickle" in refused and str(tmp_path) not in refused
+    small = tmp_path / "small.npy"
+    np.save(small, np.ones(768, np.float32))
+    mismatch = ui.compare(str(small), str(uploads / "en_calm.wav"), None, "en")
+    assert 'class="error-box"' in mismatch and "768" in mismatch
+    assert 'class="error-box"' in ui.compare(None, str(npy), None, "en")
+
+
+def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
+    clips = [str(p) for p in sorted(uploads.glob("*.wav")) if p.name in {s.name for s in SAMPLES.glob("*.wav")}]
+    view = ui.explore(clips + [str(uploads / "broken.wav")], 2, "cluster", "compact", "en")
+    assert 'id="explore-summary"' in view.summary and "5 embeddings (3584-d)" in view.summary
+    assert "broken.wav" in view.summary  # the bad file is reported, the others are mapped
+    hover = [t for trace in view.map_plot.data for t in trace.text]
+    assert len(hover) == 5 and all(any(Path(c).name in h for c in clips) for h in hover)
+    assert view.clusters_table["size"].sum() == 5
+    by_emotion = ui.explore(clips, 2, "emotion", "compact", "en")
+    assert {trace.name.split(" ")[-1] for trace in by_emotion.map_plot.data} <= set(
+        "angry disgusted fearful happy neutral other sad surprised unknown".split())
+    batch = ui.run_batch_job(clips[:3], "compact", "en")
+    too_few = ui.explore([batch.downloads[2]], 5, "cluster", "compact", "en")
+    assert 'class="error-box"' in too_few.summary and "only 3 embeddings" in too_few.summary
+    mixed = ui.explore([batch.downloads[2], clips[0]], 5, "cluster", "compact", "en")
+    assert "single .parquet" in mixed.summary
+
+
+def test_history_lists_runs_newest_first_with_links_and_files(ui, uploads):
+    assert ui.history("en").table.empty
+    ui.recognise(str(uploads / "en_low.wav"), "utterance", True, "compact", "en")
+    ui.recognise(str(uploads / "zh_calm.wav"), "utterance", False, "compact", "en")
+    view = ui.history("en")
+    assert list(view.table["file"]) == ["zh_calm.wav", "en_low.wav"]
+    assert view.table.iloc[0]["emotion"].split(" ")[0] in EMOJIS and view.table.iloc[0]["confidence"].endswith("%")
+    links = view.table.iloc[1]["files"]
+    assert "[embedding.npy](/gradio_api/file=" in links and "[result.json](" in links
+    newest = view.run_picker["value"]
+    assert view.files == ui.run_files(newest) and [Path(f).name for f in view.files] == ["processed_audio.wav", "result.json"]
+    assert ui.run_files("../outputs_x") is None and ui.run_files("outputs_1/../../etc") is None
+    assert ui.run_files(None) is None
+
+
+def test_the_page_builds_and_serves_only_what_it_needs(ui):
+    demo = build_app(ui)
+    config = demo.get_config_file()
+    ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {"audio-input", "granularity", "extract-embedding", "model", "start", "result", "scores-plot",
+            "timeline-plot", "segments", "embedding-notice", "downloads", "log", "batch-files", "batch-table",
+            "compare-file-a", "compare-file-b", "explore-map", "explore-table", "history-table", "language"} <= ids
+    options = launch_kwargs(ui)
+    assert options["share"] is False and options["max_file_size"] == "2mb"
+    assert options["allowed_paths"] == [str(ui.outputs_root), str(SAMPLES)]
+
+
+def test_the_webui_command_options():
+    parser = argparse.ArgumentParser()
+    add_webui_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["webui"])
+    assert (args.host, args.port, args.model, args.outputs, args.lang) == ("127.0.0.1", 7860, None, "outputs", None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["webui", "--share"])
+    from emotion2vec_plus.cli import build_parser
+
+    assert build_parser().parse_args(["webui", "--port", "7999", "--model", "compact"]).port == 7999
+    assert os.environ.get("GRADIO_SHARE") in (None, "", "False", "false")

@@ -1,0 +1,272 @@
+"""The WebUI in a real browser: Debian's chromium driven by Playwright against ``emotion2vec-plus webui``.
+
+The server runs as a subprocess (the real command, bundled compact model, a temporary outputs
+folder, a free loopback port). Screenshots of each state go to ``test-output/webui/``.
+CI installs chromium (``.ci/run``); without it these tests fail, except when
+``EMOTION2VEC_SKIP_BROWSER=1`` is set on a developer machine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = REPO_ROOT / "src" / "emotion2vec_plus" / "samples"
+SCREENSHOTS = REPO_ROOT / "test-output" / "webui"
+CHROMIUM = os.environ.get("EMOTION2VEC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+RESULT_TIMEOUT_MS = 90_000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``emotion2vec-plus webui`` on a free loopback port with a temporary outputs folder; yields its URL."""
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("EMOTION2VEC_SKIP_BROWSER") == "1":
+            pytest.skip(f"no chromium at {CHROMIUM} and EMOTION2VEC_SKIP_BROWSER=1")
+        pytest.fail(f"chromium not found at {CHROMIUM}: install Debian's chromium (bash .ci/run does)")
+    pytest.importorskip("playwright")
+    work = tmp_path_factory.mktemp("webui")
+    port = _free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(work / "gradio-tmp"))
+    log_path = work / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emotion2vec_plus.cli", "webui", "--port", str(port), "--outputs",
+             str(work / "outputs"), "--max-upload-mb", "5", "--max-duration", "120"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(work))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the WebUI exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the WebUI did not answer within 120 s:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.5)
+        assert f"WebUI: {url}" in log_path.read_text(errors="replace")
+        yield {"url": url, "outputs": work / "outputs", "work": work}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    print(f"\nWebUI screenshots: {SCREENSHOTS}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the WebUI in English (``?lang=en``), ready to use."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(RESULT_TIMEOUT_MS)
+    page.goto(server["url"] + "/?lang=en")
+    page.wait_for_selector("#start")
+    page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')")
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def upload_clip(page, path: Path) -> None:
+    page.locator("#audio-input input[type=file]").set_input_files(str(path))
+    # the player (with a clear button) replaces the upload area once the file is on the server
+    page.wait_for_selector("#audio-input audio, #audio-input button[aria-label='Clear']", state="attached")
+
+
+def clear_clip(page) -> None:
+    page.locator("#audio-input button[aria-label='Clear']").first.click()
+    page.wait_for_selector("#audio-input input[type=file]", state="attached")
+
+
+def recognise(page) -> None:
+    """Press the button and wait for this run's result (or error) to replace the previous one."""
+    page.evaluate("document.querySelector('#result').setAttribute('data-old', '1');"
+                  "const r = document.querySelector('#result-card, #error-message'); if (r) r.remove();")
+    page.locator("#start").click()
+    page.wait_for_selector("#result-card, #error-message")
+
+
+def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
+    upload_clip(page, SAMPLES / "en_excited.wav")
+    recognise(page)
+    emoji = page.locator("#result-emoji").inner_text().strip()
+    label = page.locator("#result-label").inner_text()
+    confidence = page.locator("#result-confidence").inner_text()
+    assert emoji and emoji in "😠🤢😨😊😐🤔😢😲❓"
+    assert " · " in label and any(e in label for e in ("angry", "fearful", "happy", "neutral", "sad", "surprised"))
+    assert "confidence" in confidence and confidence.strip().endswith("%")
+    page.wait_for_selector("#scores-plot .js-plotly-plot")
+    assert page.locator("#scores-plot .bars .point").count() == 9
+    assert "en_excited.wav" in page.locator("#log textarea").input_value()
+    assert "16000 Hz" in page.locator("#log textarea").input_value()
+    assert not page.locator("#timeline-plot").is_visible()
+    shot(page, "01_recognise_utterance")
+
+
+def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, server):
+    upload_clip(page, SAMPLES / "zh_excited.wav")
+    page.locator("#extract-embedding input[type=checkbox]").check()
+    recognise(page)
+    notice = page.locator("#embedding-notice")
+    notice.wait_for(state="visible")
+    assert "Embedding generated: embedding.npy (3584,)" in notice.inner_text()
+    link = page.locator("#downloads a[href*='embedding.npy']").first
+    href = link.get_attribute("href")
+    response = page.request.get(href if href.startswith("http") else server["url"] + href)
+    assert response.ok
+    array = np.load(io.BytesIO(response.body()), allow_pickle=False)
+    assert array.shape == (3584,) and array.dtype == np.float32 and np.isfinite(array).all()
+    for name in ("result.json", "processed_audio.wav"):
+        assert page.locator(f"#downloads a[href*='{name}']").count() >= 1
+    runs = sorted(server["outputs"].glob("outputs_*/embedding.npy"))
+    assert any(np.array_equal(np.load(run), array) for run in runs)
+    shot(page, "02_recognise_embedding")
+
+
+def test_frame_granularity_shows_the_timeline_and_segments(page):
+    upload_clip(page, SAMPLES / "en_calm.wav")
+    page.locator("#granularity label", has_text="frame").click()
+    recognise(page)
+    page.wait_for_selector("#timeline-plot .js-plotly-plot")
+    assert page.locator("#timeline-plot .scatterlayer .trace").count() >= 2
+    assert page.locator("#segments").is_visible()
+    assert page.locator("#segments").inner_text().count("%") >= 1
+    shot(page, "03_recognise_frame_timeline")
+
+
+def test_a_corrupt_file_shows_an_error_and_a_good_file_still_works(page, tmp_path):
+    corrupt = tmp_path / "broken.wav"
+    corrupt.write_bytes(b"RIFF\x24\x80\x00\x00WAVEfmt \x10\x00\x00\x00" + os.urandom(300))
+    upload_clip(page, corrupt)
+    recognise(page)
+    error = page.locator("#error-message")
+    assert error.is_visible()
+    message = error.inner_text()
+    assert "broken.wav" in message and "Traceback" not in page.content()
+    shot(page, "04_corrupt_file_error")
+    clear_clip(page)
+    upload_clip(page, SAMPLES / "zh_calm.wav")
+    recognise(page)
+    assert page.locator("#result-emoji").inner_text().strip()
+    assert not page.locator("#error-message").count()
+    shot(page, "05_good_file_after_error")
+
+
+def test_batch_with_one_corrupt_file_gives_two_results_and_one_error_row(page, tmp_path, server):
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
+    page.locator("#tab-batch-button, button[role=tab]:has-text('Batch')").first.click()
+    page.locator("#batch-files input[type=file]").set_input_files(
+        [str(SAMPLES / "en_calm.wav"), str(SAMPLES / "zh_excited.wav"), str(corrupt)])
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 3")
+    page.locator("#batch-start").click()
+    page.wait_for_selector("#batch-summary")
+    summary = page.locator("#batch-summary").inner_text()
+    assert "2 done, 1 failed" in summary
+    table = page.locator("#batch-table").inner_text()
+    assert table.count("✗") == 1 and "corrupt.mp3" in table
+    assert "en_calm.wav" in table and "zh_excited.wav" in table
+    hrefs = [a.get_attribute("href") for a in page.locator("#batch-downloads a").all()]
+    names = {Path(h.split("=")[-1]).name for h in hrefs}
+    assert {"results.csv", "results.jsonl", "embeddings.parquet", "embeddings_npy.zip"} <= names
+    csv_href = next(h for h in hrefs if h.endswith("results.csv"))
+    body = page.request.get(csv_href if csv_href.startswith("http") else server["url"] + csv_href).body()
+    assert body.decode("utf-8-sig").count("\n") == 4  # header + 3 files
+    shot(page, "06_batch_three_files_one_corrupt")
+
+
+def test_compare_two_clips_shows_both_results_and_the_similarity(page):
+    page.locator("button[role=tab]:has-text('Compare')").first.click()
+    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_calm.wav"))
+    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "en_low.wav"))
+    page.wait_for_function("document.querySelectorAll('#compare-file-a a, #compare-file-b a').length >= 2")
+    page.locator("#compare-start").click()
+    page.wait_for_selector("#compare-similarity")
+    value = float(page.locator("#compare-similarity").inner_text().split(":")[1])
+    assert -1.0 <= value <= 1.0
+    assert page.locator(".compare-card").count() == 2 and page.locator("#compare-reading").inner_text().strip()
+    shot(page, "07_compare")
+
+
+def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
+    page.locator("#language label", has_text="中文").click()
+    page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
+    assert "语音情感识别" in page.locator("#page-title").inner_text()
+    assert "示例音频" in page.locator("#examples").inner_text()
+    page.locator("#language label", has_text="English").click()
+    page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')")
+    assert "Sample clips" in page.locator("#examples").inner_text()
+    page.locator("#language label", has_text="中文").click()
+    page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
+    upload_clip(page, SAMPLES / "zh_calm.wav")
+    recognise(page)
+    assert "置信度" in page.locator("#result-confidence").inner_text()
+    page.wait_for_selector("#scores-plot .js-plotly-plot")
+    assert "9 类情感得分" in page.locator("#scores-plot").inner_text()
+    label = page.locator("#result-label").inner_text()
+    assert " · " in label and label.split(" · ")[1].isascii()  # English name always shown beside the Chinese
+    shot(page, "08_chinese_interface")
+
+
+def test_history_lists_earlier_runs_with_their_files(page):
+    upload_clip(page, SAMPLES / "en_low.wav")
+    recognise(page)
+    page.locator("button[role=tab]:has-text('History')").first.click()
+    page.wait_for_selector("#history-table")
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_low.wav')")
+    table = page.locator("#history-table").inner_text()
+    assert "result.json" in table and "processed_audio.wav" in table
+    link = page.locator("#history-table a", has_text="result.json").first
+    response = page.request.get(link.get_attribute("href") if link.get_attribute("href").startswith("http")
+                                else page.url.split("/?")[0] + link.get_attribute("href"))
+    assert response.ok and response.json()["source"]
+    shot(page, "09_history")
+
+
+def test_no_stray_output_outside_the_outputs_folder(server):
+    written = {p.name for p in server["work"].iterdir()}
+    assert written <= {"outputs", "gradio-tmp", "server.log", ".gradio"}, written
