@@ -196,6 +196,19 @@ def test_a_corrupt_file_shows_an_error_and_a_good_file_still_works(page, tmp_pat
     shot(page, "05_good_file_after_error")
 
 
+def test_an_upload_above_the_size_limit_is_refused_in_the_page(page, tmp_path):
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"RIFF" + bytes(6 * 1024 * 1024))  # 6 MB > --max-upload-mb 5
+    page.locator("#audio-input input[type=file]").set_input_files(str(big))
+    toast = page.locator("[data-testid=toast-body]", has_text="maximum allowed size")
+    toast.first.wait_for(state="visible")
+    assert "big.wav" in toast.first.inner_text()
+    shot(page, "04b_upload_too_large")
+    upload_clip(page, SAMPLES / "en_low.wav")
+    recognise(page)
+    assert page.locator("#result-emoji").inner_text().strip()
+
+
 def test_batch_with_one_corrupt_file_gives_two_results_and_one_error_row(page, tmp_path, server):
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
@@ -230,6 +243,19 @@ def test_compare_two_clips_shows_both_results_and_the_similarity(page):
     assert -1.0 <= value <= 1.0
     assert page.locator(".compare-card").count() == 2 and page.locator("#compare-reading").inner_text().strip()
     shot(page, "07_compare")
+
+
+def test_explore_maps_the_sample_clips(page):
+    page.locator("button[role=tab]:has-text('Explore')").first.click()
+    page.locator("#explore-files input[type=file]").set_input_files([str(p) for p in sorted(SAMPLES.glob("*.wav"))])
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 5")
+    page.locator("#explore-start").click()
+    page.wait_for_selector("#explore-summary")
+    assert "5 embeddings (3584-d)" in page.locator("#explore-summary").inner_text()
+    page.wait_for_selector("#explore-map .js-plotly-plot")
+    assert page.locator("#explore-map .scatterlayer .point").count() == 5
+    assert "en_calm.wav" in page.locator("#explore-table").inner_text()
+    shot(page, "07b_explore")
 
 
 def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
