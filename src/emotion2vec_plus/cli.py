@@ -15,9 +15,10 @@ from typing import Sequence
 from .analytics import add_analytics_parsers, run_analytics_command
 from .batch import add_batch_parser, run_batch_command
 from .head_training import add_train_head_parser, run_train_head_command
+from .onnx_backend import add_export_onnx_parser, run_export_onnx_command
 from .service import add_serve_parser, run_serve_command
 from .webui import add_webui_parser, run_webui_command
-from .cli_options import add_model_options
+from .cli_options import add_model_options, compute_options
 from .errors import Emotion2VecError
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_train_head_parser(sub)
     add_serve_parser(sub)
+    add_export_onnx_parser(sub)
     add_webui_parser(sub)
     return parser
 
@@ -87,7 +89,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     model = Emotion2VecPlus(
         args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
         num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-        max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head,
+        max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head, **compute_options(args),
     )
     if not args.json:
         print(f"model {model.model_name} ({model.embed_dim}-d) loaded from {model.model_dir} "
@@ -154,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_train_head_command(args)
         if args.command == "serve":
             return run_serve_command(args)
+        if args.command == "export-onnx":
+            return run_export_onnx_command(args)
         if args.command == "webui":
             return run_webui_command(args)
         if args.command in ("similarity", "search", "cluster"):

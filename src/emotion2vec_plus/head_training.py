@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli_options import add_compute_options, compute_options
 from .errors import Emotion2VecError
 from .fileio import atomic_write
 from .heads import KINDS, EmotionHead, HeadMetrics, cross_validate, train_head
@@ -519,6 +520,7 @@ def add_train_head_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser.add_argument("data", metavar="DATA", help="folder of label sub-folders, or CSV path,label[,group|speaker]")
     parser.add_argument("--out", required=True, help="head file to write, e.g. head.safetensors")
     parser.add_argument("--model", default=None, help="embedding model (default: the bundled compact model)")
+    add_compute_options(parser)
     parser.add_argument("--kind", choices=list(KINDS), default="logreg", help="classifier kind (default logreg)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument("--l2", type=float, default=1e-2, help="L2 regularisation (default 0.01)")
@@ -552,7 +554,7 @@ def _run(args: argparse.Namespace) -> int:
           + (f"; {n_groups} groups" if n_groups else ""))
     started = time.perf_counter()
     model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=getattr(args, "device", "cpu"),
-                            num_threads=getattr(args, "threads", None))
+                            num_threads=getattr(args, "threads", None), **compute_options(args))
     print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     interactive = sys.stderr.isatty()

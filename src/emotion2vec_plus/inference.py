@@ -20,6 +20,7 @@ from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, Audi
 from .checkpoint import load_checkpoint
 from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
+from .compute import check_compute_options, make_runner
 from .errors import Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
@@ -27,6 +28,7 @@ from .labels import Label, label_from_name
 from .model import Emotion2vecModel
 from .outputs import write_run
 from .results import AudioSummary, FrameScores, Result, Segment
+from .whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
 GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
@@ -93,6 +95,11 @@ class Emotion2VecPlus:
         head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
             replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
             been trained on this model's embeddings.
+        compute_type: ``"float32"`` (default), ``"int8"`` (dynamic int8 quantisation of the
+            encoder's linear layers, CPU) or ``"bfloat16"`` (encoder under bf16 autocast, torch only).
+        backend: ``"torch"`` (default) or ``"onnx"`` (the model exported once to ONNX, cached under
+            ``<cache_dir>/onnx/``, and run with onnxruntime; needs ``pip install "emotion2vec-plus[onnx]"``).
+            Only the encoder changes: the head, windows and results are the same code in every mode.
     """
 
     def __init__(
@@ -109,6 +116,8 @@ class Emotion2VecPlus:
         window_s: float = 30.0,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         head: str | os.PathLike | EmotionHead | None = None,
+        compute_type: str = "float32",
+        backend: str = "torch",
     ) -> None:
         if window_s * SAMPLE_RATE < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
@@ -117,6 +126,7 @@ class Emotion2VecPlus:
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
         self.device = _resolve_device(device)
+        check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
         if str(model_name) == COMPACT_NAME:
@@ -125,11 +135,18 @@ class Emotion2VecPlus:
             self.model_dir = default_compact_path().parent
             model, labels = load_compact_model()
             self.model_name = COMPACT_NAME
+            source_files = [default_compact_path(), default_whisper_weights_path()]
         else:
             self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
             model, labels = load_checkpoint(self.model_dir)
             self.model_name = canonical_name(str(model_name)) or str(model_name)
+            source_files = [self.model_dir / "config.yaml", self.model_dir / "model.pt"]
         self.model = model.to(self.device)
+        self.compute_type, self.backend = compute_type, backend
+        # The one place the encoder is run from (float32 / int8 / bf16, PyTorch or onnxruntime).
+        self._runner = make_runner(self.model, compute_type=compute_type, backend=backend, device=self.device,
+                                   model_name=self.model_name, source_files=source_files, cache_dir=cache_dir,
+                                   num_threads=num_threads)
         self.load_time_s = time.perf_counter() - started
         self._labels = labels
         self._used = np.array([not label.unused for label in labels], dtype=bool)
@@ -324,7 +341,7 @@ class Emotion2VecPlus:
             num_samples = torch.full((wavs.shape[0],), width, dtype=torch.long)
         else:
             num_samples = torch.round(torch.as_tensor(wav_lens, dtype=torch.float64) * width).long()
-        out = self.model(wavs.to(self.device), num_samples.to(self.device))
+        out = self._runner(wavs.to(self.device), num_samples.to(self.device))
         return out.frames.float().cpu(), out.lengths.cpu()
 
     def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int) -> list[_Encoded]:
@@ -341,8 +358,7 @@ class Emotion2VecPlus:
             lengths = torch.tensor([len(chunks[i].samples) for i in batch])
             for row, index in enumerate(batch):
                 wavs[row, : lengths[row]] = torch.from_numpy(chunks[index].samples)
-            with torch.inference_mode():
-                out = self.model(wavs.to(self.device), lengths.to(self.device))
+            out = self._runner(wavs.to(self.device), lengths.to(self.device))
             frames = out.frames.float().cpu().numpy()
             for row, index in enumerate(batch):
                 valid = frames[row, : int(out.lengths[row])]

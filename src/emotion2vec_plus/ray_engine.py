@@ -51,6 +51,7 @@ from .batch import (
     _stat_entries,
     locked_output_dir,
 )
+from .cli_options import compute_options
 from .errors import Emotion2VecError
 from .results import Result
 
@@ -335,5 +336,6 @@ def run_batch_ray_command(args: argparse.Namespace) -> BatchSummary:
         retry_failed=args.retry_failed,
         model_kwargs={"device": args.device, "hub": args.hub, "cache_dir": args.cache_dir, "num_threads": args.threads,
                       "batch_size": args.batch_size, "window_s": args.window,
-                      "max_duration_s": args.max_duration or DEFAULT_MAX_DURATION_S, "head": args.head},
+                      "max_duration_s": args.max_duration or DEFAULT_MAX_DURATION_S, "head": args.head,
+                      **compute_options(args)},
     )

@@ -61,7 +61,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .cli_options import add_model_options
+from .cli_options import add_model_options, compute_options
 from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from .audio import Audio, load_audio
 from .embeddings import NPY_MAGIC, load_embedding
@@ -588,7 +588,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
                             cache_dir=args.cache_dir, num_threads=args.threads,
-                            max_duration_s=args.max_duration, head=args.head)
+                            max_duration_s=args.max_duration, head=args.head, **compute_options(args))
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
     host = f"[{args.host}]" if ":" in args.host else args.host

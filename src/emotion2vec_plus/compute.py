@@ -1,0 +1,143 @@
+"""How the encoder runs: ``compute_type`` (float32, int8, bfloat16) and ``backend`` (torch, onnx).
+
+The inference code never calls the network directly; it calls a *runner*
+(``runner(wavs, num_samples) -> EncoderOutput``) made here, so windows, batching, frame scores,
+results and custom heads are the same code for every mode. Only the encoder changes: the
+classifier head always runs in float32 PyTorch on the embeddings the runner returns.
+
+* ``torch`` + ``float32``: the model as loaded (the reference).
+* ``torch`` + ``int8``: dynamic int8 quantisation of the transformer blocks' ``nn.Linear``
+  layers (weights int8 per output channel, activations quantised per batch on the fly;
+  PyTorch's fbgemm/x86 kernels). The MLP's second projection stays float32: its inputs (after
+  GELU) have outliers that per-tensor activation quantisation handles badly (on 25 clips with
+  the compact model, quantising it too raised the largest score change from 0.07 to 0.22).
+  The classifier head and emotion2vec's feature projection stay float32 as well.
+* ``torch`` + ``bfloat16``: the encoder under ``torch.autocast(dtype=torch.bfloat16)``
+  (matrix products and convolutions in bf16, normalisations in float32).
+* ``onnx`` + ``float32`` / ``int8``: the full model exported to ONNX once (cached) and run with
+  onnxruntime; int8 is onnxruntime's dynamic quantisation of the transformer blocks' MatMuls.
+  See :mod:`emotion2vec_plus.onnx_backend`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .model import EncoderOutput
+
+COMPUTE_TYPES: tuple[str, ...] = ("float32", "int8", "bfloat16")
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
+#: Linear layers int8 mode leaves in float32: the MLP's second projection (Whisper ``mlp.2``,
+#: emotion2vec ``mlp.fc2``).
+INT8_SKIP = re.compile(r"(^|\.)mlp\.(2|fc2)$")
+
+Runner = Callable[[torch.Tensor, torch.Tensor], EncoderOutput]
+
+
+def check_compute_options(compute_type: str, backend: str, device: torch.device) -> None:
+    """Refuse unknown or unsupported combinations with a ValueError naming the options."""
+    if compute_type not in COMPUTE_TYPES:
+        raise ValueError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}; got {compute_type!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "onnx" and compute_type == "bfloat16":
+        raise ValueError("compute_type='bfloat16' is only available with backend='torch'; "
+                         "backend='onnx' supports compute_type='float32' or 'int8'")
+    if backend == "onnx" and device.type != "cpu":
+        raise ValueError(f"backend='onnx' runs on the CPU (onnxruntime's CPU provider); got device={str(device)!r}: "
+                         "use device='cpu' or backend='torch'")
+    if compute_type == "int8" and device.type != "cpu":
+        raise ValueError(f"compute_type='int8' (dynamic quantisation) runs on the CPU only; got device={str(device)!r}: "
+                         "use device='cpu', or compute_type='float32' or 'bfloat16' on the GPU")
+
+
+def _module_prefixes(model: nn.Module, targets: Sequence[nn.Module | None]) -> list[str]:
+    wanted = [t for t in targets if t is not None]
+    return [name for name, module in model.named_modules() if any(module is t for t in wanted)]
+
+
+def int8_linear_names(model: nn.Module) -> list[str]:
+    """Names of the ``nn.Linear`` layers that int8 mode quantises: the encoder's, not the head's,
+    not the MLP's second projection (:data:`INT8_SKIP`).
+
+    emotion2vec's ``project_features`` linear stays float32 too: the model reads its weight's
+    device, which a quantised layer no longer has as a tensor (one 512 x D layer, ~1% of the work).
+    """
+    skip = _module_prefixes(model, [getattr(model, "head", None)])
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or "project_features" in name or INT8_SKIP.search(name):
+            continue
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in skip):
+            continue
+        names.append(name)
+    return names
+
+
+def quantize_linear_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of the encoder's linear layers, in place (CPU).
+
+    Uses ``torch.ao.quantization.quantize_dynamic``: still the fastest int8 path in PyTorch
+    2.13 on x86 (fbgemm), measured ~1.6x a float32 linear here, where the non-deprecated
+    ``torch._int_mm`` route was slower than float32. Its deprecation warnings are silenced here
+    only; the replacement (torchao) is not a dependency.
+    """
+    names = int8_linear_names(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        quantize_dynamic(model, qconfig_spec={name: per_channel_dynamic_qconfig for name in names},
+                         dtype=torch.qint8, inplace=True)
+    return model
+
+
+class TorchRunner:
+    """Runs the PyTorch model (float32, int8-quantised or under bf16 autocast)."""
+
+    def __init__(self, model: nn.Module, compute_type: str, device: torch.device) -> None:
+        self.model = model
+        self.compute_type = compute_type
+        self.device = device
+
+    def __call__(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
+        with torch.inference_mode(), warnings.catch_warnings():
+            if self.compute_type == "int8":
+                warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
+            if self.compute_type == "bfloat16":
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    out = self.model(wavs, num_samples)
+                return EncoderOutput(frames=out.frames.float(), lengths=out.lengths)
+            return self.model(wavs, num_samples)
+
+
+def make_runner(
+    model: nn.Module,
+    *,
+    compute_type: str,
+    backend: str,
+    device: torch.device,
+    model_name: str,
+    source_files: Sequence[os.PathLike | str],
+    cache_dir: str | os.PathLike | None = None,
+    num_threads: int | None = None,
+) -> Runner:
+    """The runner for one mode. int8 on torch quantises ``model`` in place; onnx exports (or
+    reuses a cached export of) ``model`` and keeps ``model`` itself for the head."""
+    check_compute_options(compute_type, backend, device)
+    if backend == "onnx":
+        from .onnx_backend import load_onnx_runner
+
+        return load_onnx_runner(model, model_name=model_name, source_files=source_files,
+                                int8=compute_type == "int8", cache_dir=cache_dir, num_threads=num_threads)
+    if compute_type == "int8":
+        quantize_linear_int8(model)
+    return TorchRunner(model, compute_type, device)
