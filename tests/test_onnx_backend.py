@@ -230,6 +230,12 @@ def test_export_onnx_command_writes_a_loadable_graph(small_checkpoint, tmp_path,
     frames, frame_lengths, embedding, logits = session.run(None, {"waveforms": wavs.numpy(), "lengths": lengths.numpy()})
     assert frames.shape[0] == 2 and embedding.shape == (2, 256) and logits.shape == (2, 9)
     assert frame_lengths.tolist() == [27, 12]  # FunASR's conv length formula
+    if int8:  # the blocks' linear layers are quantised, not the MLP's second projection or the head
+        import onnx
+
+        quantized = [n.name for n in onnx.load(str(out)).graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+        assert any("/attn/qkv/" in n for n in quantized) and any("/mlp/fc1/" in n for n in quantized)
+        assert not any("/mlp/fc2/" in n or "/proj/" in n.replace("/attn/proj/", "") for n in quantized)
 
 
 def test_export_refuses_a_graph_that_differs_from_torch(small_pair, tmp_path, monkeypatch):
@@ -238,3 +244,13 @@ def test_export_refuses_a_graph_that_differs_from_torch(small_pair, tmp_path, mo
     with pytest.raises(ModelError, match="differs from PyTorch"):
         export_onnx(reference.model, tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_encode_batch_and_classify_batch_use_the_selected_backend(small_pair):
+    reference, onnx = small_pair
+    wavs, lengths = _padded(_clips([16_000, 9_000], seed=5))
+    relative = lengths / lengths.max()
+    assert torch.allclose(onnx.encode_batch(wavs, relative), reference.encode_batch(wavs, relative), atol=1e-4)
+    probs, _, index, labels = onnx.classify_batch(wavs, relative)
+    want, _, want_index, _ = reference.classify_batch(wavs, relative)
+    assert torch.allclose(probs, want, atol=1e-4) and torch.equal(index, want_index) and len(labels) == 9
