@@ -50,7 +50,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            # Memory-mapped: tensors are read from the page cache instead of copied into the heap,
+            # so loading does not hold the file's tensors twice (state dict + model).
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: the checkpoint contains Python objects other than tensors and plain containers, "
@@ -91,7 +98,14 @@ def load_state_dict_strict(model: Emotion2vecModel, state: dict[str, torch.Tenso
     unexpected = [n for n in state if n not in expected and not n.startswith(PRETRAINING_PREFIXES)]
     if unexpected:
         logger.warning("%s: ignoring %d tensor(s) the model does not use: %s", source, len(unexpected), ", ".join(unexpected[:10]))
-    model.load_state_dict({name: state[name] for name in expected}, strict=True)
+    tensors = {}
+    for name, reference in expected.items():
+        tensor = state[name]
+        if tensor.dtype != reference.dtype:
+            tensor = tensor.to(reference.dtype)
+        tensors[name] = tensor
+    # assign=True adopts the loaded tensors instead of copying them into freshly initialised ones.
+    model.load_state_dict(tensors, strict=True, assign=True)
 
 
 def load_checkpoint(model_dir: str | Path) -> tuple[Emotion2vecModel, list[Label]]:
@@ -115,6 +129,7 @@ def load_checkpoint(model_dir: str | Path) -> tuple[Emotion2vecModel, list[Label
         )
     else:
         labels = []
-    model = Emotion2vecModel(config, num_classes=len(labels))
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the checkpoint
+        model = Emotion2vecModel(config, num_classes=len(labels))
     load_state_dict_strict(model, state, str(model_dir / "model.pt"))
     return model.eval(), labels
