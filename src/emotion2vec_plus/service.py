@@ -228,7 +228,7 @@ class MicroBatcher:
             results = await loop.run_in_executor(
                 self._executor, lambda: self.model.predict_batch(
                     [job.audio for job in group], granularity=granularity, extract_embedding=True,
-                    batch_size=None, errors="collect"))
+                    batch_size=len(group), errors="collect"))  # one forward pass (memory still bounded by max_batch_seconds)
         except asyncio.CancelledError:
             for job in group:
                 if not job.future.done():
