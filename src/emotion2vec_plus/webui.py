@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
@@ -106,6 +106,11 @@ def _colour(emotion: str, index: int) -> str:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as Python writes it: ``(3584,)``, ``(147, 3584)``."""
+    return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _display_name(path: str | os.PathLike) -> str:
@@ -407,8 +412,9 @@ class EmotionWebUI:
         files = [str(run_dir / n) for n in (EMBEDDING_NPY, RESULT_JSON, PROCESSED_AUDIO)
                  if run_dir is not None and (run_dir / n).is_file()]
         if result.embedding is not None:
-            shape = "(" + ", ".join(str(n) for n in result.embedding.shape) + ("," if result.embedding.ndim == 1 else "") + ")"
-            notice = gr.update(value=text("embedding_notice", lang).format(name=EMBEDDING_NPY, shape=shape), visible=True)
+            notice = gr.update(value=text("embedding_notice", lang).format(name=EMBEDDING_NPY,
+                                                                           shape=shape_text(result.embedding.shape)),
+                               visible=True)
         else:
             notice = gr.update(value="", visible=False)
         audio = result.audio
@@ -519,7 +525,7 @@ class EmotionWebUI:
 
         def card(item: Any, letter: str) -> str:
             kind = text("kind_audio" if item.kind == "audio" else "kind_embedding", lang)
-            shape = "(" + ", ".join(str(n) for n in item.shape) + ("," if len(item.shape) == 1 else "") + ")"
+            shape = shape_text(item.shape)
             if item.emotion is not None:
                 face = EMOJI.get(item.emotion, "")
                 label = f'{html.escape(EMOTIONS_ZH.get(item.emotion, item.emotion))} · {html.escape(item.emotion)}'
@@ -665,14 +671,14 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
     with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False) as demo:
         with gr.Row():
             with gr.Column(scale=5):
-                title = value(gr.Markdown(f"# {T('title')}", elem_id="page-title"), "title",
-                              lambda lang: f"# {text('title', lang)}")
-                subtitle = value(gr.Markdown(T("subtitle").format(model=ui.provider.default_name)), "subtitle",
-                                 lambda lang: text("subtitle", lang).format(model=ui.provider.default_name))
+                value(gr.Markdown(f"# {T('title')}", elem_id="page-title"), "title",
+                      lambda lang: f"# {text('title', lang)}")
+                value(gr.Markdown(T("subtitle").format(model=ui.provider.default_name)), "subtitle",
+                      lambda lang: text("subtitle", lang).format(model=ui.provider.default_name))
             with gr.Column(scale=1, min_width=180):
                 language = gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=start_lang,
                                     label=T("language"), elem_id="language")
-        with gr.Tabs(elem_id="tabs") as tabs:
+        with gr.Tabs(elem_id="tabs"):
             # ---------------------------------------------------------- Recognise
             with label(gr.Tab(T("tab_recognise"), id="recognise", elem_id="tab-recognise"), "tab_recognise"):
                 with gr.Row():
@@ -707,7 +713,6 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
                     lambda a, g, e, m, lang, progress=gr.Progress(): ui.recognise(a, g, e, m, lang, progress),
                     inputs=[audio, granularity, embedding, model, language],
                     outputs=[result_html, scores, timeline, segments, notice, downloads, log_box],
-                    concurrency_limit=2,
                 )
             # ---------------------------------------------------------- Batch
             with label(gr.Tab(T("tab_batch"), id="batch", elem_id="tab-batch"), "tab_batch"):
@@ -796,7 +801,6 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
         initial_language.__annotations__["request"] = gr.Request  # resolved here: this module defers annotations
 
         demo.load(initial_language, inputs=None, outputs=[language])
-        del title, subtitle, tabs  # kept by the page; named above for readability only
     return demo
 
 
