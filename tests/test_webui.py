@@ -268,3 +268,12 @@ def test_long_audio_gives_a_timeline_of_windows_and_their_segments(tmp_path):
     table = view.segments_table["value"]
     assert len(table) == 3 and table.iloc[-1]["end (s)"] == pytest.approx(4.68, abs=0.01)
     assert all(len(trace.x) == 4 for trace in view.timeline_plot["value"].data)  # three steps, closed at the end
+
+
+def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):
+    batch = ui.run_batch_job([str(uploads / "en_low.wav")], None, "en")
+    assert ui.embeddings_for_explore(batch.downloads) == [batch.downloads[2]]
+    elsewhere = tmp_path / "embeddings.parquet"
+    shutil.copy(batch.downloads[2], elsewhere)
+    assert ui.embeddings_for_explore([str(elsewhere), str(uploads / "en_low.wav")]) is None
+    assert ui.embeddings_for_explore(None) is None

@@ -230,6 +230,10 @@ def test_batch_with_one_corrupt_file_gives_two_results_and_one_error_row(page, t
     body = page.request.get(csv_href if csv_href.startswith("http") else server["url"] + csv_href).body()
     assert body.decode("utf-8-sig").count("\n") == 4  # header + 3 files
     shot(page, "06_batch_three_files_one_corrupt")
+    page.locator("#batch-to-explore").click()
+    page.wait_for_function("document.querySelector('#explore-files') && "
+                           "document.querySelector('#explore-files').innerText.includes('embeddings.parquet')")
+    assert page.locator("#explore-start").is_visible()
 
 
 def test_compare_two_clips_shows_both_results_and_the_similarity(page):

@@ -502,6 +502,17 @@ class EmotionWebUI:
                                                      folder=batch_dir)
         return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>', downloads)
 
+    def embeddings_for_explore(self, downloads: Sequence[str] | None) -> list[str] | None:
+        """The ``embeddings.parquet`` among a batch run's downloads (only files under the outputs root)."""
+        from .batch import PARQUET_NAME
+
+        found = []
+        for path in downloads or []:
+            resolved = Path(path).resolve()
+            if resolved.name == PARQUET_NAME and resolved.is_file() and resolved.is_relative_to(self.outputs_root):
+                found.append(str(resolved))
+        return found or None
+
     # ------------------------------------------------------------------ compare
     def compare(self, file_a: str | None, file_b: str | None, model_name: str | None = None,
                 lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> str:
@@ -668,7 +679,8 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
     model_choices = ui.provider.choices()
     T = lambda key: text(key, start_lang)  # noqa: E731 - short name for the initial text
 
-    with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False) as demo:
+    # delete_cache: uploads in Gradio's cache older than a day are removed every hour (runs in outputs/ are kept).
+    with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         with gr.Row():
             with gr.Column(scale=5):
                 value(gr.Markdown(f"# {T('title')}", elem_id="page-title"), "title",
@@ -678,7 +690,7 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
             with gr.Column(scale=1, min_width=180):
                 language = gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=start_lang,
                                     label=T("language"), elem_id="language")
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:
             # ---------------------------------------------------------- Recognise
             with label(gr.Tab(T("tab_recognise"), id="recognise", elem_id="tab-recognise"), "tab_recognise"):
                 with gr.Row():
@@ -726,6 +738,8 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
                         batch_summary = gr.HTML("", elem_id="batch-summary-box")
                         batch_downloads = label(gr.File(label=T("batch_downloads"), file_count="multiple",
                                                         interactive=False, elem_id="batch-downloads"), "batch_downloads")
+                        batch_to_explore = value(gr.Button(T("batch_to_explore"), elem_id="batch-to-explore"),
+                                                 "batch_to_explore")
                     with gr.Column(scale=2):
                         batch_table = label(gr.Dataframe(label=T("batch_table"), interactive=False, wrap=True,
                                                          elem_id="batch-table"), "batch_table")
@@ -773,6 +787,10 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
                     lambda f, n, c, m, lang, progress=gr.Progress(): ui.explore(f, n, c, m, lang, progress),
                     inputs=[explore_files, min_cluster, colour_by, model, language],
                     outputs=[explore_map, explore_table, explore_summary],
+                )
+                batch_to_explore.click(
+                    lambda downloads: (ui.embeddings_for_explore(downloads), gr.Tabs(selected="explore")),
+                    inputs=[batch_downloads], outputs=[explore_files, tabs],
                 )
             # ---------------------------------------------------------- History
             with label(gr.Tab(T("tab_history"), id="history", elem_id="tab-history"), "tab_history") as history_tab:

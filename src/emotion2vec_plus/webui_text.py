@@ -90,6 +90,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "col_status": {"zh": "状态 / 错误", "en": "status / error"},
     "status_ok": {"zh": "完成 ok", "en": "ok"},
     "batch_progress": {"zh": "批量识别中", "en": "Running batch"},
+    "batch_to_explore": {"zh": "在“探索”中查看这些向量", "en": "Explore these embeddings"},
     # compare
     "compare_intro": {"zh": "比较两段音频（或两个 .npy 情感向量）的余弦相似度。",
                       "en": "Compare two clips (or two .npy embeddings) by cosine similarity."},
@@ -109,7 +110,6 @@ TEXT: dict[str, dict[Language, str]] = {
     "explore_intro": {"zh": "把一组音频或批量生成的 embeddings.parquet 画成 UMAP 二维图，并用 HDBSCAN 聚类。",
                       "en": "Map a set of clips, or an embeddings.parquet from Batch, in 2-D with UMAP and group them with HDBSCAN."},
     "explore_files": {"zh": "多个音频文件，或一个 embeddings.parquet", "en": "Several audio files, or one embeddings.parquet"},
-    "explore_batch_run": {"zh": "或选择之前的批量结果", "en": "or pick an earlier batch run"},
     "explore_min_cluster": {"zh": "最小簇大小", "en": "Smallest cluster"},
     "explore_colour": {"zh": "着色", "en": "Colour by"},
     "colour_cluster": {"zh": "聚类 cluster", "en": "cluster"},
