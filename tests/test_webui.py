@@ -277,3 +277,14 @@ def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, upl
     shutil.copy(batch.downloads[2], elsewhere)
     assert ui.embeddings_for_explore([str(elsewhere), str(uploads / "en_low.wav")]) is None
     assert ui.embeddings_for_explore(None) is None
+
+
+def test_compute_options_reach_the_model_and_the_log(tmp_path):
+    from emotion2vec_plus.cli import build_parser
+
+    args = build_parser().parse_args(["webui", "--compute-type", "int8"])
+    assert (args.compute_type, args.backend) == ("int8", "torch")
+    provider = ModelProvider("compact", compute_type=args.compute_type, backend=args.backend)
+    ui = EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs"))
+    view = ui.recognise(str(SAMPLES / "en_excited.wav"), "utterance", False, None, "en")
+    assert provider.get(None).compute_type == "int8" and "model: compact (3584-d, int8)" in view.log_text

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .cli_options import add_model_options
+from .cli_options import add_model_options, compute_options
 from .errors import Emotion2VecError
 from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
 from .webui_text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, pick_language, similarity_reading, text
@@ -144,10 +144,12 @@ class ModelProvider:
 
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
                  cache_dir: str | os.PathLike | None = None, num_threads: int | None = None,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S, preloaded: "Emotion2VecPlus | None" = None) -> None:
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str = "float32",
+                 backend: str = "torch", preloaded: "Emotion2VecPlus | None" = None) -> None:
         self.default_name = str(default_model)
         self._options: dict[str, Any] = {"device": device, "hub": hub, "cache_dir": cache_dir,
-                                         "num_threads": num_threads, "max_duration_s": max_duration_s}
+                                         "num_threads": num_threads, "max_duration_s": max_duration_s,
+                                         "compute_type": compute_type, "backend": backend}
         self._models: dict[str, Emotion2VecPlus] = {}
         self._load_lock = threading.Lock()
         self.lock = threading.Lock()
@@ -422,7 +424,9 @@ class EmotionWebUI:
         if audio is not None:
             lines.append(f"{text('log_format', lang)}: " + text("log_audio", lang).format(
                 format=audio.format, rate=audio.sample_rate, channels=audio.channels, duration=audio.duration_s))
-        lines += [f"{text('log_model', lang)}: {model.model_name} ({model.embed_dim}-d)",
+        compute = ", ".join(v for v in (getattr(model, "compute_type", "float32"), getattr(model, "backend", "torch"))
+                            if v not in ("float32", "torch"))
+        lines += [f"{text('log_model', lang)}: {model.model_name} ({model.embed_dim}-d{', ' + compute if compute else ''})",
                   f"{text('log_granularity', lang)}: {result.granularity}",
                   f"{text('log_time', lang)}: {result.processing_time_s:.2f} s"]
         if run_dir is not None:
@@ -866,7 +870,7 @@ def run_webui_command(args: argparse.Namespace) -> int:
     settings = WebUISettings(outputs_root=Path(args.outputs), max_upload_mb=args.max_upload_mb,
                              max_duration_s=args.max_duration, language=args.lang)
     provider = ModelProvider(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
-                             num_threads=args.threads, max_duration_s=args.max_duration)
+                             num_threads=args.threads, max_duration_s=args.max_duration, **compute_options(args))
     print(f"loading model {provider.default_name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     loaded = provider.load_default()
