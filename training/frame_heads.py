@@ -1,30 +1,40 @@
 """Frame-level heads over the frozen compact-model features (Whisper-base, 7 layers per frame).
 
-Reads the per-frame cache made by ``frame_features.py`` (7 x 512 per step at 12.5 Hz) and
-compares, speaker-independently, heads that see the frames instead of their mean:
+Reads the per-frame cache made by ``frame_features.py`` (7 x 512 per step at 12.5 Hz; by default
+averaged again in pairs here, ``--merge 2``: 6.25 Hz, 160 ms steps) and compares,
+speaker-independently, heads that see the frames instead of their mean:
 
 - ``mean-logreg``: reference — the shipped recipe (logistic regression on the standardised mean
   of the 7-layer frames, 3584-d), on the same cache;
-- ``proj-mean``:   control — linear projection 3584 -> P per frame, plain mean, linear classifier
-  (isolates what attention adds);
+- ``proj-mean``:   control — linear projection 3584 -> P (``--proj``, 128) per frame, plain mean,
+  linear classifier (isolates what attention adds);
 - ``proj-attn``:   (a) projection 3584 -> P, learned attention weights over frames, linear classifier;
-- ``conv-attn``:   (b) projection, two residual 1-D conv layers (kernel 5, 0.4 s each), attention;
+- ``conv-attn``:   (b) projection, two residual 1-D conv layers (kernel 5 steps, 0.8 s at 6.25 Hz),
+  attention;
 - ``gru-attn``:    (b) projection, one bidirectional GRU layer, attention;
+- ``mean-linear``: control — the shipped recipe's linear classifier on the mean of the 3584-d frames,
+  trained with this script's recipe (separates the recipe from the pooling);
+- ``attn-linear``: (a) without projection — attention weights over frames (scored by a small
+  3584 -> 32 -> 1 net, initialised to uniform) pool the 3584-d frames, then the linear classifier;
+  with uniform weights it is exactly the shipped head;
 - ``mix-asp``:     (c) learned softmax weights over the 7 layers (512-d per frame), projection,
   attentive statistics pooling (weighted mean and std), linear classifier.
 
 Training: AdamW, class-balanced cross-entropy, dropout on the input features and the pooled
 vector, weight decay, early stopping on the mean of per-corpus UA over an inner validation split
 made only of training speakers (one CASIA speaker and 4 RAVDESS actors of the training side,
-rotated by seed), then the best epoch's weights predict the held-out fold. Several seeds;
-the table gives mean +- sd over seeds.
+rotated by seed), then the best epoch's weights predict the held-out fold; with ``--refit`` the
+head is instead retrained on all training speakers for the best epoch count. Several seeds
+(``--seeds``, default 0,1); the table gives mean +- sd over seeds. ``--collect`` turns the
+``--json-out`` lines of several runs into one table (and the metrics JSON section).
 
 Protocols: ``joint`` (4 folds, fold i = CASIA speaker i + 6 RAVDESS actors held out, trained on
 both corpora), ``casia`` (CASIA only, leave one speaker out), ``ravdess`` (RAVDESS only, the same
 actor folds). Usage (CPU, 1 thread, be nice):
 
     OMP_NUM_THREADS=1 nice -n 15 python training/frame_heads.py --frames /work/cache/frames/clean_pool4.npz \
-        --heads mean-logreg,proj-mean,proj-attn,conv-attn,mix-asp --seeds 0,1,2 --protocols joint
+        --heads mean-logreg,proj-mean,proj-attn,conv-attn,gru-attn,mix-asp --protocols joint --json-out runs.jsonl
+    python training/frame_heads.py --collect runs.jsonl [--metrics-out docs/compact_metrics.json]
 """
 
 from __future__ import annotations
@@ -116,6 +126,9 @@ class FrameHead(nn.Module):
         if kind == "mix-asp":
             self.layer_logits = nn.Parameter(torch.zeros(LAYERS))
             self.proj = nn.Linear(WIDTH, proj)
+        elif kind in ("attn-linear", "mean-linear"):
+            self.proj = nn.Identity()  # pool the 3584-d frames themselves, as the shipped head does
+            proj = LAYERS * WIDTH
         else:
             self.proj = nn.Linear(LAYERS * WIDTH, proj)
         if kind == "conv-attn":
@@ -124,7 +137,10 @@ class FrameHead(nn.Module):
         if kind == "gru-attn":
             self.gru = nn.GRU(proj, proj // 2, batch_first=True, bidirectional=True)
         pooled = proj
-        if kind != "proj-mean":
+        if kind == "attn-linear":
+            self.pool = AttentionPool(proj, hidden=32)
+            nn.init.zeros_(self.pool.score[2].weight)  # starts as plain mean pooling (= the shipped head)
+        elif kind not in ("proj-mean", "mean-linear"):
             self.pool = AttentionPool(proj, stats=kind == "mix-asp")
             pooled = 2 * proj if kind == "mix-asp" else proj
         self.classifier = nn.Linear(pooled, len(CLASSES))
@@ -150,7 +166,7 @@ class FrameHead(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.frames_to_hidden(x, mask)
-        if self.kind == "proj-mean":
+        if self.kind in ("proj-mean", "mean-linear"):
             m = mask.unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1)
         else:
@@ -311,6 +327,40 @@ def scores(data: FrameData, pred: np.ndarray, corpus: str) -> tuple[float, float
     return m.unweighted_accuracy, m.weighted_accuracy
 
 
+def collect(jsonl: list[Path], metrics_out: Path | None) -> None:
+    """Print one Markdown table from the --json-out lines of earlier runs and, with ``metrics_out``,
+    store it as the "frame_level_heads_tried" section of docs/compact_metrics.json."""
+    rows = [json.loads(line) for path in jsonl for line in path.read_text().splitlines() if line.strip()]
+    print("| head | protocol | seeds | RAVDESS UA | RAVDESS WA | CASIA UA | CASIA WA |")
+    print("|---|---|---|---|---|---|---|")
+    summary = []
+    for row in rows:
+        config = {k: v for k, v in row["config"].items() if k not in ("collect", "metrics_out")}
+        entry = {"head": row["head"], "protocol": row["protocol"], "seeds": row["seeds"], "config": config,
+                 "best_epochs": row["best_epochs"]}
+        cells = []
+        for corpus in ("RAVDESS", "CASIA"):
+            values = np.array(row["per_seed_ua_wa"][corpus]) if row["per_seed_ua_wa"][corpus] else None
+            if values is None:
+                cells += ["—", "—"]
+                continue
+            entry[corpus] = {"ua_mean": float(values[:, 0].mean()), "ua_sd": float(values[:, 0].std()),
+                             "wa_mean": float(values[:, 1].mean()), "wa_sd": float(values[:, 1].std()),
+                             "ua_per_seed": values[:, 0].tolist()}
+            cells += [f"{values[:, j].mean():.3f} ± {values[:, j].std():.3f}" for j in (0, 1)]
+        summary.append(entry)
+        print(f"| {row['head']} | {row['protocol']} | {len(row['seeds'])} | {' | '.join(cells)} |")
+    if metrics_out is not None:
+        metrics = json.loads(metrics_out.read_text()) if metrics_out.is_file() else {}
+        metrics["frame_level_heads_tried"] = {
+            "script": "training/frame_heads.py (features: training/frame_features.py, 7 layers, 6.25 Hz steps)",
+            "note": "joint/casia/ravdess protocols as in 'evaluation'; clean training data only; "
+                    "mean +- sd over seeds (population sd); not shipped",
+            "results": summary}
+        metrics_out.write_text(json.dumps(metrics, indent=1))
+        print(f"wrote the frame_level_heads_tried section of {metrics_out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=Path, default=Path("/work/cache/frames/clean_pool4.npz"))
@@ -332,7 +382,14 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="label for the table rows (e.g. the configuration)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-out", type=Path, default=None, help="append one JSON line per (head, protocol)")
+    parser.add_argument("--collect", type=Path, nargs="+", default=None,
+                        help="no training: print the table of earlier --json-out files")
+    parser.add_argument("--metrics-out", type=Path, default=None,
+                        help="with --collect: also write it into this metrics JSON (docs/compact_metrics.json)")
     args = parser.parse_args()
+    if args.collect:
+        collect(args.collect, args.metrics_out)
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = FrameData(args.frames, args.merge)
@@ -364,11 +421,12 @@ def main() -> None:
             print(f"| {kind}{args.tag} | {protocol} | {' | '.join(cells)} | {','.join(map(str, epochs)) or '—'} | {took:.0f} |",
                   flush=True)
             if args.json_out:
+                used_seeds = seeds if kind != "mean-logreg" else seeds[:1]
+                config = {k: v for k, v in vars(args).items() if k not in ("frames", "json_out", "collect", "metrics_out")}
+                record = {"head": kind + args.tag, "protocol": protocol, "seeds": used_seeds, "per_seed_ua_wa": per_seed,
+                          "best_epochs": epochs, "seconds": took, "config": config}
                 with args.json_out.open("a") as handle:
-                    handle.write(json.dumps({"head": kind + args.tag, "protocol": protocol, "seeds": seeds if kind != "mean-logreg" else seeds[:1],
-                                             "per_seed_ua_wa": per_seed, "best_epochs": epochs, "seconds": took,
-                                             "config": {k: v for k, v in vars(args).items() if k not in ("frames", "json_out")}})
-                                 + "\n")
+                    handle.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
