@@ -132,7 +132,9 @@ def main() -> None:
         {"file": args.out.name, "sha256": digest, "bytes": args.out.stat().st_size, "built_by": "training/train_compact.py",
          "licence": training["licence"]}, indent=2) + "\n")
     args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
-    args.metrics_out.write_text(json.dumps({"evaluation": evaluation, "training": training}, indent=1))
+    # keep other sections (e.g. "frame_level_heads_tried" from frame_heads.py) across retraining
+    previous = json.loads(args.metrics_out.read_text()) if args.metrics_out.is_file() else {}
+    args.metrics_out.write_text(json.dumps(previous | {"evaluation": evaluation, "training": training}, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) and {args.metrics_out}")
 
 
