@@ -13,7 +13,8 @@ classifier head always runs in float32 PyTorch on the embeddings the runner retu
   the compact model, quantising it too raised the largest score change from 0.07 to 0.22).
   The classifier head and emotion2vec's feature projection stay float32 as well.
 * ``torch`` + ``bfloat16``: the encoder under ``torch.autocast(dtype=torch.bfloat16)``
-  (matrix products and convolutions in bf16, normalisations in float32).
+  (matrix products and convolutions in bf16, normalisations and the residual stream in float32),
+  with the linear weights stored in bf16 once at load (:func:`cast_linear_weights`).
 * ``onnx`` + ``float32`` / ``int8``: the full model exported to ONNX once (cached) and run with
   onnxruntime; int8 is onnxruntime's dynamic quantisation of the transformer blocks' MatMuls.
   See :mod:`emotion2vec_plus.onnx_backend`.
@@ -140,4 +141,24 @@ def make_runner(
                                 int8=compute_type == "int8", cache_dir=cache_dir, num_threads=num_threads)
     if compute_type == "int8":
         quantize_linear_int8(model)
+    if compute_type == "bfloat16":
+        cast_linear_weights(model, torch.bfloat16)
     return TorchRunner(model, compute_type, device)
+
+
+def cast_linear_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the encoder's ``nn.Linear`` weights in ``dtype`` once, in place (not the head's).
+
+    Autocast would otherwise cast every float32 weight again on every call: for a 1024-d,
+    12-block model that is ~0.6 GB read and 0.3 GB written per forward pass, about as long as the
+    bf16 matrix products themselves on a 2 s clip. Norms, convolutions and the head keep float32
+    parameters (convolutions still compute in bf16 under autocast).
+    """
+    skip = _module_prefixes(model, [getattr(model, "head", None)])
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in skip):
+            continue
+        module.to(dtype)
+    return model
