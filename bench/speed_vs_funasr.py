@@ -418,7 +418,8 @@ def section_rest(report: Report, checkpoints: dict[str, Path], modes: list[Mode]
     for mode in modes:
         port = _free_port()
         command = [sys.executable, "-m", "emotion2vec_plus.cli", "serve", "--model", str(checkpoints[name]),
-                   "--port", str(port), "--threads", str(args.threads), "--log-level", "warning"]
+                   "--port", str(port), "--threads", str(args.threads), "--log-level", "warning",
+                   "--batch-window-ms", str(args.batch_window_ms)]
         if mode.compute_type != "float32" or mode.backend != "torch":
             command += ["--compute-type", mode.compute_type, "--backend", mode.backend]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -435,17 +436,20 @@ def section_rest(report: Report, checkpoints: dict[str, Path], modes: list[Mode]
             base = None
             for concurrency in (1, 4, 16):
                 requests = max(args.rest_requests, 4 * concurrency)
+                before = httpx.get(url + "/healthz", timeout=10).json()["batches"]
                 rate, p50, p99, failed = _load_test(url, body, concurrency, requests)
+                after = httpx.get(url + "/healthz", timeout=10).json()["batches"]
+                mean_batch = (after["requests"] - before["requests"]) / max(1, after["model_calls"] - before["model_calls"])
                 base = base or rate
                 rows.append([name, mode.label, str(concurrency), str(requests), f"{rate:.2f}", f"{p50 * 1000:.0f}",
-                             f"{p99 * 1000:.0f}", f"{rate / base:.2f}×", str(failed)])
+                             f"{p99 * 1000:.0f}", f"{rate / base:.2f}×", f"{mean_batch:.1f}", str(failed)])
         finally:
             server.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.wait(10)
     report.table("REST /v1/recognize, 2 s WAV clips (client threads on the same 2 cores; after 4 warm-up requests)",
                  ["model", "system", "concurrency", "requests", "req/s", "p50 (ms)", "p99 (ms)", "vs concurrency 1",
-                  "failed"], rows)
+                  "mean batch", "failed"], rows)
 
 
 def _load_test(url: str, body: bytes, concurrency: int, requests: int) -> tuple[float, float, float, int]:
@@ -548,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=200, help="files in the throughput directory")
     parser.add_argument("--rest-requests", type=int, default=48)
     parser.add_argument("--mem-cap-gb", type=float, default=16.0)
+    parser.add_argument("--batch-window-ms", type=float, default=10, help="the REST server's --batch-window-ms")
     parser.add_argument("--quick", action="store_true", help="smoke run: 12 clips, 2 runs, short REST runs")
     parser.add_argument("--save", default=None, help="also write the tables to this Markdown file")
     args = parser.parse_args(argv)
