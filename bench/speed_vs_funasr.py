@@ -534,6 +534,15 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
 
 
 # --------------------------------------------------------------------------- main
+def parse_modes(text: str) -> list[Mode]:
+    """``float32,bfloat16,onnx:int8`` -> modes (backend defaults to torch)."""
+    modes = []
+    for item in text.split(","):
+        backend, _, compute_type = item.rpartition(":")
+        modes.append(Mode(compute_type=compute_type, backend=backend or "torch"))
+    return modes
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
@@ -546,6 +555,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="models for the directory run (default plus_large: the target)")
     parser.add_argument("--compute-types", default="float32",
                         help="this package's modes, e.g. float32,bfloat16,int8 (onnx:float32 for the ONNX backend)")
+    parser.add_argument("--long-compute-types", default=None,
+                        help="modes for the long sections (throughput, long files, REST); default: --compute-types")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections: {','.join(SECTIONS)}")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per latency / load / FLOP figure")
     parser.add_argument("--throughput-runs", type=int, default=3)
@@ -560,10 +571,8 @@ def main(argv: list[str] | None = None) -> None:
     args.throughput_models = [m for m in args.throughput_models.split(",") if m]
     if args.quick:
         args.runs, args.throughput_runs, args.clips, args.rest_requests = 2, 1, 12, 8
-    modes = []
-    for item in args.compute_types.split(","):
-        backend, _, compute_type = item.rpartition(":")
-        modes.append(Mode(compute_type=compute_type, backend=backend or "torch"))
+    modes = parse_modes(args.compute_types)
+    long_modes = parse_modes(args.long_compute_types or args.compute_types)
 
     import torch
     import funasr
@@ -586,11 +595,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.only & {"load", "latency"}:
             section_load_and_latency(report, checkpoints, modes, args, pool)
         if "throughput" in args.only:
-            section_throughput(report, checkpoints, modes, args, workdir, pool)
+            section_throughput(report, checkpoints, long_modes, args, workdir, pool)
         if "longfile" in args.only:
-            section_longfile(report, checkpoints, modes, args, workdir, pool)
+            section_longfile(report, checkpoints, long_modes, args, workdir, pool)
         if "rest" in args.only:
-            section_rest(report, checkpoints, modes, args, pool)
+            section_rest(report, checkpoints, long_modes, args, pool)
         if "flops" in args.only:
             section_flops(report, checkpoints, modes, args, pool)
     finally:

@@ -179,7 +179,9 @@ def test_models_and_healthz(client):
     assert names[0] == "compact" and "large" in names
     health = client.get("/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "model": "compact", "queue": 0}
+    body = health.json()
+    assert {key: body[key] for key in ("status", "model", "queue")} == {"status": "ok", "model": "compact", "queue": 0}
+    assert set(body["batches"]) == {"requests", "model_calls", "largest_batch"}
     assert client.get("/docs").status_code == 200
     assert "/v1/recognize" in client.get("/openapi.json").json()["paths"]
 

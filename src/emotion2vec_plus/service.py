@@ -9,13 +9,15 @@ Endpoints (OpenAPI docs at ``/docs``):
   embedding (recognised by the ``\\x93NUMPY`` magic, loaded with the pickle-free loader)
   → ``{"similarity", "reading", ...}``.
 - ``GET /v1/models`` — the loaded model and the known ones.
-- ``GET /healthz`` — ``{"status": "ok", "model": ..., "queue": n}`` (n = requests waiting).
+- ``GET /healthz`` — ``{"status": "ok", "model": ..., "queue": n, "batches": {...}}`` (n = requests
+  waiting; ``batches``: requests served, model calls and the largest batch since start).
 
 Design:
 
 - One model, loaded once. Uploads are decoded in the request handler on a small thread pool;
-  decoded audio goes to a bounded queue. One background worker (an asyncio task) collects
-  the requests that arrive within ``batch_window_ms`` (at most ``max_batch``) and runs them as
+  decoded audio goes to a bounded queue. One background worker (an asyncio task) takes every
+  queued request (at most ``max_batch``), waits up to ``batch_window_ms`` only while other
+  requests are still being read or decoded (a lone request runs at once), and runs them as
   one :meth:`Emotion2VecPlus.predict_batch` call on a dedicated model thread; each request
   awaits its own future. A full queue answers **503** with ``Retry-After: 1`` at once.
 - Status codes (every error is JSON ``{"detail": message, "error": type}``, never a traceback):
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -50,9 +53,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
@@ -75,6 +78,8 @@ log = logging.getLogger("emotion2vec_plus.service")
 #: Environment variable holding the API key when ``create_app(api_key=None)``.
 API_KEY_ENV = "EMOTION2VEC_API_KEY"
 _READ_CHUNK = 1 << 20
+#: How often a gathering batch re-checks whether requests are still on their way.
+_ARRIVAL_POLL_S = 0.002
 _MB = 1024 * 1024  # limits are in MiB, as most upload limits are
 #: Room for multipart boundaries, part headers and small form fields on top of the file bytes.
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -126,7 +131,6 @@ class BatchStats:
     requests: int = 0
     model_calls: int = 0
     largest_batch: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "model_calls": self.model_calls, "largest_batch": self.largest_batch}
@@ -162,6 +166,8 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._arriving = 0
+        self._last_batch = 0
 
     # The worker starts lazily in the running loop (so the app also works without lifespan events).
     def _ensure_started(self) -> asyncio.Queue[_Job]:
@@ -198,20 +204,38 @@ class MicroBatcher:
             raise QueueFullError(self.queue_size) from None
         return await future
 
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request as on its way (being read or decoded) so that a batch waits for it."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
     async def _run(self, queue: asyncio.Queue[_Job]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.window_s
+            # Take what is queued; wait (up to the window) only under load — other requests still
+            # being read or decoded, or the previous batch held several — so that a lone request
+            # runs at once instead of idling for the window.
+            busy = self._last_batch > 1
             while len(batch) < self.max_batch:
-                remaining = deadline - loop.time()
                 try:
-                    if remaining <= 0:
-                        batch.append(queue.get_nowait())
-                    else:
-                        batch.append(await asyncio.wait_for(queue.get(), remaining))
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    batch.append(queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not (busy or self._arriving):
                     break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), min(remaining, _ARRIVAL_POLL_S)))
+                except asyncio.TimeoutError:
+                    continue
+            self._last_batch = len(batch)
             jobs = [job for job in batch if not job.future.done()]  # cancelled: client went away
             groups: dict[str, list[_Job]] = {}
             for job in jobs:
@@ -223,7 +247,6 @@ class MicroBatcher:
         self.stats.model_calls += 1
         self.stats.requests += len(group)
         self.stats.largest_batch = max(self.stats.largest_batch, len(group))
-        self.stats.batch_sizes.append(len(group))
         try:
             results = await loop.run_in_executor(
                 self._executor, lambda: self.model.predict_batch(
@@ -437,9 +460,10 @@ def create_app(
 
     async def recognise(upload: UploadFile, granularity: str):
         batcher.check_capacity()
-        name, data = await read_upload(upload)
-        started = time.perf_counter()
-        audio = await decode(name, data)
+        with batcher.arriving():
+            name, data = await read_upload(upload)
+            started = time.perf_counter()
+            audio = await decode(name, data)
         result = await batcher.submit(audio, granularity)
         result.processing_time_s = time.perf_counter() - started
         return result
@@ -502,7 +526,7 @@ def create_app(
 
     @app.get("/healthz", tags=["health"], summary="Liveness and queue length (no API key needed)")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": model.model_name, "queue": batcher.pending}
+        return {"status": "ok", "model": model.model_name, "queue": batcher.pending, "batches": batcher.stats.to_dict()}
 
     return app
 
@@ -571,7 +595,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument("--max-duration", type=float, default=600,
                        help="refuse audio longer than this many seconds (default 600)")
     serve.add_argument("--batch-window-ms", type=float, default=10,
-                       help="how long to gather requests into one model call (default 10 ms)")
+                       help="longest wait for requests still being received before a model call (default 10 ms)")
     serve.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
     serve.add_argument("--queue-size", type=int, default=64,
                        help="requests allowed to wait; beyond that 503 (default 64)")
