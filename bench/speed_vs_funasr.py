@@ -118,6 +118,12 @@ def make_directory(folder: Path, count: int, pool: list[Path], seed: int = 0) ->
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that across exec,
+    so a worker started from a large parent would report the parent's peak."""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/self/status", encoding="utf-8"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
