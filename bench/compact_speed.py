@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -17,16 +16,7 @@ import torch
 
 from emotion2vec_plus import Emotion2VecPlus
 from emotion2vec_plus.whisper import log_mel_spectrogram
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from machine import cpu_name  # bench/ is on sys.path when a script runs
 
 
 def timed(fn, repeats: int) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,19 +31,12 @@ DATASETS = REPO.parent / "shared" / "datasets"
 sys.path.insert(0, str(REPO / "tests"))
 
 from emotion2vec_plus import Emotion2VecPlus, load_audio  # noqa: E402
+from machine import cpu_name  # noqa: E402  bench/ is on sys.path when a script runs
 
 MODES = [("torch", "float32"), ("torch", "int8"), ("torch", "bfloat16"), ("onnx", "float32"), ("onnx", "int8")]
 AGREEMENT_NEEDED = 99.0
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def dataset_clips(limit: int | None) -> list[Path]:

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from machine import cpu_name  # bench/ is on sys.path when a script runs
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 sys.path.insert(0, str(REPO / "tests"))  # checkpoint builders (tests/checkpoints.py)
@@ -58,12 +60,6 @@ RESULT_PREFIX = "BENCH-RESULT "
 
 
 # --------------------------------------------------------------------------- helpers
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def median(values: list[float]) -> float:

@@ -358,8 +358,13 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
             handle.truncate(end)
             handle.flush()
             os.fsync(handle.fileno())
+    return _parse_result_lines(data[:end])
+
+
+def _parse_result_lines(data: bytes) -> list[dict[str, Any]]:
+    """The well-formed result records of complete JSONL lines (others are skipped)."""
     records = []
-    for raw in data[:end].splitlines():
+    for raw in data.splitlines():
         try:
             record = json.loads(raw)
         except ValueError:
@@ -891,15 +896,7 @@ def read_results(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    records = []
-    for raw in data[: data.rfind(b"\n") + 1].splitlines():
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and _line_key(record) is not None:
-            records.append(record)
-    return records
+    return _parse_result_lines(data[: data.rfind(b"\n") + 1])
 
 
 def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
