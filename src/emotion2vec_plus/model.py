@@ -45,6 +45,14 @@ def alibi_slopes(num_heads: int) -> list[float]:
     return power_of_two(closest) + alibi_slopes(2 * closest)[0::2][: num_heads - closest]
 
 
+def alibi_distance_bias(num_heads: int, length: int, device: torch.device | None = None) -> torch.Tensor:
+    """Unscaled ALiBi bias (H, T, T): each head's slope times minus the distance between positions."""
+    positions = torch.arange(length, device=device)
+    distance = -(positions[None, :] - positions[:, None]).abs().float()
+    slopes = torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=device)
+    return slopes[:, None, None] * distance[None]
+
+
 class ConvFeatureExtractor(nn.Module):
     """wav2vec 2.0 style strided conv stack: waveform (B, N) -> features (B, C, T)."""
 
@@ -114,6 +122,11 @@ def _masked_channel_norm(
     """GroupNorm with one group per channel whose statistics ignore frames past ``lengths``."""
     if lengths is None or bool((lengths == x.shape[-1]).all()):
         return norm(x)
+    return masked_channel_norm(x, norm, lengths)
+
+
+def masked_channel_norm(x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tensor) -> torch.Tensor:
+    """The masked statistics themselves, without data-dependent branches (also used by the ONNX export)."""
     valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
     valid = valid.unsqueeze(1)
     count = valid.sum(-1, keepdim=True).clamp_min(1.0)
@@ -347,12 +360,26 @@ class Emotion2vecModel(nn.Module):
         cached = self._alibi_cache.get(key)
         if cached is None or cached.shape[-1] < length:
             size = max(length, 2 * (cached.shape[-1] if cached is not None else 0), 256)
-            positions = torch.arange(size, device=device)
-            distance = -(positions[None, :] - positions[:, None]).abs().float()
-            slopes = torch.tensor(alibi_slopes(self.config.num_alibi_heads), device=device)
-            cached = slopes[:, None, None] * distance[None]
+            cached = alibi_distance_bias(self.config.num_alibi_heads, size, device)
             self._alibi_cache[key] = cached
         return cached[:, :length, :length]
+
+    def scaled_alibi(self, distance_bias: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, H, S, S) ALiBi over [extra tokens + frames] from the unscaled (H_alibi, T, T) bias,
+        and the per-layer scales (L, H_alibi, 1, 1) when the checkpoint learned one per layer."""
+        config = self.config
+        extra = config.num_extra_tokens
+        alibi = distance_bias[None]
+        layer_scales = None
+        scale = self.modality_encoders["AUDIO"].alibi_scale.clamp_min(0)
+        if scale.shape[0] == 1:
+            alibi = alibi * scale[0].to(alibi.dtype)
+        else:
+            layer_scales = scale[:, 0].to(dtype)
+        alibi = F.pad(alibi, (extra, 0, extra, 0))
+        if config.num_alibi_heads < config.num_heads:
+            alibi = F.pad(alibi, (0, 0, 0, 0, 0, config.num_heads - config.num_alibi_heads))
+        return alibi.to(dtype), layer_scales
 
     def attention_bias(
         self, num_frames: int, valid: torch.Tensor | None, dtype: torch.dtype
@@ -365,16 +392,7 @@ class Emotion2vecModel(nn.Module):
         alibi = None
         layer_scales = None
         if config.use_alibi_encoder:
-            alibi = self._alibi_distance_bias(num_frames, device)[None]
-            scale = encoder.alibi_scale.clamp_min(0)
-            if scale.shape[0] == 1:
-                alibi = alibi * scale[0].to(alibi.dtype)
-            else:
-                layer_scales = scale[:, 0].to(dtype)  # (L, H_alibi, 1, 1)
-            alibi = F.pad(alibi, (extra, 0, extra, 0))
-            if config.num_alibi_heads < config.num_heads:
-                alibi = F.pad(alibi, (0, 0, 0, 0, 0, config.num_heads - config.num_alibi_heads))
-            alibi = alibi.to(dtype)
+            alibi, layer_scales = self.scaled_alibi(self._alibi_distance_bias(num_frames, device), dtype)
         padding = None
         if valid is not None and not bool(valid.all()):
             key_valid = F.pad(valid, (extra, 0), value=True)
@@ -401,7 +419,7 @@ class Emotion2vecModel(nn.Module):
         encoder = self.modality_encoders["AUDIO"]
 
         if config.normalize:
-            wavs = _normalize_per_clip(wavs, num_samples)
+            wavs = normalize_per_clip(wavs, num_samples)
 
         first_kernel, first_stride = config.conv_layers[0][1], config.conv_layers[0][2]
         first_lengths = torch.div(num_samples - first_kernel, first_stride, rounding_mode="floor") + 1
@@ -427,12 +445,10 @@ class Emotion2vecModel(nn.Module):
         return EncoderOutput(frames=x[:, config.num_extra_tokens :], lengths=lengths)
 
 
-def _normalize_per_clip(wavs: torch.Tensor, num_samples: torch.Tensor) -> torch.Tensor:
+def normalize_per_clip(wavs: torch.Tensor, num_samples: torch.Tensor) -> torch.Tensor:
     """Layer-norm each clip over its own samples (as FunASR does per clip) and re-zero the padding."""
-    if bool((num_samples == wavs.shape[1]).all()):
-        return F.layer_norm(wavs, wavs.shape[1:])
-    rows = []
-    for row, length in zip(wavs, num_samples.tolist()):
-        clip = F.layer_norm(row[:length], (length,))
-        rows.append(F.pad(clip, (0, wavs.shape[1] - length)))
-    return torch.stack(rows)
+    valid = (torch.arange(wavs.shape[1], device=wavs.device)[None, :] < num_samples[:, None]).to(wavs.dtype)
+    count = num_samples[:, None].to(wavs.dtype)
+    mean = (wavs * valid).sum(1, keepdim=True) / count
+    var = (((wavs - mean) * valid) ** 2).sum(1, keepdim=True) / count
+    return (wavs - mean) / torch.sqrt(var + 1e-5) * valid

@@ -40,7 +40,8 @@ from torch import nn
 
 from .compact import CompactEmotionModel
 from .errors import ModelError
-from .model import AttentionBias, Emotion2vecModel, EncoderOutput, alibi_slopes
+from .model import (AttentionBias, Emotion2vecModel, EncoderOutput, alibi_distance_bias,
+                    masked_channel_norm, normalize_per_clip)
 from .whisper import HOP_LENGTH, N_FFT, _mel_tensor, sha256_file
 
 OPSET = 17
@@ -77,12 +78,8 @@ def _emotion2vec_frames(model: Emotion2vecModel, wavs: torch.Tensor,
     """:meth:`Emotion2vecModel.forward` with the masked path always taken."""
     config = model.config
     encoder = model.modality_encoders["AUDIO"]
-    sample_valid = (torch.arange(wavs.shape[1])[None, :] < num_samples[:, None]).to(wavs.dtype)
-    if config.normalize:  # layer norm of each clip over its own samples, padding re-zeroed
-        count = num_samples[:, None].to(wavs.dtype)
-        mean = (wavs * sample_valid).sum(1, keepdim=True) / count
-        var = (((wavs - mean) * sample_valid) ** 2).sum(1, keepdim=True) / count
-        wavs = (wavs - mean) / torch.sqrt(var + 1e-5) * sample_valid
+    if config.normalize:
+        wavs = normalize_per_clip(wavs, num_samples)
 
     local = encoder.local_encoder
     kernel, stride = config.conv_layers[0][1], config.conv_layers[0][2]
@@ -91,13 +88,7 @@ def _emotion2vec_frames(model: Emotion2vecModel, wavs: torch.Tensor,
     for index, layer in enumerate(local.conv_layers):
         if not local.layer_norm_mode and index == 0:  # group norm over valid frames only
             conv, _, norm, gelu = layer
-            y = conv(x).float()
-            valid = (torch.arange(y.shape[-1])[None, :] < first_lengths[:, None]).to(y.dtype).unsqueeze(1)
-            count = valid.sum(-1, keepdim=True).clamp_min(1.0)
-            mean = (y * valid).sum(-1, keepdim=True) / count
-            var = (((y - mean) * valid) ** 2).sum(-1, keepdim=True) / count
-            y = (y - mean) / torch.sqrt(var + norm.eps)
-            x = gelu(y * norm.weight[None, :, None] + norm.bias[None, :, None])
+            x = gelu(masked_channel_norm(conv(x).float(), norm, first_lengths))
         else:
             x = layer(x)
     x = encoder.project_features(x)
@@ -107,20 +98,8 @@ def _emotion2vec_frames(model: Emotion2vecModel, wavs: torch.Tensor,
 
     extra = config.num_extra_tokens
     alibi, layer_scales = None, None
-    if config.use_alibi_encoder:
-        positions = torch.arange(x.shape[1])
-        distance = -(positions[None, :] - positions[:, None]).abs().float()
-        slopes = torch.tensor(alibi_slopes(config.num_alibi_heads), dtype=torch.float32)
-        alibi = (slopes[:, None, None] * distance[None])[None]
-        scale = encoder.alibi_scale.clamp_min(0)
-        if scale.shape[0] == 1:
-            alibi = alibi * scale[0].to(alibi.dtype)
-        else:
-            layer_scales = scale[:, 0].to(x.dtype)
-        alibi = F.pad(alibi, (extra, 0, extra, 0))
-        if config.num_alibi_heads < config.num_heads:
-            alibi = F.pad(alibi, (0, 0, 0, 0, 0, config.num_heads - config.num_alibi_heads))
-        alibi = alibi.to(x.dtype)
+    if config.use_alibi_encoder:  # built from the traced length, not the model's per-length cache
+        alibi, layer_scales = model.scaled_alibi(alibi_distance_bias(config.num_alibi_heads, x.shape[1]), x.dtype)
     padding = torch.zeros_like(frame_valid, dtype=x.dtype).masked_fill(~frame_valid, float("-inf"))
     padding = F.pad(padding, (extra, 0))[:, None, None, :]
     bias = AttentionBias(alibi, padding, layer_scales, config.num_heads, config.num_alibi_heads)
