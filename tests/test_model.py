@@ -108,3 +108,46 @@ def test_padding_content_does_not_leak():
         out = model(padded, torch.tensor([9000, 30000]))
         alone = model(clip[None])
     assert np.allclose(out.frames[0, : alone.frames.shape[1]].numpy(), alone.frames[0].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["emotion2vec", "pre-ln-blocks"])
+def test_chunked_extractor_and_feed_forward_change_nothing(monkeypatch, variant):
+    """Spans of conv frames and row blocks of the feed-forward layer are an execution detail:
+    tiny spans and blocks (many boundaries, ragged last pieces) give the same frames as one piece."""
+    from emotion2vec_plus import model as model_module
+
+    config = make_config(**SMALL)
+    config["model_conf"]["layer_norm_first"] = variant == "pre-ln-blocks"
+    model = Emotion2vecModel(Emotion2vecConfig.from_model_conf(config["model_conf"]), num_classes=9)
+    randomize_(model, 5)
+    model.eval()
+    generator = torch.Generator().manual_seed(2)
+    lengths = [7 * 320 + 400, 7 * 320 + 399, 23456, 401]
+    batch = torch.randn(len(lengths), max(lengths), generator=generator) * 0.1
+    for row, n in enumerate(lengths):
+        batch[row, n:] = 0
+    with torch.inference_mode():
+        monkeypatch.setattr(model_module, "EXTRACTOR_CHUNK_FRAMES", 10**6)
+        monkeypatch.setattr(model_module, "FEED_FORWARD_ROWS", 10**6)
+        whole = model(batch, torch.tensor(lengths))
+        monkeypatch.setattr(model_module, "EXTRACTOR_CHUNK_FRAMES", 7)
+        monkeypatch.setattr(model_module, "FEED_FORWARD_ROWS", 13)
+        chunked = model(batch, torch.tensor(lengths))
+    assert torch.equal(whole.lengths, chunked.lengths)
+    valid = whole.valid_mask()
+    assert (whole.frames[valid] - chunked.frames[valid]).abs().max().item() <= 1e-5
+
+
+def test_frames_last_extractor_equals_the_channels_first_layers():
+    """The matrix-product extractor (runs of taps over strided windows) computes what the
+    checkpoint's own Conv1d / LayerNorm / GELU modules compute, frame for frame."""
+    model = small_model(4)
+    extractor = model.modality_encoders["AUDIO"].local_encoder
+    wav = torch.randn(2, 16000 + 123) * 0.1
+    with torch.inference_mode():
+        x = wav[:, None]
+        for layer in extractor.conv_layers:
+            x = layer(x)
+        ours = extractor(wav, None)
+    assert ours.shape == x.shape
+    assert (ours - x).abs().max().item() <= 1e-5

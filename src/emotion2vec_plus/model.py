@@ -72,48 +72,107 @@ class ConvFeatureExtractor(nn.Module):
                 layer = nn.Sequential(conv, nn.Dropout(0.0), nn.GELU())
             self.conv_layers.append(layer)
             in_channels = channels
+        self.hop = config.hop
+        self.receptive_field = config.receptive_field
 
-    def forward(self, wav: torch.Tensor, first_layer_lengths: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, wav: torch.Tensor, first_layer_lengths: torch.Tensor | None, num_samples: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, N) waveforms -> (B, C, T) features. With the ``layer_norm`` extractor, frames past
+        a clip's ``num_samples`` are left at zero (later layers mask them out anyway)."""
         if self.layer_norm_mode:
-            # One clip at a time: the 3.2 kHz first layers dominate memory for long windows.
-            frames = [self._layer_norm_stack(row) for row in wav]
-            return torch.stack(frames).transpose(1, 2)
+            return self._layer_norm_frames(wav, num_samples).transpose(1, 2)
         x = wav.unsqueeze(1)
         for index, layer in enumerate(self.conv_layers):
-            if not self.layer_norm_mode and index == 0:
+            if index == 0:
                 conv, _, group_norm, gelu = layer
                 x = gelu(_masked_channel_norm(conv(x).float(), group_norm, first_layer_lengths))
             else:
                 x = layer(x)
         return x
 
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames for ``num_samples`` input samples (no padding anywhere in the stack)."""
+        length = num_samples
+        for conv, *_ in self.conv_layers:
+            length = (length - conv.kernel_size[0]) // conv.stride[0] + 1
+        return max(length, 0)
 
-    def _layer_norm_stack(self, wav: torch.Tensor) -> torch.Tensor:
-        """The ``layer_norm`` extractor on one clip (N,) -> (T, C), kept frames-last throughout.
+    def _layer_norm_frames(self, wav: torch.Tensor, num_samples: torch.Tensor | None) -> torch.Tensor:
+        """The ``layer_norm`` extractor, frames-last (B, T, C), a clip and a span of frames at a time.
 
-        Each strided convolution is one matrix product over its input windows (a window of k
-        frames is k * C contiguous values), so the channel layer norms need no transposes; the
-        channels-first reference layout copies every 3.2 kHz tensor twice per layer.
+        Every layer is per frame (no padding, channel layer norms), so a span of output frames
+        is exactly what the stack gives on the samples under it. Spans of
+        ``EXTRACTOR_CHUNK_FRAMES`` keep each intermediate (3.2 kHz by 512 channels at the first
+        layer) to a few MB: whole 20 s clips made 100-200 MB temporaries that the C allocator
+        maps and the kernel zero-fills on every call, about a third of the extractor's time.
         """
+        batch, width = wav.shape
+        total = self.num_frames(width)
+        weights = [_conv_weight_taps(conv) for conv, *_ in self.conv_layers]
+        out = wav.new_zeros((batch, total, self.conv_layers[-1][0].out_channels))
+        valid = [total] * batch if num_samples is None else [self.num_frames(int(n)) for n in num_samples]
+        for row in range(batch):
+            for first in range(0, valid[row], EXTRACTOR_CHUNK_FRAMES):
+                last = min(first + EXTRACTOR_CHUNK_FRAMES, valid[row])
+                samples = wav[row, first * self.hop : (last - 1) * self.hop + self.receptive_field]
+                out[row, first:last] = self._layer_norm_stack(samples, weights)
+        return out
+
+    def _layer_norm_stack(self, wav: torch.Tensor, weights: list[list[tuple[int, torch.Tensor]]]) -> torch.Tensor:
+        """The ``layer_norm`` extractor on one span of samples (N,) -> (T, C), frames-last throughout,
+        so the channel layer norms need no transposes (the channels-first reference layout copies
+        every 3.2 kHz tensor twice per layer)."""
         x = wav[:, None]
-        for conv, _, norm, _ in self.conv_layers:
-            x = _conv_frames_last(x, conv)
+        for (conv, _, norm, _), taps in zip(self.conv_layers, weights):
+            x = _conv_frames_last(x, conv, taps)
             layer_norm = norm[1]
             x = F.gelu(F.layer_norm(x, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps))
         return x
 
 
-def _conv_frames_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """``conv`` (no padding, no bias) over frames-last ``x`` (T, C_in) -> (T', C_out)."""
+#: Output frames (20 ms each) per span of the conv extractor; see ``_layer_norm_frames``.
+EXTRACTOR_CHUNK_FRAMES = 128
+
+
+def _conv_weight_taps(conv: nn.Conv1d) -> list[tuple[int, torch.Tensor]]:
+    """``conv``'s kernel as runs of taps: (first tap, (taps * C_in, C_out) matrix) each.
+
+    Runs of ``stride`` taps when a window is wider than the output row (copying overlapping
+    windows would cost more than the product); one run when windows are narrow (the first
+    layer's 10 samples), where one product beats several tiny ones.
+    """
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    run = kernel if kernel * conv.in_channels <= conv.out_channels else stride
+    runs = []
+    for first in range(0, kernel, run):
+        taps = min(run, kernel - first)
+        matrix = conv.weight[:, :, first : first + taps].permute(2, 1, 0).reshape(taps * conv.in_channels, -1)
+        runs.append((first, matrix))
+    return runs
+
+
+def _conv_frames_last(x: torch.Tensor, conv: nn.Conv1d, taps: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """``conv`` (no padding, no bias) over frames-last ``x`` (T, C_in) -> (T', C_out).
+
+    A window of k frames is k * C_in contiguous values, and windows start ``stride * C_in``
+    apart. A run of at most ``stride`` taps (see :func:`_conv_weight_taps`) therefore gives
+    non-overlapping windows, a strided matrix the BLAS reads in place; the runs' products are
+    summed. A longer run overlaps, and the matrix product copies its windows first.
+    """
     kernel, stride = conv.kernel_size[0], conv.stride[0]
     length, channels = x.shape
     out_length = (length - kernel) // stride + 1
     if out_length <= 0:
         return x.new_zeros((0, conv.out_channels))
     x = x.contiguous()
-    windows = x.as_strided((out_length, kernel * channels), (stride * channels, 1))
-    weight = conv.weight.permute(2, 1, 0).reshape(kernel * channels, conv.out_channels)
-    return windows @ weight
+    out = None
+    for first, matrix in taps:
+        windows = x.as_strided(
+            (out_length, matrix.shape[0]), (stride * channels, 1), x.storage_offset() + first * channels
+        )
+        out = windows @ matrix if out is None else torch.addmm(out, windows, matrix)
+    return out
 
 
 def _masked_channel_norm(
@@ -134,6 +193,11 @@ def masked_channel_norm(x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tens
     var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
     y = (x - mean) / torch.sqrt(var + norm.eps)
     return y * norm.weight[None, :, None] + norm.bias[None, :, None]
+
+
+def _tracing() -> bool:
+    """True while ``torch.onnx.export`` traces the model: shapes must stay symbolic there."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 class Mlp(nn.Module):
@@ -160,8 +224,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         batch, length, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        heads = (batch, length, self.num_heads, dim // self.num_heads)
+        # Three products over row blocks of the fused weight: each output is the size of x,
+        # where one fused (B, T, 3D) output is three times that for the allocator to map and zero.
+        if isinstance(self.qkv, nn.Linear) and not _tracing():
+            weights, biases = self.qkv.weight.split(dim), self.qkv.bias.split(dim)
+            q, k, v = (F.linear(x, w, b).view(heads).transpose(1, 2) for w, b in zip(weights, biases))
+        else:  # int8's quantised layer, and exported graphs (one MatMul to quantise), take it whole
+            q, k, v = self.qkv(x).view(*heads[:2], 3, *heads[2:]).permute(2, 0, 3, 1, 4).unbind(0)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
 
@@ -186,7 +256,24 @@ class Block(nn.Module):
             y = self.mlp(self.norm2(x))
             return y + y
         x = self.norm1(x + self.attn(x, bias))
-        return self.norm2(x + self.mlp(x))
+        return self._feed_forward_post_ln(x)
+
+    def _feed_forward_post_ln(self, x: torch.Tensor) -> torch.Tensor:
+        """``norm2(x + mlp(x))``, a block of rows at a time: every step is per frame, and rows of
+        ``FEED_FORWARD_ROWS`` keep the 4x-wide hidden activations at a few MB instead of one
+        (B * T, 4D) temporary that the C allocator maps and zero-fills on every call."""
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] <= FEED_FORWARD_ROWS or _tracing():
+            return self.norm2(x + self.mlp(x))
+        out = torch.empty_like(rows)
+        for start in range(0, rows.shape[0], FEED_FORWARD_ROWS):
+            part = rows[start : start + FEED_FORWARD_ROWS]
+            out[start : start + FEED_FORWARD_ROWS] = self.norm2(part + self.mlp(part))
+        return out.view_as(x)
+
+
+#: Rows (frames over the batch) per step of a block's feed-forward layer.
+FEED_FORWARD_ROWS = 1024
 
 
 class ContextEncoder(nn.Module):
@@ -423,7 +510,7 @@ class Emotion2vecModel(nn.Module):
 
         first_kernel, first_stride = config.conv_layers[0][1], config.conv_layers[0][2]
         first_lengths = torch.div(num_samples - first_kernel, first_stride, rounding_mode="floor") + 1
-        features = encoder.local_encoder(wavs, first_lengths)
+        features = encoder.local_encoder(wavs, first_lengths, num_samples)
         x = encoder.project_features(features)
         lengths = self.frame_lengths(num_samples)
         num_frames = x.shape[1]
