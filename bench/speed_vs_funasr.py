@@ -416,7 +416,7 @@ def section_rest(report: Report, checkpoints: dict[str, Path], modes: list[Mode]
     sf.write(clip, speech_of_length(2.0, pool, offset=3), SAMPLE_RATE, format="WAV", subtype="PCM_16")
     body = clip.getvalue()
     name = "plus_large" if "plus_large" in checkpoints else next(iter(checkpoints))
-    rows = []
+    rows, ceilings = [], []
     for mode in modes:
         port = _free_port()
         command = [sys.executable, "-m", "emotion2vec_plus.cli", "serve", "--model", str(checkpoints[name]),
@@ -449,9 +449,22 @@ def section_rest(report: Report, checkpoints: dict[str, Path], modes: list[Mode]
             server.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.wait(10)
+        # The ceiling for the concurrency-16 / concurrency-1 ratio: the model alone (no HTTP, no
+        # decoding) on one clip against a batch of 16, in this process with the server stopped.
+        wav = sf.read(io.BytesIO(body), dtype="float32")[0]
+        ours = load_ours(checkpoints[name], args.threads, mode.compute_type, mode.backend)
+        times = timed_runs({"1": lambda: ours.predict_batch([wav], batch_size=1),
+                            "16": lambda: ours.predict_batch([wav] * 16, batch_size=16)}, args.runs)
+        alone_1, alone_16 = 1 / median(times["1"]), 16 / median(times["16"])
+        del ours
+        ceilings.append([name, mode.label, f"{alone_1:.2f}", f"{alone_16:.2f}", f"{alone_16 / alone_1:.2f}×",
+                         f"{rows[-3][4]} → {rows[-1][4]}"])
     report.table("REST /v1/recognize, 2 s WAV clips (client threads on the same 2 cores; after 4 warm-up requests)",
                  ["model", "system", "concurrency", "requests", "req/s", "p50 (ms)", "p99 (ms)", "vs concurrency 1",
                   "mean batch", "failed"], rows)
+    report.table("Model alone on the same 2 s clip (no HTTP, no decoding): the most batching can give",
+                 ["model", "system", "1 clip (clips/s)", "batch of 16 (clips/s)", "batch gain",
+                  "REST c1 → c16 (req/s)"], ceilings)
 
 
 def _load_test(url: str, body: bytes, concurrency: int, requests: int) -> tuple[float, float, float, int]:

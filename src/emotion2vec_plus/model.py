@@ -136,7 +136,8 @@ EXTRACTOR_CHUNK_FRAMES = 128
 
 
 def _conv_weight_taps(conv: nn.Conv1d) -> list[tuple[int, torch.Tensor]]:
-    """``conv``'s kernel as runs of taps: (first tap, (taps * C_in, C_out) matrix) each.
+    """``conv``'s kernel as runs of taps: (first tap, (taps * C_in, C_out) matrix) each, in
+    autocast's dtype under autocast (cast once per batch, not once per span).
 
     Runs of ``stride`` taps when a window is wider than the output row (copying overlapping
     windows would cost more than the product); one run when windows are narrow (the first
@@ -148,7 +149,7 @@ def _conv_weight_taps(conv: nn.Conv1d) -> list[tuple[int, torch.Tensor]]:
     for first in range(0, kernel, run):
         taps = min(run, kernel - first)
         matrix = conv.weight[:, :, first : first + taps].permute(2, 1, 0).reshape(taps * conv.in_channels, -1)
-        runs.append((first, matrix))
+        runs.append((first, _autocast_input(matrix)))
     return runs
 
 
@@ -195,6 +196,15 @@ def masked_channel_norm(x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tens
     return y * norm.weight[None, :, None] + norm.bias[None, :, None]
 
 
+def _autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in autocast's compute dtype when autocast is on: cast once for several products
+    instead of once per product (autocast caches casts of weights only)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return x.to(torch.get_autocast_dtype(device))
+    return x
+
+
 def _tracing() -> bool:
     """True while ``torch.onnx.export`` traces the model: shapes must stay symbolic there."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
@@ -228,6 +238,7 @@ class Attention(nn.Module):
         # Three products over row blocks of the fused weight: each output is the size of x,
         # where one fused (B, T, 3D) output is three times that for the allocator to map and zero.
         if isinstance(self.qkv, nn.Linear) and not _tracing():
+            x = _autocast_input(x)
             weights, biases = self.qkv.weight.split(dim), self.qkv.bias.split(dim)
             q, k, v = (F.linear(x, w, b).view(heads).transpose(1, 2) for w, b in zip(weights, biases))
         else:  # int8's quantised layer, and exported graphs (one MatMul to quantise), take it whole

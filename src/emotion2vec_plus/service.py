@@ -67,6 +67,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .cli_options import add_model_options, compute_options
 from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from .audio import Audio, load_audio
+from .compute import model_thread, on_model_thread
 from .embeddings import NPY_MAGIC, load_embedding
 from .errors import AudioError, EmbeddingFileError, NotAudioError
 from .inference import Emotion2VecPlus
@@ -146,8 +147,8 @@ class _Job:
 class MicroBatcher:
     """Collects decoded inputs for ``window_s`` (up to ``max_batch``) and runs them in one call.
 
-    ``predict_batch`` runs on a single dedicated thread, so the model is never used from two
-    threads at once and the event loop stays free. Embeddings are always computed (they are a
+    ``predict_batch`` runs on the process's model thread (:func:`~emotion2vec_plus.compute.model_thread`),
+    so the model is never used from two threads at once and the event loop stays free. Embeddings are always computed (they are a
     by-product of the forward pass) and dropped afterwards for requests that did not ask.
     """
 
@@ -176,7 +177,7 @@ class MicroBatcher:
             self._loop = loop
             self._queue = asyncio.Queue(self.queue_size)
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="emotion2vec-model")
+                self._executor = model_thread()
             self._task = loop.create_task(self._run(self._queue), name="emotion2vec-batcher")
         assert self._queue is not None
         return self._queue
@@ -280,9 +281,7 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
                 if not job.future.done():
                     job.future.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._executor = None  # the process-wide model thread outlives this app
 
 
 # --------------------------------------------------------------------------- ASGI guard
@@ -610,7 +609,8 @@ def run_serve_command(args: argparse.Namespace) -> int:
     from .inference import DEFAULT_MODEL
 
     started = time.perf_counter()
-    model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
+    # Loaded on the thread that will run it: one OpenMP team in the process (see model_thread).
+    model = on_model_thread(Emotion2VecPlus, args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
                             cache_dir=args.cache_dir, num_threads=args.threads,
                             max_duration_s=args.max_duration, head=args.head, **compute_options(args))
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from .cli_options import add_model_options, compute_options
+from .compute import on_model_thread
 from .errors import Emotion2VecError
 from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
 from .webui_text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, pick_language, similarity_reading, text
@@ -194,7 +195,8 @@ class ModelProvider:
                 on_load(name)
             from .inference import Emotion2VecPlus
 
-            model = Emotion2VecPlus(name, download=name == self.default_name, **self._options)
+            # Loaded and run on one thread: see compute.model_thread.
+            model = on_model_thread(Emotion2VecPlus, name, download=name == self.default_name, **self._options)
             for loaded in [n for n in self._models if n != self.default_name]:
                 del self._models[loaded]  # keep the default plus one other model in memory
             self._models[name] = model
@@ -379,8 +381,9 @@ class EmotionWebUI:
             if progress is not None:
                 progress(0.3, desc=text("recognising", lang))
             with self.provider.lock:
-                result = model.predict(audio_path, granularity=granularity, extract_embedding=bool(extract_embedding),
-                                       name=name, output_dir=self.outputs_root)
+                result = on_model_thread(model.predict, audio_path, granularity=granularity,
+                                         extract_embedding=bool(extract_embedding), name=name,
+                                         output_dir=self.outputs_root)
         except Exception as exc:  # bad input: a message in the page, never a stack trace
             if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
                 log.exception("recognise failed for %s", name)
@@ -469,8 +472,8 @@ class EmotionWebUI:
                 progress(0.0, desc=text("batch_progress", lang))
             if staged:
                 with self.provider.lock:
-                    run_batch(model, staged, batch_dir, embeddings="both", workers=1,
-                              batch_size=4, progress=progress is not None)
+                    on_model_thread(run_batch, model, staged, batch_dir, embeddings="both", workers=1,
+                                    batch_size=4, progress=progress is not None)
             records = {record["path"]: record for record in read_results(batch_dir)}
             rows: list[list[Any]] = []
             done = failed = 0
@@ -532,7 +535,8 @@ class EmotionWebUI:
                     raise ValueError(refusal)
             model = self._model(model_name, progress, lang)
             with self.provider.lock:
-                comparison = compare_inputs(file_a, file_b, model, names=(_display_name(file_a), _display_name(file_b)))
+                comparison = on_model_thread(compare_inputs, file_a, file_b, model,
+                                             names=(_display_name(file_a), _display_name(file_b)))
         except Exception as exc:
             if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
                 log.exception("compare failed")
@@ -589,7 +593,7 @@ class EmotionWebUI:
                 if progress is not None:
                     progress(0.2, desc=text("recognising", lang))
                 with self.provider.lock:
-                    results = model.predict_batch(accepted, extract_embedding=True)
+                    results = on_model_thread(model.predict_batch, accepted, extract_embedding=True)
                 good = [r for r in results if r.ok]
                 skipped += [str(r.error) for r in results if not r.ok]
                 if not good:
