@@ -80,11 +80,13 @@ class ConvFeatureExtractor(nn.Module):
     ) -> torch.Tensor:
         """(B, N) waveforms -> (B, C, T) features. With the ``layer_norm`` extractor, frames past
         a clip's ``num_samples`` are left at zero (later layers mask them out anyway)."""
-        if self.layer_norm_mode:
+        if self.layer_norm_mode and not _tracing():
             return self._layer_norm_frames(wav, num_samples).transpose(1, 2)
+        # The checkpoint's own modules, channels-first: the group-norm extractor, and the graph
+        # an ONNX export traces (the span loop above would freeze the traced length).
         x = wav.unsqueeze(1)
         for index, layer in enumerate(self.conv_layers):
-            if index == 0:
+            if index == 0 and not self.layer_norm_mode:
                 conv, _, group_norm, gelu = layer
                 x = gelu(_masked_channel_norm(conv(x).float(), group_norm, first_layer_lengths))
             else:
@@ -180,7 +182,7 @@ def _masked_channel_norm(
     x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tensor | None
 ) -> torch.Tensor:
     """GroupNorm with one group per channel whose statistics ignore frames past ``lengths``."""
-    if lengths is None or bool((lengths == x.shape[-1]).all()):
+    if lengths is None or (not _tracing() and bool((lengths == x.shape[-1]).all())):
         return norm(x)
     return masked_channel_norm(x, norm, lengths)
 
@@ -490,9 +492,12 @@ class Emotion2vecModel(nn.Module):
         alibi = None
         layer_scales = None
         if config.use_alibi_encoder:
-            alibi, layer_scales = self.scaled_alibi(self._alibi_distance_bias(num_frames, device), dtype)
+            # Traced: built from the symbolic length, not sliced from the per-length cache.
+            distance = (alibi_distance_bias(config.num_alibi_heads, num_frames, device) if _tracing()
+                        else self._alibi_distance_bias(num_frames, device))
+            alibi, layer_scales = self.scaled_alibi(distance, dtype)
         padding = None
-        if valid is not None and not bool(valid.all()):
+        if valid is not None and (_tracing() or not bool(valid.all())):
             key_valid = F.pad(valid, (extra, 0), value=True)
             padding = torch.zeros(key_valid.shape, dtype=dtype, device=device)
             padding = padding.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
@@ -526,7 +531,8 @@ class Emotion2vecModel(nn.Module):
         lengths = self.frame_lengths(num_samples)
         num_frames = x.shape[1]
         valid = torch.arange(num_frames, device=x.device)[None, :] < lengths[:, None]
-        all_valid = bool(valid.all())
+        # Traced graphs always take the masked path: valid for any batch, padded or not.
+        all_valid = not _tracing() and bool(valid.all())
 
         x = x + encoder.relative_positions(x, None if all_valid else valid)
         bias = self.attention_bias(num_frames, None if all_valid else valid, x.dtype)

@@ -35,18 +35,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .compact import CompactEmotionModel
 from .errors import ModelError
-from .model import (AttentionBias, Emotion2vecModel, EncoderOutput, alibi_distance_bias,
-                    masked_channel_norm, normalize_per_clip)
+from .model import Emotion2vecModel, EncoderOutput
 from .whisper import HOP_LENGTH, N_FFT, _mel_tensor, sha256_file
 
 OPSET = 17
 #: Bump when the exported graph changes, so cached exports are rebuilt.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 INPUT_NAMES = ["waveforms", "lengths"]
 OUTPUT_NAMES = ["frames", "frame_lengths", "embedding", "logits"]
 VERIFY_TOLERANCE = 1e-4
@@ -75,45 +73,9 @@ def _masked_mean(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 def _emotion2vec_frames(model: Emotion2vecModel, wavs: torch.Tensor,
                         num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`Emotion2vecModel.forward` with the masked path always taken."""
-    config = model.config
-    encoder = model.modality_encoders["AUDIO"]
-    if config.normalize:
-        wavs = normalize_per_clip(wavs, num_samples)
-
-    local = encoder.local_encoder
-    kernel, stride = config.conv_layers[0][1], config.conv_layers[0][2]
-    first_lengths = torch.div(num_samples - kernel, stride, rounding_mode="floor") + 1
-    x = wavs.unsqueeze(1)
-    for index, layer in enumerate(local.conv_layers):
-        if not local.layer_norm_mode and index == 0:  # group norm over valid frames only
-            conv, _, norm, gelu = layer
-            x = gelu(masked_channel_norm(conv(x).float(), norm, first_lengths))
-        else:
-            x = layer(x)
-    x = encoder.project_features(x)
-    lengths = model.frame_lengths(num_samples)
-    frame_valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
-    x = x + encoder.relative_positions(x, frame_valid)
-
-    extra = config.num_extra_tokens
-    alibi, layer_scales = None, None
-    if config.use_alibi_encoder:  # built from the traced length, not the model's per-length cache
-        alibi, layer_scales = model.scaled_alibi(alibi_distance_bias(config.num_alibi_heads, x.shape[1]), x.dtype)
-    padding = torch.zeros_like(frame_valid, dtype=x.dtype).masked_fill(~frame_valid, float("-inf"))
-    padding = F.pad(padding, (extra, 0))[:, None, None, :]
-    bias = AttentionBias(alibi, padding, layer_scales, config.num_heads, config.num_alibi_heads)
-
-    if encoder.extra_tokens is not None:
-        x = torch.cat([encoder.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-    context = encoder.context_encoder
-    if context.norm is not None:
-        x = context.norm(x)
-    for layer, block in enumerate([*context.blocks, *model.blocks]):
-        x = block(x, bias.for_layer(layer))
-    if model.norm is not None:
-        x = model.norm(x)
-    return x[:, extra:], lengths
+    """:meth:`Emotion2vecModel.forward`, which takes its masked, traceable path under export."""
+    out = model(wavs, num_samples)
+    return out.frames, out.lengths
 
 
 def _log_mel(wavs: torch.Tensor, num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
