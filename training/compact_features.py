@@ -46,19 +46,24 @@ def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
     raise ValueError(f"unknown variant {variant!r}")
 
 
-@torch.inference_mode()
-def pooled_features(encoder, wavs: list[np.ndarray], pad_to_30s: bool, batch_size: int = 16):
-    """(N, L, D) means and stds over valid frames, in input order."""
+def padded_batches(wavs: list[np.ndarray], batch_size: int):
+    """Length-sorted batches: (input indices, zero-padded (B, N) tensor, (B,) lengths)."""
     order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
-    means: list[np.ndarray | None] = [None] * len(wavs)
-    stds: list[np.ndarray | None] = [None] * len(wavs)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        width = max(len(wavs[i]) for i in batch)
-        x = torch.zeros(len(batch), width)
+        x = torch.zeros(len(batch), max(len(wavs[i]) for i in batch))
         lengths = torch.tensor([len(wavs[i]) for i in batch])
         for row, i in enumerate(batch):
             x[row, : len(wavs[i])] = torch.from_numpy(wavs[i])
+        yield batch, x, lengths
+
+
+@torch.inference_mode()
+def pooled_features(encoder, wavs: list[np.ndarray], pad_to_30s: bool, batch_size: int = 16):
+    """(N, L, D) means and stds over valid frames, in input order."""
+    means: list[np.ndarray | None] = [None] * len(wavs)
+    stds: list[np.ndarray | None] = [None] * len(wavs)
+    for batch, x, lengths in padded_batches(wavs, batch_size):
         mel, frames = log_mel_spectrogram(x, lengths, pad_to_30s=pad_to_30s)
         out = encoder(mel, frames)
         layers = torch.stack([*out.hidden_states, out.pre_ln_post], dim=1)  # (B, L, T, D)

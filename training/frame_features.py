@@ -22,6 +22,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compact_features import padded_batches  # noqa: E402
 from corpora import read_all  # noqa: E402
 
 from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
@@ -41,15 +42,8 @@ def pool_steps(h: torch.Tensor, pool: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def frame_features(encoder, wavs: list[np.ndarray], pool: int, batch_size: int = 8) -> list[np.ndarray]:
-    order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
     out: list[np.ndarray | None] = [None] * len(wavs)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        width = max(len(wavs[i]) for i in batch)
-        x = torch.zeros(len(batch), width)
-        lengths = torch.tensor([len(wavs[i]) for i in batch])
-        for row, i in enumerate(batch):
-            x[row, : len(wavs[i])] = torch.from_numpy(wavs[i])
+    for batch, x, lengths in padded_batches(wavs, batch_size):
         mel, frames = log_mel_spectrogram(x, lengths)
         enc = encoder(mel, frames)
         layers = torch.stack(enc.hidden_states[:LAYERS], dim=2)  # (B, T, 7, 512)

@@ -232,25 +232,36 @@ def inner_split(data: FrameData, train: np.ndarray, seed: int) -> tuple[np.ndarr
     return np.setdiff1d(train, val), val
 
 
+def _new_head(data: FrameData, idx: np.ndarray, kind: str, args):
+    """A fresh head, its optimiser, and class weights balancing the classes of ``idx``."""
+    model = FrameHead(kind, proj=args.proj, dropout=args.dropout, in_dropout=args.in_dropout)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    counts = np.bincount(data.y[idx], minlength=len(CLASSES)).astype(np.float32)
+    weight = torch.from_numpy(np.where(counts > 0, counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), 0.0)).float()
+    return model, optimiser, weight
+
+
+def _train_epoch(model: nn.Module, optimiser, weight: torch.Tensor, data: FrameData, idx: np.ndarray,
+                 mean: torch.Tensor, scale: torch.Tensor, args, rng: np.random.Generator) -> None:
+    model.train()
+    y = torch.from_numpy(data.y)
+    for b in batches(idx, data.lengths, args.batch, rng):
+        x, mask = tensor_batch(data, b, mean, scale)
+        loss = F.cross_entropy(model(x, mask), y[b], weight=weight, label_smoothing=args.label_smoothing)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
 def train_frame_head(data: FrameData, train: np.ndarray, kind: str, seed: int, args) -> tuple[nn.Module, dict]:
     fit, val = inner_split(data, train, seed)
     mean, scale = data.frame_stats(fit)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = FrameHead(kind, proj=args.proj, dropout=args.dropout, in_dropout=args.in_dropout)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    counts = np.bincount(data.y[fit], minlength=len(CLASSES)).astype(np.float32)
-    weight = torch.from_numpy(np.where(counts > 0, counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), 0.0)).float()
+    model, optimiser, weight = _new_head(data, fit, kind, args)
     best, best_state, best_epoch, bad = -1.0, None, 0, 0
-    y = torch.from_numpy(data.y)
     for epoch in range(1, args.epochs + 1):
-        model.train()
-        for b in batches(fit, data.lengths, args.batch, rng):
-            x, mask = tensor_batch(data, b, mean, scale)
-            loss = F.cross_entropy(model(x, mask), y[b], weight=weight, label_smoothing=args.label_smoothing)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        _train_epoch(model, optimiser, weight, data, fit, mean, scale, args, rng)
         score = corpus_ua(data, val, predict_logits(model, data, val, mean, scale).argmax(1))
         if score > best:
             best, best_epoch, bad = score, epoch, 0
@@ -265,23 +276,12 @@ def train_frame_head(data: FrameData, train: np.ndarray, kind: str, seed: int, a
     if args.refit:  # retrain on all training speakers (validation ones included) for the chosen epochs
         mean, scale = data.frame_stats(train)
         torch.manual_seed(seed)
-        model = FrameHead(kind, proj=args.proj, dropout=args.dropout, in_dropout=args.in_dropout)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-        counts = np.bincount(data.y[train], minlength=len(CLASSES)).astype(np.float32)
-        weight = torch.from_numpy(np.where(counts > 0, counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), 0.0)).float()
+        model, optimiser, weight = _new_head(data, train, kind, args)
         for _ in range(best_epoch):
-            model.train()
-            for b in batches(train, data.lengths, args.batch, rng):
-                x, mask = tensor_batch(data, b, mean, scale)
-                loss = F.cross_entropy(model(x, mask), y[b], weight=weight, label_smoothing=args.label_smoothing)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+            _train_epoch(model, optimiser, weight, data, train, mean, scale, args, rng)
         model.mean, model.scale = mean, scale
     return model, meta
 
-
-# --------------------------------------------------------------------------- protocols
 
 def protocol_folds(data: FrameData, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(folds, mask of clips in the protocol)."""
