@@ -72,8 +72,7 @@ class ConvFeatureExtractor(nn.Module):
                 layer = nn.Sequential(conv, nn.Dropout(0.0), nn.GELU())
             self.conv_layers.append(layer)
             in_channels = channels
-        self.hop = config.hop
-        self.receptive_field = config.receptive_field
+        self.config = config
 
     def forward(
         self, wav: torch.Tensor, first_layer_lengths: torch.Tensor | None, num_samples: torch.Tensor | None = None
@@ -93,13 +92,6 @@ class ConvFeatureExtractor(nn.Module):
                 x = layer(x)
         return x
 
-    def num_frames(self, num_samples: int) -> int:
-        """Output frames for ``num_samples`` input samples (no padding anywhere in the stack)."""
-        length = num_samples
-        for conv, *_ in self.conv_layers:
-            length = (length - conv.kernel_size[0]) // conv.stride[0] + 1
-        return max(length, 0)
-
     def _layer_norm_frames(self, wav: torch.Tensor, num_samples: torch.Tensor | None) -> torch.Tensor:
         """The ``layer_norm`` extractor, frames-last (B, T, C), a clip and a span of frames at a time.
 
@@ -110,14 +102,15 @@ class ConvFeatureExtractor(nn.Module):
         maps and the kernel zero-fills on every call, about a third of the extractor's time.
         """
         batch, width = wav.shape
-        total = self.num_frames(width)
+        config = self.config
+        total = config.num_frames(width)
         weights = [_conv_weight_taps(conv) for conv, *_ in self.conv_layers]
         out = wav.new_zeros((batch, total, self.conv_layers[-1][0].out_channels))
-        valid = [total] * batch if num_samples is None else [self.num_frames(int(n)) for n in num_samples]
+        valid = [total] * batch if num_samples is None else [config.num_frames(int(n)) for n in num_samples]
         for row in range(batch):
             for first in range(0, valid[row], EXTRACTOR_CHUNK_FRAMES):
                 last = min(first + EXTRACTOR_CHUNK_FRAMES, valid[row])
-                samples = wav[row, first * self.hop : (last - 1) * self.hop + self.receptive_field]
+                samples = wav[row, first * config.hop : (last - 1) * config.hop + config.receptive_field]
                 out[row, first:last] = self._layer_norm_stack(samples, weights)
         return out
 
@@ -188,7 +181,7 @@ def _masked_channel_norm(
 
 
 def masked_channel_norm(x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tensor) -> torch.Tensor:
-    """The masked statistics themselves, without data-dependent branches (also used by the ONNX export)."""
+    """The masked statistics themselves, without data-dependent branches (the path a traced export records)."""
     valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
     valid = valid.unsqueeze(1)
     count = valid.sum(-1, keepdim=True).clamp_min(1.0)
