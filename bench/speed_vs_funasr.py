@@ -516,6 +516,9 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
     peak = 2 * size**3 / median(peak_times) / 1e9
     a16, b16 = a.bfloat16(), b.bfloat16()
     peak16 = 2 * size**3 / median(timed_runs({"mm": lambda: a16 @ b16}, 5)["mm"]) / 1e9
+    a8, b8 = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
+    peak8 = 2 * size**3 / median(timed_runs({"mm": lambda: torch._int_mm(a8, b8)}, 5)["mm"]) / 1e9
+    peaks = {"float32": (peak, "fp32"), "bfloat16": (peak16, "bf16"), "int8": (peak8, "int8")}
     rows = []
     batch_clips = [speech_of_length(20.0, pool, offset=i * 17) for i in range(4)]
     wavs = torch.from_numpy(np.stack(batch_clips))
@@ -532,9 +535,9 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
             with torch.inference_mode():
                 times = timed_runs({"ours": lambda: ours.encode_batch(wavs)}, args.runs)["ours"]
             rate = flops / median(times) / 1e9
-            reference_peak = peak if mode.compute_type == "float32" else peak16
+            reference_peak, peak_name = peaks[mode.compute_type]
             rows.append([name, mode.label, "4 × 20 s batch", f"{flops / 1e9:.0f}", f"{median(times):.2f}",
-                         f"{rate:.0f}", f"{100 * rate / reference_peak:.0f}% of {'fp32' if reference_peak == peak else 'bf16'}"])
+                         f"{rate:.0f}", f"{100 * rate / reference_peak:.0f}% of {peak_name}"])
             del ours
         funasr = load_funasr(directory, args.threads)
         single = batch_clips[0]
@@ -543,8 +546,8 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
         rows.append([name, "FunASR", "1 × 20 s clip", f"{flops / 4e9:.0f}", f"{median(times):.2f}", f"{rate:.0f}",
                      f"{100 * rate / peak:.0f}% of fp32"])
         del funasr
-    report.table(f"Achieved GFLOP/s (fp32 matmul peak {peak:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s: "
-                 f"{size}×{size} matmuls timed in this run)",
+    report.table(f"Achieved GFLOP/s (fp32 matmul peak {peak:.0f} GFLOP/s, bf16 {peak16:.0f}, int8 {peak8:.0f} "
+                 f"(torch._int_mm): {size}×{size} matmuls timed in this run)",
                  ["model", "system", "input", "GFLOP", "time (s)", "GFLOP/s", "of peak"], rows)
 
 
