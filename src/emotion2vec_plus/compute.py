@@ -29,8 +29,8 @@ import os
 import re
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -208,6 +208,7 @@ def tune_c_allocator() -> bool:
     return _allocator_tuned
 
 
+_MODEL_THREAD_NAME = "emotion2vec-model"
 _model_thread: ThreadPoolExecutor | None = None
 _model_thread_lock = threading.Lock()
 T = TypeVar("T")
@@ -226,7 +227,7 @@ def model_thread() -> ThreadPoolExecutor:
     global _model_thread
     with _model_thread_lock:
         if _model_thread is None:
-            _model_thread = ThreadPoolExecutor(1, thread_name_prefix="emotion2vec-model")
+            _model_thread = ThreadPoolExecutor(1, thread_name_prefix=_MODEL_THREAD_NAME)
         return _model_thread
 
 
@@ -235,7 +236,7 @@ def on_model_thread(function: Callable[..., T], *args, **kwargs) -> T:
 
     The caller's context variables go along (the WebUI's progress tracking lives in them).
     """
-    if threading.current_thread().name.startswith("emotion2vec-model"):
+    if threading.current_thread().name.startswith(_MODEL_THREAD_NAME):
         return function(*args, **kwargs)
     context = contextvars.copy_context()
     return model_thread().submit(context.run, function, *args, **kwargs).result()

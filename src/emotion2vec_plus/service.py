@@ -166,7 +166,6 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._arriving = 0
         self._last_batch = 0
 
@@ -176,8 +175,6 @@ class MicroBatcher:
         if self._loop is not loop or self._task is None or self._task.done():
             self._loop = loop
             self._queue = asyncio.Queue(self.queue_size)
-            if self._executor is None:
-                self._executor = model_thread()
             self._task = loop.create_task(self._run(self._queue), name="emotion2vec-batcher")
         assert self._queue is not None
         return self._queue
@@ -250,7 +247,7 @@ class MicroBatcher:
         self.stats.largest_batch = max(self.stats.largest_batch, len(group))
         try:
             results = await loop.run_in_executor(
-                self._executor, lambda: self.model.predict_batch(
+                model_thread(), lambda: self.model.predict_batch(
                     [job.audio for job in group], granularity=granularity, extract_embedding=True,
                     batch_size=len(group), errors="collect"))  # one forward pass (memory still bounded by max_batch_seconds)
         except asyncio.CancelledError:
@@ -281,7 +278,6 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
                 if not job.future.done():
                     job.future.cancel()
-        self._executor = None  # the process-wide model thread outlives this app
 
 
 # --------------------------------------------------------------------------- ASGI guard

@@ -139,8 +139,8 @@ class ModelProvider:
 
     ``choices()`` is what the model dropdown offers: the default model, the bundled compact model
     and the emotion2vec+ models cached on this machine (:func:`emotion2vec_plus.hub.list_models`;
-    nothing is downloaded from the page). Model calls are serialised by ``lock`` (one model run
-    at a time on a small machine).
+    nothing is downloaded from the page). Models load and run on the process's one model thread
+    (:func:`emotion2vec_plus.compute.model_thread`), so model calls run one at a time.
     """
 
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
@@ -153,7 +153,6 @@ class ModelProvider:
                                          "compute_type": compute_type, "backend": backend}
         self._models: dict[str, Emotion2VecPlus] = {}
         self._load_lock = threading.Lock()
-        self.lock = threading.Lock()
         if preloaded is not None:
             self._models[self.default_name] = preloaded
 
@@ -380,10 +379,9 @@ class EmotionWebUI:
             model = self._model(model_name, progress, lang)
             if progress is not None:
                 progress(0.3, desc=text("recognising", lang))
-            with self.provider.lock:
-                result = on_model_thread(model.predict, audio_path, granularity=granularity,
-                                         extract_embedding=bool(extract_embedding), name=name,
-                                         output_dir=self.outputs_root)
+            result = on_model_thread(model.predict, audio_path, granularity=granularity,
+                                     extract_embedding=bool(extract_embedding), name=name,
+                                     output_dir=self.outputs_root)
         except Exception as exc:  # bad input: a message in the page, never a stack trace
             if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
                 log.exception("recognise failed for %s", name)
@@ -471,9 +469,8 @@ class EmotionWebUI:
             if progress is not None:
                 progress(0.0, desc=text("batch_progress", lang))
             if staged:
-                with self.provider.lock:
-                    on_model_thread(run_batch, model, staged, batch_dir, embeddings="both", workers=1,
-                                    batch_size=4, progress=progress is not None)
+                on_model_thread(run_batch, model, staged, batch_dir, embeddings="both", workers=1,
+                                batch_size=4, progress=progress is not None)
             records = {record["path"]: record for record in read_results(batch_dir)}
             rows: list[list[Any]] = []
             done = failed = 0
@@ -534,9 +531,8 @@ class EmotionWebUI:
                 if refusal is not None:
                     raise ValueError(refusal)
             model = self._model(model_name, progress, lang)
-            with self.provider.lock:
-                comparison = on_model_thread(compare_inputs, file_a, file_b, model,
-                                             names=(_display_name(file_a), _display_name(file_b)))
+            comparison = on_model_thread(compare_inputs, file_a, file_b, model,
+                                         names=(_display_name(file_a), _display_name(file_b)))
         except Exception as exc:
             if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
                 log.exception("compare failed")
@@ -592,8 +588,7 @@ class EmotionWebUI:
                 model = self._model(model_name, progress, lang)
                 if progress is not None:
                     progress(0.2, desc=text("recognising", lang))
-                with self.provider.lock:
-                    results = on_model_thread(model.predict_batch, accepted, extract_embedding=True)
+                results = on_model_thread(model.predict_batch, accepted, extract_embedding=True)
                 good = [r for r in results if r.ok]
                 skipped += [str(r.error) for r in results if not r.ok]
                 if not good:
