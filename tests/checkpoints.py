@@ -2,11 +2,20 @@
 
 The configuration mirrors the released emotion2vec+ ``config.yaml`` files (FunASR's
 ``model: Emotion2vec`` with ``model_conf`` and ``modalities.audio``); only sizes change.
+
+``layout="released"`` writes what the hubs publish (facts from the released plus_large files,
+see docs/released_checkpoints.md): tensor names with the trainer's ``d2v_model.`` prefix except
+the head's ``proj.*``, nested under ``model``, and a config.yaml with
+``scope_map: ['d2v_model.', none]`` and image/text modality sections. ``fairseq_checkpoint``
+wraps such weights in a training checkpoint holding Python objects, as the released
+``model.pt`` does (which ``torch.load(weights_only=True)`` refuses).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import enum
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +84,81 @@ def make_config(embed_dim: int = 768, num_heads: int = 12, depth: int = 8, prene
     return config
 
 
+#: Sections of the released config.yaml that inference ignores (data2vec 2.0's other modalities).
+_OTHER_MODALITIES: dict[str, Any] = {
+    "image": {"type": "IMAGE", "prenet_depth": 2, "input_size": 224, "in_chans": 3, "patch_size": 16,
+              "embed_dim": 768, "alibi_dims": 2, "alibi_distance": "manhattan", "fixed_positions": True,
+              "transformer_decoder": False, "enc_dec_transformer": False,
+              "decoder": {"decoder_dim": 384, "decoder_groups": 16, "decoder_kernel": 5, "decoder_layers": 5}},
+    "text": {"type": "TEXT", "prenet_depth": 0, "max_source_positions": 512, "learned_pos": True,
+             "dropout": 0.1, "no_scale_embedding": True, "layernorm_embedding": True,
+             "no_token_positional_embeddings": False,
+             "decoder": {"decoder_dim": 384, "decoder_groups": 16, "decoder_kernel": 5, "decoder_layers": 5}},
+}
+#: The wrapper prefix of the released files; config.yaml maps it away with scope_map.
+RELEASED_PREFIX = "d2v_model."
+
+
+def released_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as the hub's config.yaml lays it out: scope_map and the unused modality sections."""
+    config = copy.deepcopy(config)
+    config["model_conf"]["modalities"].update(copy.deepcopy(_OTHER_MODALITIES))
+    config["model_conf"]["average_top_k_layers"] = 16
+    config["scope_map"] = [RELEASED_PREFIX, "none"]
+    return config
+
+
+def released_names(state_dict: dict[str, torch.Tensor], prefix: str = RELEASED_PREFIX) -> dict[str, torch.Tensor]:
+    """Tensor names as in the released model.pt: every name prefixed but the head's ``proj.*``."""
+    return {(name if name.startswith("proj.") else prefix + name): tensor for name, tensor in state_dict.items()}
+
+
+class Phase(enum.Enum):
+    """Stands for fairseq's Enum-valued config fields (e.g. a ChoiceEnum)."""
+
+    PRETRAIN = "pretrain"
+    FINETUNE = "finetune"
+
+
+class CreatesFileWhenUnpickled:
+    """An object whose pickle, if executed, creates ``path`` (through ``open``, and again through
+    ``os.system``): loading a checkpoint that holds it must create nothing."""
+
+    def __init__(self, path: Path, via: str = "open") -> None:
+        self.path, self.via = path, via
+
+    def __reduce__(self):
+        import os
+
+        if self.via == "system":
+            return (os.system, (f"touch '{self.path}'",))
+        return (open, (str(self.path), "w"))
+
+
+def fairseq_checkpoint(model_state: dict[str, torch.Tensor], *, trap: Path | None = None) -> dict[str, Any]:
+    """A fairseq-style training checkpoint around ``model_state``: configuration objects (an Enum,
+    an argparse.Namespace), optimiser history and Adam moments, and optionally ``trap`` objects."""
+    moments = {index: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros_like(t), "exp_avg_sq": torch.zeros_like(t)}
+               for index, t in enumerate(model_state.values()) if t.is_floating_point()}
+    checkpoint: dict[str, Any] = {
+        "args": argparse.Namespace(arch="data2vec_multi", lr=[5e-5], phase=Phase.FINETUNE),
+        "cfg": {"model": {"_name": "data2vec_multi", "phase": Phase.PRETRAIN},
+                "common": argparse.Namespace(seed=1, fp16=True)},
+        "model": model_state,
+        "criterion": None,
+        "optimizer_history": [{"criterion_name": "ModelCriterion", "optimizer_name": "FairseqAdam",
+                               "lr_scheduler_state": {"best": 0.42}, "num_updates": 100000}],
+        "task_state": {},
+        "extra_state": {"epoch": 12, "train_iterator": {"epoch": 12, "iterations_in_epoch": 0},
+                        "previous_training_time": 123456.7},
+        "last_optimizer_state": {"state": moments, "param_groups": [{"lr": 5e-5, "betas": (0.9, 0.98)}]},
+    }
+    if trap is not None:
+        checkpoint["extra_state"]["payload"] = [CreatesFileWhenUnpickled(trap, "open"),
+                                                CreatesFileWhenUnpickled(trap, "system")]
+    return checkpoint
+
+
 CONFIG_768 = dict(embed_dim=768, num_heads=12, depth=8, prenet_depth=4)
 CONFIG_1024 = dict(embed_dim=1024, num_heads=16, depth=8, prenet_depth=4)
 
@@ -109,16 +193,27 @@ def write_checkpoint_dir(directory: Path, config: dict[str, Any], state_dict: di
     return directory
 
 
-def build_funasr_checkpoint(directory: Path, seed: int = 0, tokens: list[str] | None = TOKENS,
-                            nest: str | None = "model", **size: Any) -> Path:
-    """Instantiate FunASR's own ``Emotion2vec`` with random weights and save it as a model directory."""
+def funasr_state_dict(seed: int = 0, num_classes: int = 9, **size: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, state dict) of FunASR's own ``Emotion2vec`` with random weights."""
     from funasr.models.emotion2vec.model import Emotion2vec
 
     config = make_config(**size)
     torch.manual_seed(seed)
-    model = Emotion2vec(model_conf=config["model_conf"], vocab_size=len(tokens) if tokens else -1)
+    model = Emotion2vec(model_conf=config["model_conf"], vocab_size=num_classes if num_classes else -1)
     randomize_(model, seed)
-    return write_checkpoint_dir(directory, config, model.state_dict(), tokens=tokens, nest=nest)
+    return config, model.state_dict()
+
+
+def build_funasr_checkpoint(directory: Path, seed: int = 0, tokens: list[str] | None = TOKENS,
+                            nest: str | None = "model", layout: str = "funasr", **size: Any) -> Path:
+    """Instantiate FunASR's own ``Emotion2vec`` with random weights and save it as a model directory.
+
+    ``layout="released"``: as the hubs publish it (see :func:`released_config`, :func:`released_names`).
+    """
+    config, state = funasr_state_dict(seed, len(tokens) if tokens else 0, **size)
+    if layout == "released":
+        config, state = released_config(config), released_names(state)
+    return write_checkpoint_dir(directory, config, state, tokens=tokens, nest=nest)
 
 
 def build_checkpoint(directory: Path, seed: int = 0, tokens: list[str] | None = TOKENS,

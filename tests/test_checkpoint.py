@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
+import yaml
 
-from checkpoints import make_config, randomize_, write_checkpoint_dir
-from emotion2vec_plus.checkpoint import load_checkpoint
+from checkpoints import (Phase, fairseq_checkpoint, make_config, randomize_, released_config, released_names,
+                         write_checkpoint_dir)
+from emotion2vec_plus.checkpoint import InertObject, load_checkpoint, map_checkpoint_names, read_checkpoint_object
 from emotion2vec_plus.config import Emotion2vecConfig
 from emotion2vec_plus.errors import CheckpointError
 from emotion2vec_plus.model import Emotion2vecModel
@@ -74,17 +81,164 @@ class Payload:
         return (print, ("code ran while loading",))
 
 
-def test_pickled_code_in_model_pt_is_refused(tmp_path):
+def test_pickled_code_in_model_pt_is_not_run(tmp_path, capsys):
     config, sd = state()
     write_checkpoint_dir(tmp_path, config, sd)
     torch.save({"model": sd, "extra": Payload()}, tmp_path / "model.pt")
-    with pytest.raises(CheckpointError, match="not loaded for safety"):
-        load_checkpoint(tmp_path)
+    model, _ = load_checkpoint(tmp_path)
+    assert torch.equal(model.proj.weight, sd["proj.weight"])
+    assert "code ran" not in capsys.readouterr().out
+    assert isinstance(read_checkpoint_object(tmp_path / "model.pt")["extra"], InertObject)
 
 
-def test_garbage_model_pt_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    (b"this is not a checkpoint", "neither a zip nor a pickle"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "HTML"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1945790254\n", "Git LFS pointer"),
+    (b"", "empty"),
+])
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is(tmp_path, content, message):
     config, sd = state()
     write_checkpoint_dir(tmp_path, config, sd)
-    (tmp_path / "model.pt").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="model.pt"):
+    (tmp_path / "model.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as error:
         load_checkpoint(tmp_path)
+    assert "model.pt" in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+def test_truncated_checkpoint_is_reported_as_damaged(tmp_path):
+    config, sd = state()
+    write_checkpoint_dir(tmp_path, config, sd)
+    data = (tmp_path / "model.pt").read_bytes()
+    (tmp_path / "model.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(tmp_path)
+
+
+# ----------------------------------------------------------------- the released layout
+
+def released_dir(tmp_path, *, num_classes: int = 9, tokens=True, checkpoint=None, trap=None):
+    """A small model written as the hubs publish emotion2vec+: prefixed names under ``model``,
+    config.yaml with scope_map; or, with ``checkpoint="fairseq"``, inside a training checkpoint."""
+    config, sd = state(num_classes)
+    directory = write_checkpoint_dir(tmp_path, released_config(config), released_names(sd),
+                                     tokens=None if not tokens else __import__("checkpoints").TOKENS, nest="model")
+    if checkpoint == "fairseq":
+        torch.save(fairseq_checkpoint(released_names(sd), trap=trap), directory / "model.pt")
+    return directory, sd
+
+
+def test_released_layout_loads_through_scope_map(tmp_path):
+    directory, sd = released_dir(tmp_path)
+    text = (directory / "config.yaml").read_text()
+    assert "scope_map:\n- d2v_model.\n- none" in text and "image:" in text and "tokenizer: CharTokenizer" in text
+    names = list(torch.load(directory / "model.pt")["model"])
+    assert names[0].startswith("d2v_model.") and "proj.weight" in names
+    model, labels = load_checkpoint(directory)
+    assert len(labels) == 9
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, sd[name]), name
+
+
+def test_fairseq_training_checkpoint_loads_without_running_its_code(tmp_path):
+    trap = tmp_path / "pwned"
+    directory, sd = released_dir(tmp_path / "m", checkpoint="fairseq", trap=trap)
+    with pytest.raises(Exception):  # what FunASR's and torch's safe loader do with this file
+        torch.load(directory / "model.pt", weights_only=True)
+    model, _ = load_checkpoint(directory)
+    assert not trap.exists()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, sd[name]), name
+    raw = read_checkpoint_object(directory / "model.pt")
+    assert not trap.exists()
+    assert isinstance(raw["args"], InertObject) and raw["args"].global_name == "argparse.Namespace"
+    assert isinstance(raw["cfg"]["model"]["phase"], InertObject)
+    assert raw["cfg"]["model"]["phase"].global_name == f"{Phase.__module__}.Phase"
+    assert [type(p).global_name for p in raw["extra_state"]["payload"]] == ["io.open", f"{os.system.__module__}.system"]
+    assert raw["optimizer_history"][0]["num_updates"] == 100000
+
+
+def test_embedding_only_released_checkpoint_with_decoder_projection_has_no_head(tmp_path):
+    """A decoder's own ``proj`` (pre-training only) must not be taken for the emotion head."""
+    config, sd = state(num_classes=0)
+    sd = released_names(sd)
+    sd["d2v_model.modality_encoders.AUDIO.decoder.proj.weight"] = torch.zeros(9, 64)
+    sd["d2v_model.modality_encoders.AUDIO.decoder.proj.bias"] = torch.zeros(9)
+    write_checkpoint_dir(tmp_path, make_config(**SMALL), sd, tokens=None, nest="model")
+    model, labels = load_checkpoint(tmp_path)
+    assert labels == [] and model.proj is None
+
+
+@pytest.mark.parametrize("prefix", ["d2v_model.", "model.", "module.", "encoder.wrapped."])
+@pytest.mark.parametrize("nest", [None, "model"])
+def test_a_common_wrapper_prefix_is_recognised_without_scope_map(tmp_path, prefix, nest):
+    config, sd = state()
+    write_checkpoint_dir(tmp_path, config, {prefix + k: v for k, v in sd.items()}, nest=nest)
+    model, _ = load_checkpoint(tmp_path)
+    assert torch.equal(model.proj.weight, sd["proj.weight"])
+    assert torch.equal(model.blocks[0].attn.qkv.weight, sd["blocks.0.attn.qkv.weight"])
+
+
+def test_scope_map_follows_funasr_semantics():
+    """Pairs are (checkpoint prefix, model prefix); the last pair that matches wins; module. is implicit."""
+    t = {name: torch.tensor([float(i)]) for i, name in enumerate(
+        ["student.blocks.0.w", "blocks.0.w", "d2v.proj.w", "module.norm.w", "norm.w"])}
+    mapping = map_checkpoint_names(t, ["blocks.0.w", "proj.w", "norm.w", "absent.w"],
+                                   [("student.blocks.", "blocks."), ("d2v.", "")])
+    assert {k: v.item() for k, v in mapping.tensors.items()} == {"blocks.0.w": 0.0, "proj.w": 2.0, "norm.w": 3.0}
+    assert sorted(mapping.unused) == ["blocks.0.w", "norm.w"]
+
+
+def test_missing_tensor_in_released_layout_is_named_without_the_prefix(tmp_path):
+    directory, _ = released_dir(tmp_path)
+    checkpoint = torch.load(directory / "model.pt")
+    del checkpoint["model"]["d2v_model.blocks.0.attn.qkv.weight"]
+    torch.save(checkpoint, directory / "model.pt")
+    with pytest.raises(CheckpointError, match=r"1 missing tensor\(s\): blocks\.0\.attn\.qkv\.weight$"):
+        load_checkpoint(directory)
+
+
+def test_unmapped_prefix_error_shows_the_checkpoint_names(tmp_path):
+    config, sd = state()
+    sd = {("a." if i % 2 else "b.") + k: v for i, (k, v) in enumerate(sd.items())}  # no single wrapper
+    write_checkpoint_dir(tmp_path, config, sd)
+    with pytest.raises(CheckpointError, match=r"missing tensor.*other names look like [ab]\."):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("depth", 100000), ("embed_dim", 10**9), ("num_heads", 0)])
+def test_absurd_architecture_values_are_refused_before_building(tmp_path, key, value):
+    config, sd = state()
+    config["model_conf"][key] = value
+    write_checkpoint_dir(tmp_path, config, sd)
+    with pytest.raises(CheckpointError, match=f"{key} {value} is outside"):
+        load_checkpoint(tmp_path)
+
+
+def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
+    """Peak memory while loading a training checkpoint (weights + 2x Adam moments) stays below one
+    copy of the weights: tensors are memory-mapped and adopted, the optimiser state never read."""
+    size = dict(embed_dim=768, num_heads=12, depth=2, prenet_depth=1)
+    config = make_config(**size)
+    model = Emotion2vecModel(Emotion2vecConfig.from_model_conf(config["model_conf"]), num_classes=9)
+    sd = released_names(dict(model.state_dict()))
+    weight_bytes = sum(t.numel() * t.element_size() for t in sd.values())
+    write_checkpoint_dir(tmp_path, released_config(config), sd, nest="model")
+    torch.save(fairseq_checkpoint(sd), tmp_path / "model.pt")
+    file_bytes = (tmp_path / "model.pt").stat().st_size
+    assert file_bytes > 2.9 * weight_bytes
+    script = textwrap.dedent(f"""
+        import re, torch
+        from emotion2vec_plus.checkpoint import load_checkpoint
+        def peak():
+            return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+        before = peak()
+        model, _ = load_checkpoint({str(tmp_path)!r})
+        print(before, peak())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    before, after = map(int, out.stdout.split())
+    grown = after - before
+    print(f"weights {weight_bytes / 1e6:.0f} MB, file {file_bytes / 1e6:.0f} MB, peak RSS grew {grown / 1e6:.0f} MB")
+    assert grown < 0.5 * weight_bytes

@@ -44,7 +44,7 @@ def make_checkpoint(directory: Path, *, files: tuple[str, ...] = hub.DOWNLOAD_PA
     directory.mkdir(parents=True, exist_ok=True)
     for name in files:
         path = directory / name
-        if name == "model.pt":
+        if name.endswith(".pt"):
             torch.save({"x": torch.zeros(2)}, path)
         elif name == "tokens.txt":
             path.write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
@@ -170,10 +170,16 @@ def test_model_table() -> None:
     assert {spec.embed_dim for name, spec in hub.MODELS.items() if name != "large"} == {768}
     assert [name for name, spec in hub.MODELS.items() if not spec.has_head] == ["emotion2vec_base"]
     for spec in hub.MODELS.values():
-        assert spec.hf_repo.startswith("emotion2vec/") and spec.ms_repo.startswith("iic/")
+        assert spec.hf_repo is None or spec.hf_repo.startswith("emotion2vec/")
+        assert spec.ms_repo.startswith("iic/")
         assert spec.size_mb > 0 and "approx." in spec.description
+    # Facts of the released files (docs/released_checkpoints.md): large is 4 + 8 blocks, 162 M
+    # parameters in a 1,945,790,254-byte model.pt; emotion2vec_base's weights are emotion2vec_base.pt;
+    # the fine-tuned base model is on ModelScope only.
+    assert hub.MODELS["large"].params_m == pytest.approx(162.1) and hub.MODELS["large"].size_mb == 1946
+    assert [name for name, spec in hub.MODELS.items() if spec.hf_repo is None] == ["emotion2vec_base_finetuned"]
     assert hub.required_files(hub.MODELS["large"]) == ("config.yaml", "model.pt", "tokens.txt")
-    assert hub.required_files(hub.MODELS["emotion2vec_base"]) == ("config.yaml", "model.pt")
+    assert hub.required_files(hub.MODELS["emotion2vec_base"]) == ("config.yaml", "emotion2vec_base.pt")
     assert hub.required_files(True) == ("config.yaml", "model.pt", "tokens.txt")
     assert hub.required_files(False) == ("config.yaml", "model.pt")
 
@@ -271,15 +277,39 @@ def test_hub_chosen_by_environment(cache: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_explicit_cache_dir(tmp_path: Path) -> None:
-    model_dir = make_checkpoint(tmp_path / "elsewhere" / "hf" / "emotion2vec" / "emotion2vec_base")
-    assert hub.resolve_model_dir("emotion2vec_base", cache_dir=tmp_path / "elsewhere") == model_dir
+    model_dir = make_checkpoint(tmp_path / "elsewhere" / "hf" / "emotion2vec" / "emotion2vec_plus_base")
+    assert hub.resolve_model_dir("base", cache_dir=tmp_path / "elsewhere") == model_dir
 
 
 def test_model_without_head_needs_no_tokens(cache: Path) -> None:
     model_dir = make_checkpoint(
-        cache / "hf" / "emotion2vec" / "emotion2vec_base", files=("config.yaml", "model.pt")
+        cache / "hf" / "emotion2vec" / "emotion2vec_base", files=("config.yaml", "emotion2vec_base.pt")
     )
     assert hub.resolve_model_dir("emotion2vec_base") == model_dir
+
+
+def test_emotion2vec_base_weights_are_found_by_configuration_json(tmp_path: Path, cache: Path) -> None:
+    """emotion2vec_base publishes emotion2vec_base.pt, named by configuration.json (as FunASR reads it)."""
+    from emotion2vec_plus.config import checkpoint_files
+
+    model_dir = make_checkpoint(cache / "hf" / "emotion2vec" / "emotion2vec_base",
+                                files=("config.yaml", "emotion2vec_base.pt"))
+    (model_dir / "configuration.json").write_text(
+        '{"framework": "pytorch", "task": "emotion-recognition", "model": {"type": "emotion2vec"},'
+        ' "file_path_metas": {"init_param": "emotion2vec_base.pt", "config": "config.yaml"}}')
+    files = checkpoint_files(model_dir)
+    assert files.weights == model_dir / "emotion2vec_base.pt" and files.tokens is None
+    assert hub.resolve_model_dir(model_dir) == model_dir  # also as a plain directory
+    (model_dir / "configuration.json").write_text('{"file_path_metas": {"init_param": "../../etc/passwd"}}')
+    with pytest.raises(ModelNotFoundError, match="does not name a file inside"):
+        hub.resolve_model_dir(model_dir)
+
+
+def test_modelscope_only_model_on_hugging_face_says_where_it_is(cache: Path, online: None) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"ModelScope only \(iic/emotion2vec_base_finetuned\).*--hub ms"):
+        hub.resolve_model_dir("emotion2vec_base_finetuned", hub="hf")
+    assert hub.local_model_dir("emotion2vec_base_finetuned", hub="hf") is None
+    assert not cache.exists()
 
 
 def test_hf_hub_cache_found(tmp_path: Path, cache: Path) -> None:
@@ -384,7 +414,7 @@ def test_offline_nothing_cached_message_ms(cache: Path, monkeypatch: pytest.Monk
 def test_no_head_model_message_omits_tokens() -> None:
     with pytest.raises(ModelNotFoundError) as info:
         hub.resolve_model_dir("emotion2vec_base")
-    assert "config.yaml, model.pt." in str(info.value)
+    assert "config.yaml, emotion2vec_base.pt." in str(info.value)
     assert "tokens.txt" not in str(info.value)
 
 

@@ -113,3 +113,39 @@ def test_architecture_variants_and_unused_labels_match_funasr(tmp_path, clips):
         assert np.abs(result.embedding - ref["feats"]).max() <= TOLERANCE
         assert np.abs(np.array(list(result.scores.values())) - np.array(ref["scores"])).max() <= TOLERANCE
         assert abs(sum(result.scores.values()) - 1) < 1e-5
+
+
+def test_released_layout_and_fairseq_training_checkpoint_match_funasr(tmp_path, clips):
+    """plus_large as the hubs publish it: ``d2v_model.``-prefixed names nested under ``model`` and
+    config.yaml's ``scope_map``, loaded by FunASR; and the same weights inside a fairseq-style
+    training checkpoint with Python objects (which FunASR's ``torch.load`` refuses), loaded by us
+    without running anything from it."""
+    import shutil
+
+    from funasr import AutoModel
+
+    from checkpoints import fairseq_checkpoint
+    from emotion2vec_plus import Emotion2VecPlus
+
+    released = build_funasr_checkpoint(tmp_path / "released", seed=13, layout="released", **CONFIG_1024)
+    reference = AutoModel(model=str(released), disable_update=True, disable_pbar=True, log_level="ERROR",
+                          ncpu=torch.get_num_threads(), device="cpu")
+    training = tmp_path / "training"
+    shutil.copytree(released, training)
+    trap = tmp_path / "code-ran"
+    weights = torch.load(released / "model.pt")["model"]
+    torch.save(fairseq_checkpoint(weights, trap=trap), training / "model.pt")
+
+    wav = clips[3.0]
+    ref_frames = _funasr(reference, wav, "frame")["feats"]
+    ref = _funasr(reference, wav, "utterance")
+    # Had FunASR not mapped the names it would keep its own random initialisation (it only logs
+    # missing keys), which cannot match the weights we load.
+    for directory in (released, training):
+        ours = Emotion2VecPlus(directory)
+        frames = ours.extract_embedding(wav, granularity="frame")
+        result = ours.predict(wav, extract_embedding=True)
+        assert np.abs(frames - ref_frames).max() <= TOLERANCE
+        assert np.abs(result.embedding - ref["feats"]).max() <= TOLERANCE
+        assert np.abs(np.array(list(result.scores.values())) - np.array(ref["scores"])).max() <= TOLERANCE
+    assert not trap.exists()

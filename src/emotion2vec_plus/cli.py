@@ -127,7 +127,7 @@ def _run_models(args: argparse.Namespace) -> int:
         bundled = {"name": COMPACT_NAME, "repo": None, "embed_dim": compact.embed_dim, "has_head": compact.head is not None,
                    "size_mb": _compact_size_mb(), "cached": True, "path": str(default_compact_path().parent)}
         print(json.dumps([bundled] + [{
-            "name": s.spec.name, "repo": s.spec.hf_repo if hub == "hf" else s.spec.ms_repo,
+            "name": s.spec.name, "repo": s.spec.repo(hub) if s.spec.on_hub(hub) else None,
             "embed_dim": s.spec.embed_dim, "has_head": s.spec.has_head, "size_mb": s.spec.size_mb,
             "cached": s.cached, "path": str(s.path) if s.path else None,
         } for s in statuses], ensure_ascii=False, indent=2))
@@ -136,8 +136,9 @@ def _run_models(args: argparse.Namespace) -> int:
     print(f"{COMPACT_NAME + ' (default)':28} {compact.embed_dim:>5} {'yes':>5} {_compact_size_mb():>5} MB  "
           f"{'bundled':7} {default_compact_path().parent}")
     for s in statuses:
-        repo = s.spec.hf_repo if hub == "hf" else s.spec.ms_repo
-        where = str(s.path) if s.path else f"{'huggingface.co' if hub == 'hf' else 'modelscope.cn'}/{repo}"
+        where = str(s.path) if s.path else s.spec.url(hub if s.spec.on_hub(hub) else "ms")
+        if not s.spec.on_hub(hub):
+            where += " (ModelScope only: --hub ms)"
         print(f"{s.spec.name:28} {s.spec.embed_dim:>5} {'yes' if s.spec.has_head else 'no':>5} "
               f"{s.spec.size_mb:>5} MB  {'yes' if s.cached else 'no':7} {where}")
     return 0

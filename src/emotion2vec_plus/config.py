@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,11 +170,35 @@ class Emotion2vecConfig:
         config.validate(source)
         return config
 
+    def _out_of_bounds(self) -> list[str]:
+        """Sizes checked before a model is built: a damaged or hostile config.yaml must not make
+        the loader allocate or loop without end (``depth: 100000``). The limits are far above any
+        released model (plus_large: 1024-d, 16 heads, 4 + 8 blocks)."""
+        values: list[tuple[str, float, float]] = [
+            ("embed_dim", self.embed_dim, 8192), ("num_heads", self.num_heads, 256), ("depth", self.depth, 128),
+            ("prenet_depth", self.prenet_depth, 128), ("model_depth", self.model_depth, 128),
+            ("mlp_ratio", self.mlp_ratio, 16), ("num_alibi_heads", self.num_alibi_heads, 256),
+            ("conv_pos_width", self.conv_pos_width, 1024), ("conv_pos_groups", self.conv_pos_groups, 8192),
+            ("conv_pos_depth", self.conv_pos_depth, 64), ("conv layers", len(self.conv_layers), 32),
+            ("num_extra_tokens", self.num_extra_tokens, 1024),
+        ]
+        for index, (channels, kernel, stride) in enumerate(self.conv_layers):
+            values += [(f"conv layer {index} channels", channels, 8192), (f"conv layer {index} kernel", kernel, 1024),
+                       (f"conv layer {index} stride", stride, 1024)]
+        minimum = {"prenet_depth": 0, "depth": 0, "model_depth": 0, "conv_pos_depth": 0, "num_extra_tokens": 0}
+        return [f"{name} {value} is outside {minimum.get(name, 1)}..{limit}"
+                for name, value, limit in values if not minimum.get(name, 1) <= value <= limit]
+
     def validate(self, source: str = "config") -> None:
-        """Reject configurations this implementation does not run exactly like FunASR."""
-        problems = []
+        """Reject configurations this implementation does not run exactly like FunASR, and sizes
+        beyond any real model (checked first: nothing is built from them)."""
+        problems = self._out_of_bounds()
+        if problems:
+            raise CheckpointError(f"{source}: " + "; ".join(problems))
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.embed_dim % self.conv_pos_groups:
+            problems.append(f"embed_dim {self.embed_dim} is not divisible by conv_pos_groups {self.conv_pos_groups}")
         if self.extractor_mode not in ("default", "layer_norm"):
             problems.append(f"extractor_mode {self.extractor_mode!r} is neither 'default' nor 'layer_norm'")
         if self.learned_alibi:
@@ -184,8 +209,88 @@ class Emotion2vecConfig:
             raise CheckpointError(f"{source}: " + "; ".join(problems))
 
 
-def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """Read a FunASR ``config.yaml``; returns ``(model class name, model_conf)``."""
+#: FunASR's default file names in a model directory; ``configuration.json`` may name others.
+CONFIG_FILE, WEIGHTS_FILE, TOKENS_FILE, FILE_MAP = "config.yaml", "model.pt", "tokens.txt", "configuration.json"
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """The files of a FunASR model directory: architecture, weights, and (for a head) labels."""
+
+    config: Path
+    weights: Path
+    tokens: Path | None
+    """``None`` when the directory has no label list (embedding-only models such as emotion2vec_base)."""
+
+
+def checkpoint_files(directory: str | Path) -> CheckpointFiles:
+    """Where a model directory keeps its files, as FunASR finds them.
+
+    ``configuration.json``'s ``file_path_metas`` names them when present (emotion2vec_base's
+    weights are ``emotion2vec_base.pt``, the plus models' ``model.pt``); otherwise, and for any
+    entry it does not name, ``config.yaml``, ``model.pt`` and ``tokens.txt``. Names must stay
+    inside the directory. Files are not checked for existence, except that a missing label
+    list gives ``tokens=None``.
+    """
+    directory = Path(directory)
+    metas: dict[str, Any] = {}
+    file_map = directory / FILE_MAP
+    if file_map.is_file():
+        try:
+            data = json.loads(file_map.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{file_map}: cannot read the model's file list: {exc}") from exc
+        if isinstance(data, dict) and isinstance(data.get("file_path_metas"), dict):
+            metas = data["file_path_metas"]
+
+    def inside(value: Any, default: str) -> Path:
+        if value is None:
+            return directory / default
+        relative = Path(str(value))
+        if not isinstance(value, str) or relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise CheckpointError(f"{file_map}: file name {value!r} does not name a file inside {directory}")
+        return directory / relative
+
+    tokenizer = metas.get("tokenizer_conf")
+    tokens = inside(tokenizer.get("token_list") if isinstance(tokenizer, dict) else None, TOKENS_FILE)
+    return CheckpointFiles(config=inside(metas.get("config"), CONFIG_FILE),
+                           weights=inside(metas.get("init_param"), WEIGHTS_FILE),
+                           tokens=tokens if tokens.is_file() else None)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """What inference takes from a FunASR ``config.yaml``: the model class name, its ``model_conf``
+    and the checkpoint renaming rules (``scope_map``). Other sections (``tokenizer``,
+    ``tokenizer_conf``, ``frontend_conf``, the image and text modalities) are ignored."""
+
+    model: str
+    model_conf: dict[str, Any]
+    scope_map: tuple[tuple[str, str], ...]
+
+
+def parse_scope_map(value: Any, source: str = "config") -> tuple[tuple[str, str], ...]:
+    """FunASR's ``scope_map``: a flat list (or comma-separated string) of (checkpoint prefix,
+    model prefix) pairs, ``none`` (any case) or null meaning the empty prefix.
+
+    The released emotion2vec+ files say ``scope_map: ['d2v_model.', none]``: checkpoint names
+    ``d2v_model.X`` load into model parameter ``X``.
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or len(items) % 2:
+        raise CheckpointError(f"{source}: scope_map must be a list of (checkpoint prefix, model prefix) pairs; got {value!r}")
+    prefixes = []
+    for item in items:
+        if item is not None and not isinstance(item, str):
+            raise CheckpointError(f"{source}: scope_map entry {item!r} is not a string")
+        prefixes.append("" if item is None or item.strip().lower() == "none" else item.strip())
+    return tuple(zip(prefixes[0::2], prefixes[1::2]))
+
+
+def read_config_file(path: str | Path) -> ConfigFile:
+    """Read a FunASR ``config.yaml`` (without running anything in it)."""
     path = Path(path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
@@ -193,12 +298,17 @@ def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
         raise CheckpointError(f"{path}: cannot read the model configuration: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("model_conf"), dict):
         raise CheckpointError(f"{path}: no 'model_conf' section; this is not a FunASR model configuration")
-    return str(data.get("model", "")), data["model_conf"]
+    return ConfigFile(model=str(data.get("model", "")), model_conf=data["model_conf"],
+                      scope_map=parse_scope_map(data.get("scope_map"), str(path)))
 
 
 def load_config(path: str | Path) -> Emotion2vecConfig:
     """Load and validate the emotion2vec architecture described by ``config.yaml``."""
-    model_name, model_conf = read_config_file(path)
-    if model_name and model_name != "Emotion2vec":
-        raise CheckpointError(f"{path}: model is {model_name!r}, expected 'Emotion2vec'")
-    return Emotion2vecConfig.from_model_conf(model_conf, source=str(path))
+    return architecture_of(read_config_file(path), str(path))
+
+
+def architecture_of(config_file: ConfigFile, source: str) -> Emotion2vecConfig:
+    """The validated emotion2vec architecture of a read ``config.yaml``."""
+    if config_file.model and config_file.model != "Emotion2vec":
+        raise CheckpointError(f"{source}: model is {config_file.model!r}, expected 'Emotion2vec'")
+    return Emotion2vecConfig.from_model_conf(config_file.model_conf, source=source)

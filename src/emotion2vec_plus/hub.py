@@ -1,6 +1,7 @@
 """Find emotion2vec checkpoints: known model names, local caches, and downloads.
 
-A checkpoint is a directory in FunASR format holding ``config.yaml``, ``model.pt`` and, for
+A checkpoint is a directory in FunASR format holding ``config.yaml``, the weights (``model.pt``;
+``emotion2vec_base.pt`` for emotion2vec_base, as its ``configuration.json`` says) and, for
 models with a classifier head, ``tokens.txt``. :func:`resolve_model_dir` turns what a user typed
 (a directory path or a model name such as ``"large"``) into such a directory:
 
@@ -25,6 +26,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -35,7 +37,8 @@ from typing import TypeAlias
 
 import huggingface_hub
 
-from .errors import ModelNotFoundError
+from .config import CONFIG_FILE, FILE_MAP, TOKENS_FILE, WEIGHTS_FILE, checkpoint_files
+from .errors import CheckpointError, ModelNotFoundError
 
 PathLike: TypeAlias = str | os.PathLike[str]
 
@@ -49,23 +52,28 @@ HUB_NAMES = {HF: "Hugging Face", MS: "ModelScope"}
 _HUB_ALIASES = {"hf": HF, "huggingface": HF, "ms": MS, "modelscope": MS}
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
-#: Files every checkpoint directory must hold. ``tokens.txt`` is added for models with a head.
-CORE_FILES: tuple[str, ...] = ("config.yaml", "model.pt")
-TOKENS_FILE = "tokens.txt"
-#: Files fetched from a hub: the checkpoint itself plus its small metadata files.
-DOWNLOAD_PATTERNS: tuple[str, ...] = (*CORE_FILES, TOKENS_FILE, "configuration.json", "README.md")
+#: Files a checkpoint directory with the default names holds. ``tokens.txt`` is added for models
+#: with a head; emotion2vec_base's weights are named otherwise (:attr:`ModelSpec.weights_file`).
+CORE_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
+#: Files fetched from a hub for a model whose weights are ``model.pt``: the checkpoint itself plus
+#: its small metadata files (``configuration.json`` names the files, as FunASR reads it).
+DOWNLOAD_PATTERNS: tuple[str, ...] = (*CORE_FILES, TOKENS_FILE, FILE_MAP, "README.md")
 
 MODELSCOPE_INSTALL_HINT = 'pip install "emotion2vec-plus[modelscope]"'
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One published emotion2vec checkpoint and where it lives on each hub."""
+    """One published emotion2vec checkpoint and where it lives on each hub.
+
+    Architectures and file facts are from the released files; see docs/released_checkpoints.md
+    for which are read from them and which are inferred.
+    """
 
     name: str
     """Canonical short name, e.g. ``"large"``."""
-    hf_repo: str
-    """Hugging Face repository id."""
+    hf_repo: str | None
+    """Hugging Face repository id; ``None`` where the model is published on ModelScope only."""
     ms_repo: str
     """ModelScope repository id."""
     embed_dim: int
@@ -73,18 +81,38 @@ class ModelSpec:
     has_head: bool
     """Whether the checkpoint has the 9-class emotion classifier (and hence ``tokens.txt``)."""
     size_mb: int
-    """Approximate download size of ``model.pt`` in MB (fp32 weights: parameters x 4 bytes)."""
+    """Download size of the weights file in MB (the released files also hold training state,
+    about two thirds of their size, which is never loaded)."""
     description: str
     """One line for listings."""
+    params_m: float = 93.2
+    """Parameters used at inference, in millions (4 prenet + 8 main blocks, conv front end, head)."""
+    weights_file: str = WEIGHTS_FILE
+    """Name of the weights file in the repository (FunASR reads it from ``configuration.json``)."""
 
     def repo(self, hub: str) -> str:
-        """The repository id on ``hub`` (``"hf"`` or ``"ms"``)."""
-        return self.hf_repo if resolve_hub(hub) == HF else self.ms_repo
+        """The repository id on ``hub`` (``"hf"`` or ``"ms"``).
+
+        Raises:
+            ModelNotFoundError: the model is not published on that hub.
+        """
+        if resolve_hub(hub) == MS:
+            return self.ms_repo
+        if self.hf_repo is None:
+            raise ModelNotFoundError(
+                f"Model {self.name!r} is published on ModelScope only ({self.ms_repo}), not on Hugging Face: "
+                f"use --hub {MS} or {HUB_ENV}={MS}" + _modelscope_hint()
+            )
+        return self.hf_repo
+
+    def on_hub(self, hub: str) -> bool:
+        """Whether the model is published on ``hub``."""
+        return resolve_hub(hub) == MS or self.hf_repo is not None
 
     def url(self, hub: str) -> str:
         """The web page of the repository on ``hub``."""
         if resolve_hub(hub) == HF:
-            return f"https://huggingface.co/{self.hf_repo}"
+            return f"https://huggingface.co/{self.repo(hub)}"
         return f"https://modelscope.cn/models/{self.ms_repo}"
 
 
@@ -97,9 +125,10 @@ MODELS: dict[str, ModelSpec] = {
             ms_repo="iic/emotion2vec_plus_large",
             embed_dim=1024,
             has_head=True,
-            size_mb=1200,
-            description="emotion2vec+ large: ~300M parameters, 9 emotions, most accurate "
-            "(model.pt approx. 1.2 GB)",
+            size_mb=1946,
+            params_m=162.1,
+            description="emotion2vec+ large: 1024-d, 4 prenet + 8 blocks, 162M parameters, 9 emotions, most "
+            "accurate (model.pt approx. 1.9 GB)",
         ),
         ModelSpec(
             name="base",
@@ -107,8 +136,9 @@ MODELS: dict[str, ModelSpec] = {
             ms_repo="iic/emotion2vec_plus_base",
             embed_dim=768,
             has_head=True,
-            size_mb=360,
-            description="emotion2vec+ base: ~90M parameters, 9 emotions (model.pt approx. 360 MB)",
+            size_mb=1120,
+            description="emotion2vec+ base: 768-d, 4 prenet + 8 blocks, 93M parameters, 9 emotions "
+            "(model.pt approx. 1.1 GB)",
         ),
         ModelSpec(
             name="seed",
@@ -116,19 +146,20 @@ MODELS: dict[str, ModelSpec] = {
             ms_repo="iic/emotion2vec_plus_seed",
             embed_dim=768,
             has_head=True,
-            size_mb=360,
-            description="emotion2vec+ seed: ~90M parameters, 9 emotions, fine-tuned on academic "
-            "emotion corpora only (model.pt approx. 360 MB)",
+            size_mb=1120,
+            description="emotion2vec+ seed: 768-d, 93M parameters, 9 emotions, fine-tuned on academic "
+            "emotion corpora only (model.pt approx. 1.1 GB)",
         ),
         ModelSpec(
             name="emotion2vec_base_finetuned",
-            hf_repo="emotion2vec/emotion2vec_base_finetuned",
+            hf_repo=None,
             ms_repo="iic/emotion2vec_base_finetuned",
             embed_dim=768,
             has_head=True,
-            size_mb=360,
-            description="emotion2vec base fine-tuned (Jan. 2024 release, superseded by "
-            "emotion2vec+): 9 emotions (model.pt approx. 360 MB)",
+            size_mb=1130,
+            weights_file="emotion2vec_base.pt",
+            description="emotion2vec base fine-tuned (Jan. 2024 release, superseded by emotion2vec+; "
+            "ModelScope only): 768-d, 9 emotions (emotion2vec_base.pt approx. 1.1 GB)",
         ),
         ModelSpec(
             name="emotion2vec_base",
@@ -136,9 +167,10 @@ MODELS: dict[str, ModelSpec] = {
             ms_repo="iic/emotion2vec_base",
             embed_dim=768,
             has_head=False,
-            size_mb=360,
-            description="emotion2vec base: self-supervised encoder, embeddings only, no emotion "
-            "classifier (model.pt approx. 360 MB)",
+            size_mb=1130,
+            weights_file="emotion2vec_base.pt",
+            description="emotion2vec base: self-supervised encoder, 768-d, embeddings only, no emotion "
+            "classifier (emotion2vec_base.pt approx. 1.1 GB)",
         ),
     )
 }
@@ -158,7 +190,10 @@ def _normalise(name: str) -> str:
 def _build_aliases() -> dict[str, str]:
     aliases = dict(_SHORT_ALIASES)
     for spec in MODELS.values():
-        for alias in (spec.name, spec.hf_repo, spec.ms_repo, spec.hf_repo.split("/", 1)[1]):
+        repository = spec.ms_repo.split("/", 1)[1]
+        # "emotion2vec/<repository>" is accepted even where Hugging Face does not publish the model:
+        # resolving it then says where the model is.
+        for alias in (spec.name, spec.ms_repo, repository, f"emotion2vec/{repository}"):
             aliases[_normalise(alias)] = spec.name
     return aliases
 
@@ -178,11 +213,24 @@ def canonical_name(name: str) -> str | None:
 
 
 def required_files(spec_or_has_head: ModelSpec | bool) -> tuple[str, ...]:
-    """The files a complete checkpoint directory holds: ``tokens.txt`` only with a head."""
-    has_head = (
-        spec_or_has_head.has_head if isinstance(spec_or_has_head, ModelSpec) else spec_or_has_head
-    )
-    return (*CORE_FILES, TOKENS_FILE) if has_head else CORE_FILES
+    """The files a complete checkpoint directory holds: config, weights, and ``tokens.txt`` only
+    with a head. A bool stands for a model with the default file names."""
+    if isinstance(spec_or_has_head, ModelSpec):
+        core: tuple[str, ...] = (CONFIG_FILE, spec_or_has_head.weights_file)
+        has_head = spec_or_has_head.has_head
+    else:
+        core, has_head = CORE_FILES, spec_or_has_head
+    return (*core, TOKENS_FILE) if has_head else core
+
+
+def download_files(spec: ModelSpec) -> tuple[str, ...]:
+    """The files fetched from a hub for ``spec``: its checkpoint and small metadata files."""
+    return (CONFIG_FILE, spec.weights_file, TOKENS_FILE, FILE_MAP, "README.md")
+
+
+def _modelscope_hint() -> str:
+    """`` (needs pip install ...)`` when the modelscope package is not installed, else empty."""
+    return "" if importlib.util.find_spec("modelscope") else f" (needs {MODELSCOPE_INSTALL_HINT})"
 
 
 def _env_flag(name: str) -> bool:
@@ -266,7 +314,7 @@ def _hf_cached(spec: ModelSpec, revision: str | None) -> Path | None:
             repo_id=spec.hf_repo,
             revision=revision,
             local_files_only=True,
-            allow_patterns=list(DOWNLOAD_PATTERNS),
+            allow_patterns=list(download_files(spec)),
         )
     # LocalEntryNotFoundError (and IncompleteSnapshotError) subclass FileNotFoundError in every
     # huggingface_hub version: not cached, or only partly.
@@ -295,7 +343,7 @@ def _ms_cached(spec: ModelSpec, revision: str | None) -> Path | None:
             model_id=spec.ms_repo,
             revision=revision,
             local_files_only=True,
-            allow_file_pattern=list(DOWNLOAD_PATTERNS),
+            allow_file_pattern=list(download_files(spec)),
         )
     # The "not cached" error type differs between modelscope versions; any failure of this
     # offline probe just means there is no usable copy there.
@@ -322,6 +370,8 @@ def local_model_dir(
     """
     spec = _lookup(name)
     hub = resolve_hub(hub)
+    if not spec.on_hub(hub):
+        return None
     own = model_cache_dir(name, hub=hub, cache_dir=cache_dir, revision=revision)
     if _is_complete(own, spec):
         return own
@@ -349,9 +399,10 @@ def _not_found_message(spec: ModelSpec, hub: str, target: Path, reason: str) -> 
         f"It needs the files {', '.join(required_files(spec))}. To fix this, either:",
         f"  - download them from {spec.url(hub)} and put them in {target}",
         "  - or pass the path of a local directory holding them instead of the model name",
-        f"  - or use {HUB_NAMES[other]} instead: --hub {other} or {HUB_ENV}={other}"
-        + (f" (needs {MODELSCOPE_INSTALL_HINT})" if other == MS else ""),
     ]
+    if spec.on_hub(other):
+        lines.append(f"  - or use {HUB_NAMES[other]} instead: --hub {other} or {HUB_ENV}={other}"
+                     + (_modelscope_hint() if other == MS else ""))
     if is_offline():
         lines.append(
             f"  - or allow downloads: unset {OFFLINE_ENV} and {HF_OFFLINE_ENV} (offline mode is on)"
@@ -366,7 +417,7 @@ def _fetch(spec: ModelSpec, hub: str, destination: Path, revision: str | None) -
             repo_id=spec.hf_repo,
             revision=revision,
             local_dir=destination,
-            allow_patterns=list(DOWNLOAD_PATTERNS),
+            allow_patterns=list(download_files(spec)),
         )
         return
     snapshot_download = _modelscope_snapshot_download()
@@ -378,7 +429,7 @@ def _fetch(spec: ModelSpec, hub: str, destination: Path, revision: str | None) -
         model_id=spec.ms_repo,
         revision=revision,
         local_dir=str(destination),
-        allow_file_pattern=list(DOWNLOAD_PATTERNS),
+        allow_file_pattern=list(download_files(spec)),
     )
 
 
@@ -403,6 +454,7 @@ def download_model(
     """
     spec = _lookup(name)
     hub = resolve_hub(hub)
+    spec.repo(hub)  # refuses a model this hub does not publish, saying where it is
     found = local_model_dir(name, hub=hub, cache_dir=cache_dir, revision=revision)
     if found is not None:
         return found
@@ -463,12 +515,16 @@ def resolve_model_dir(
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        missing = _missing_files(path, CORE_FILES)
+        try:
+            files = checkpoint_files(path)
+        except CheckpointError as exc:
+            raise ModelNotFoundError(f"Model directory {path} is not usable: {exc}") from exc
+        missing = [f.name for f in (files.config, files.weights) if not f.is_file()]
         if missing:
             raise ModelNotFoundError(
                 f"Model directory {path} is incomplete: missing {', '.join(missing)}. A model "
-                "directory holds config.yaml, model.pt and, for a model with an emotion "
-                "classifier, tokens.txt."
+                "directory holds config.yaml, model.pt (or the weights file its configuration.json "
+                "names) and, for a model with an emotion classifier, tokens.txt."
             )
         return path.absolute()
 
@@ -480,6 +536,7 @@ def resolve_model_dir(
     if found is not None:
         return found
     hub = resolve_hub(hub)
+    spec.repo(hub)
     target = model_cache_dir(name, hub=hub, cache_dir=cache_dir, revision=revision)
     raise ModelNotFoundError(
         _not_found_message(spec, hub, target, "it is not in the cache and downloading is disabled")

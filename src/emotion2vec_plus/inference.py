@@ -18,6 +18,7 @@ import torch
 
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source, load_audio
 from .checkpoint import load_checkpoint
+from .config import checkpoint_files
 from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .compute import check_compute_options, make_runner
@@ -80,7 +81,7 @@ class Emotion2VecPlus:
             package, works offline), ``"large"``, ``"base"``, ``"seed"``, ``"emotion2vec_base_finetuned"``,
             ``"emotion2vec_base"`` (embeddings only), a hub id such as
             ``"iic/emotion2vec_plus_large"``, or a local FunASR-format model directory
-            (``config.yaml``, ``model.pt``, ``tokens.txt``).
+            (``config.yaml``, ``model.pt``, ``tokens.txt``, as the hubs publish them).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
         hub: ``"hf"`` (Hugging Face) or ``"ms"`` (ModelScope); default from ``EMOTION2VEC_HUB``.
         cache_dir: where downloaded models are kept; default from ``EMOTION2VEC_CACHE``.
@@ -140,7 +141,8 @@ class Emotion2VecPlus:
             self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
             model, labels = load_checkpoint(self.model_dir)
             self.model_name = canonical_name(str(model_name)) or str(model_name)
-            source_files = [self.model_dir / "config.yaml", self.model_dir / "model.pt"]
+            files = checkpoint_files(self.model_dir)
+            source_files = [files.config, files.weights]
         self.model = model.to(self.device)
         self.compute_type, self.backend = compute_type, backend
         # The one place the encoder is run from (float32 / int8 / bf16, PyTorch or onnxruntime).
