@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--large-clips", type=int, default=24, help="clips for the large-size speed rows")
-    parser.add_argument("--large-depth", type=int, default=16, help="main blocks of the large-size checkpoint")
-    parser.add_argument("--large-prenet", type=int, default=8, help="prenet blocks of the large-size checkpoint")
+    parser.add_argument("--large-depth", type=int, default=8, help="main blocks of the large-size checkpoint (plus_large: 8)")
+    parser.add_argument("--large-prenet", type=int, default=4, help="prenet blocks of the large-size checkpoint (plus_large: 4)")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--cache-dir", default=None,
                         help="model cache (ONNX exports go to <cache>/onnx); default: a temporary directory")
@@ -96,6 +96,10 @@ def main() -> None:
     audio_s = sum(a.duration_s for a in audios)
     print(f"{cpu_name()}, {args.threads} threads, batch size {args.batch_size}; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; {len(audios)} clips, {audio_s / 60:.1f} min of audio", flush=True)
+    from emotion2vec_plus.compute import choose_compute_type
+
+    chosen, reason = choose_compute_type("torch", torch.device("cpu"))
+    print(f"compute_type='auto' picks {chosen} here ({reason})", flush=True)
 
     rows = []
     reference = None

@@ -419,14 +419,15 @@ def test_real_speech_similarity_and_search(speech, model):
 def test_cli_similarity_audio_equals_npy(speech, capsys):
     """End to end with a model loaded by the CLI itself (no monkeypatching)."""
     a, b = speech["clips"][0], speech["clips"][5]
-    code, out_audio, err = run_cli(["similarity", a, b, "--json"], capsys)
+    # The .npy files were saved by the Python API in float32; the CLI defaults to compute type auto.
+    code, out_audio, err = run_cli(["similarity", a, b, "--json", "--compute-type", "float32"], capsys)
     assert code == 0, err
     code, out_npy, err = run_cli(["similarity", *speech["npy"], "--json"], capsys)
     assert code == 0, err
     audio, npy = json.loads(out_audio), json.loads(out_npy)
     assert audio["cosine_similarity"] == pytest.approx(npy["cosine_similarity"], abs=1e-5)
     assert audio["model"] == "compact" and audio["dim"] == 3584 and audio["reading_calibrated"] is True
-    code, out, _ = run_cli(["similarity", a, speech["npy"][1]], capsys)  # audio against .npy
+    code, out, _ = run_cli(["similarity", a, speech["npy"][1], "--compute-type", "float32"], capsys)  # audio vs .npy
     assert code == 0
     value = float(out.splitlines()[0].split(": ")[1])
     assert out.startswith("cosine similarity: ") and value == pytest.approx(npy["cosine_similarity"], abs=1e-4)

@@ -242,3 +242,23 @@ def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     grown = after - before
     print(f"weights {weight_bytes / 1e6:.0f} MB, file {file_bytes / 1e6:.0f} MB, peak RSS grew {grown / 1e6:.0f} MB")
     assert grown < 0.5 * weight_bytes
+
+
+def test_emotion2vec_base_layout_loads_without_head(tmp_path):
+    """As emotion2vec_base is published: weights in emotion2vec_base.pt named by configuration.json,
+    no tokens.txt, some float64 tensors, pre-training decoder tensors beside the encoder's."""
+    import json
+
+    config, sd = state(num_classes=0)
+    sd = {k: (v.double() if k.endswith("extra_tokens") else v) for k, v in sd.items()}
+    sd["modality_encoders.AUDIO.decoder.blocks.0.0.weight"] = torch.zeros(4, 4)
+    sd["modality_encoders.AUDIO.decoder.proj.weight"] = torch.zeros(64, 64)
+    write_checkpoint_dir(tmp_path, config, {}, tokens=None, nest=None)
+    (tmp_path / "model.pt").unlink()
+    torch.save({"model": sd}, tmp_path / "emotion2vec_base.pt")
+    (tmp_path / "configuration.json").write_text(json.dumps(
+        {"framework": "pytorch", "file_path_metas": {"init_param": "emotion2vec_base.pt", "config": "config.yaml"}}))
+    model, labels = load_checkpoint(tmp_path)
+    assert labels == [] and model.proj is None
+    extra = model.modality_encoders["AUDIO"].extra_tokens
+    assert extra.dtype == torch.float32 and torch.equal(extra, sd["modality_encoders.AUDIO.extra_tokens"].float())

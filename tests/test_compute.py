@@ -1,4 +1,4 @@
-"""compute.py: the process-wide allocator setting the torch backend applies."""
+"""compute.py: the process-wide allocator setting the torch backend applies, and compute_type="auto"."""
 
 from __future__ import annotations
 
@@ -67,3 +67,64 @@ def test_model_work_runs_on_one_thread_with_the_callers_context():
     assert results == [name] and model_thread() is model_thread()
     with pytest.raises(ZeroDivisionError):
         on_model_thread(lambda: 1 / 0)
+
+
+# --------------------------------------------------------------------------- compute_type="auto"
+
+from emotion2vec_plus.compute import CpuFeatures, choose_compute_type, cpu_features  # noqa: E402
+
+SAPPHIRE_RAPIDS = CpuFeatures("Intel(R) Xeon(R) Platinum 8481C", frozenset(
+    "avx2 avx512f avx512_bf16 avx512_vnni amx_tile amx_bf16 amx_int8".split()), "AVX512", "")
+EPYC_AVX2 = CpuFeatures("AMD EPYC 7B13", frozenset("avx avx2 fma".split()), "AVX2", "")
+ZEN4 = CpuFeatures("AMD EPYC 9B14", frozenset("avx2 avx512f avx512_bf16 avx512_vnni".split()), "AVX512", "")
+OLD = CpuFeatures("Intel(R) Xeon(R) CPU E5-2670", frozenset("avx sse4_2".split()), "DEFAULT", "")
+
+
+@pytest.mark.parametrize("features, backend, expected", [
+    (SAPPHIRE_RAPIDS, "torch", "bfloat16"),
+    (SAPPHIRE_RAPIDS, "onnx", "int8"),       # onnxruntime has no bf16 mode here
+    (EPYC_AVX2, "torch", "int8"),            # bf16 emulated there: 6.6x slower than float32
+    (ZEN4, "torch", "bfloat16"),             # avx512_bf16 without AMX: bf16 2.1x, int8 1.6x float32
+    (ZEN4, "onnx", "int8"),
+    (OLD, "torch", "float32"),
+])
+def test_auto_compute_type_follows_the_measured_rule(features, backend, expected):
+    import torch
+
+    chosen, reason = choose_compute_type(backend, torch.device("cpu"), features)
+    assert chosen == expected
+    assert features.name in reason
+
+
+def test_kernels_capped_below_bf16_do_not_pick_bf16():
+    """ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY below the bf16 instructions: bf16 would be emulated."""
+    import dataclasses
+
+    import torch
+
+    for capped in (dataclasses.replace(SAPPHIRE_RAPIDS, onednn_max_isa="AVX2"),
+                   dataclasses.replace(ZEN4, onednn_max_isa="AVX512_CORE_VNNI"),
+                   dataclasses.replace(ZEN4, aten_capability="AVX2")):
+        assert choose_compute_type("torch", torch.device("cpu"), capped)[0] == "int8", capped
+        assert "no AMX" in capped.summary() and "AVX512-BF16" not in capped.summary()
+    amx_allowed = dataclasses.replace(SAPPHIRE_RAPIDS, onednn_max_isa="AVX512_CORE_AMX")
+    assert choose_compute_type("torch", torch.device("cpu"), amx_allowed)[0] == "bfloat16"
+
+
+def test_this_machine_is_described():
+    features = cpu_features()
+    assert features.name and features.aten_capability in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256")
+
+
+def test_auto_is_resolved_and_reported_by_the_model_and_the_cli(small_checkpoint, capsys):
+    from emotion2vec_plus import Emotion2VecPlus
+    from emotion2vec_plus.cli import main
+
+    from conftest import speech_clips
+
+    model = Emotion2VecPlus(small_checkpoint, compute_type="auto")
+    assert model.compute_type in ("float32", "int8", "bfloat16") and model.compute_type_reason != "asked for"
+    assert Emotion2VecPlus(small_checkpoint).compute_type == "float32"  # the Python API stays exact
+    assert main(["predict", str(speech_clips(1)[0]), "--model", str(small_checkpoint)]) == 0
+    err = capsys.readouterr().err
+    assert f"compute type {model.compute_type} (auto: {cpu_features().name}" in err

@@ -306,8 +306,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_cli_end_to_end(trained, train_csv, cache_dir, tmp_path, capsys):
     out = tmp_path / "cli" / "head.safetensors"
+    # float32 like the Python API that filled the cache: embeddings of each compute type are cached apart.
     args = _parser().parse_args(["train-head", str(train_csv), "--out", str(out), "--folds", "3",
-                                 "--cache", str(cache_dir), "--l2", "0.01", "--kind", "logreg"])
+                                 "--cache", str(cache_dir), "--l2", "0.01", "--kind", "logreg",
+                                 "--compute-type", "float32"])
     assert args.command == "train-head"
     assert run_train_head_command(args) == 0
     stdout = capsys.readouterr().out
@@ -331,3 +333,14 @@ def test_cli_bad_source_exits_2(tmp_path, capsys, source):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and source in lines[0]
     assert "Traceback" not in captured.err and not (tmp_path / "h.safetensors").exists()
+
+
+def test_each_compute_type_keeps_its_own_embedding_cache(casia_rows, tmp_path):
+    """int8/bf16 embeddings differ slightly from float32 ones, so they never share a cache file."""
+    from emotion2vec_plus import Emotion2VecPlus
+
+    clips = [LabelledClip(CASIA / row["path"], row["label"], "s") for row in casia_rows[:2]]
+    bf16 = Emotion2VecPlus(compute_type="bfloat16")
+    x, ok = embed_clips(bf16, clips, tmp_path)
+    assert ok == [0, 1] and x.shape == (2, 3584)
+    assert [p.name.split("-")[0] for p in tmp_path.glob("*.npz")] == ["compact_bfloat16"]

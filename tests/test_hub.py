@@ -580,3 +580,14 @@ def test_download_ms(cache: Path, online: None, monkeypatch: pytest.MonkeyPatch)
     assert "model.pt" in call["allow_file_pattern"] and "tokens.txt" in call["allow_file_pattern"]
     assert Path(call["local_dir"]).parent == target.parent
     assert partial_dirs(target.parent) == []
+
+
+def test_download_emotion2vec_base_fetches_its_own_weights_file(
+    cache: Path, online: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeHfSnapshot(files=("config.yaml", "emotion2vec_base.pt", "configuration.json"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    target = cache / "hf" / "emotion2vec" / "emotion2vec_base"
+    assert hub.resolve_model_dir("emotion2vec_base") == target
+    assert "emotion2vec_base.pt" in fake.downloads[0]["allow_patterns"]
+    assert (target / "emotion2vec_base.pt").is_file()

@@ -238,9 +238,36 @@ def test_export_onnx_command_writes_a_loadable_graph(small_checkpoint, tmp_path,
         assert not any("/mlp/fc2/" in n or "/proj/" in n.replace("/attn/proj/", "") for n in quantized)
 
 
-def test_export_refuses_a_graph_that_differs_from_torch(small_pair, tmp_path, monkeypatch):
+@pytest.mark.parametrize("which", ["emotion2vec", "compact"])
+def test_export_check_refuses_a_graph_with_one_weight_off(small_pair, compact_modes, tmp_path, which):
+    """The check's tolerance (float32 rounding relative to each output's magnitude) passes the
+    right graph on any CPU's kernels, and still refuses one whose single bias entry of the first
+    block's attention output is off by 0.01."""
+    import re
+
+    import onnx
+    from onnx import numpy_helper
+
+    model = (small_pair[0] if which == "emotion2vec" else compact_modes[("torch", "float32")]).model
+    good = tmp_path / "good.onnx"
+    onnx_backend._export_fp32(model, good, onnx_backend.OPSET)
+    worst = onnx_backend.verify_graph(model, good)
+    assert set(worst) >= {"frames", "embedding"} and all(np.isfinite(v) for v in worst.values())
+
+    graph = onnx.load(str(good))
+    (bias,) = [t for t in graph.graph.initializer if re.search(r"(^|\.)blocks\.0\.attn\.(out|proj)\.bias$", t.name)][:1]
+    values = numpy_helper.to_array(bias).copy()
+    values[0] += 0.01
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(graph, str(bad))
+    with pytest.raises(ModelError, match="differs from PyTorch beyond float32 rounding"):
+        onnx_backend.verify_graph(model, bad)
+
+
+def test_a_graph_that_fails_the_check_is_not_kept(small_pair, tmp_path, monkeypatch):
     reference, _ = small_pair
-    monkeypatch.setattr(onnx_backend, "VERIFY_TOLERANCE", -1.0)
+    monkeypatch.setattr(onnx_backend, "VERIFY_TOLERANCE", onnx_backend.Tolerance(rms=0.0, max=0.0, atol=0.0))
     with pytest.raises(ModelError, match="differs from PyTorch"):
         export_onnx(reference.model, tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()

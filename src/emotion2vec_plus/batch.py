@@ -1028,7 +1028,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             )
             progress = not args.no_progress
             if progress:
-                print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s; "
+                print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s; "
                       f"{len(plan.files)} file(s)", file=sys.stderr)
             summary = _run(model, plan, args.out, granularity=args.granularity, embeddings=args.embeddings,
                            workers=args.workers, batch_size=args.batch_size, progress=progress,

@@ -92,8 +92,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head, **compute_options(args),
     )
     if not args.json:
-        print(f"model {model.model_name} ({model.embed_dim}-d) loaded from {model.model_dir} "
-              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(f"{model.describe()}; loaded from {model.model_dir} in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
     failed = 0
     for path in args.files:
         result = model.predict_batch([path], granularity=args.granularity, extract_embedding=args.embedding,

@@ -26,11 +26,13 @@ import contextvars
 import ctypes
 import ctypes.util
 import os
+import platform
 import re
 import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -39,6 +41,8 @@ from torch import nn
 from .model import EncoderOutput
 
 COMPUTE_TYPES: tuple[str, ...] = ("float32", "int8", "bfloat16")
+#: What a user may ask for: a compute type, or ``"auto"`` (:func:`choose_compute_type`).
+COMPUTE_TYPE_CHOICES: tuple[str, ...] = ("auto", *COMPUTE_TYPES)
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 #: Linear layers int8 mode leaves in float32: the MLP's second projection (Whisper ``mlp.2``,
@@ -48,10 +52,113 @@ INT8_SKIP = re.compile(r"(^|\.)mlp\.(2|fc2)$")
 Runner = Callable[[torch.Tensor, torch.Tensor], EncoderOutput]
 
 
+@dataclass(frozen=True)
+class CpuFeatures:
+    """What the CPU offers the kernels that matter here, as the kernels will see it."""
+
+    name: str
+    flags: frozenset[str]
+    aten_capability: str
+    """PyTorch's vector level (``AVX512``, ``AVX2``, ``DEFAULT``; lowered by ``ATEN_CPU_CAPABILITY``)."""
+    onednn_max_isa: str
+    """``ONEDNN_MAX_CPU_ISA`` if set (a cap on the ISA oneDNN, PyTorch's bf16 matmul library, uses)."""
+
+    def _onednn_allows(self, level: str) -> bool:
+        cap = self.onednn_max_isa.strip().upper()
+        if cap in ("", "ALL", "DEFAULT") or cap not in _ONEDNN_LEVELS:
+            return True
+        return _ONEDNN_LEVELS.index(cap) >= _ONEDNN_LEVELS.index(level)
+
+    @property
+    def amx_bf16(self) -> bool:
+        """bf16 matrix units that oneDNN will use (Intel Sapphire Rapids and later)."""
+        return {"amx_tile", "amx_bf16"} <= self.flags and self._onednn_allows("AVX512_CORE_AMX")
+
+    @property
+    def avx512_bf16(self) -> bool:
+        """bf16 dot-product instructions that oneDNN and PyTorch's AVX-512 kernels will use (AMD Zen 4,
+        Intel Cooper Lake and later)."""
+        return ("avx512_bf16" in self.flags and self.aten_capability == "AVX512"
+                and self._onednn_allows("AVX512_CORE_BF16"))
+
+    @property
+    def avx2(self) -> bool:
+        return "avx2" in self.flags and self.aten_capability != "DEFAULT"
+
+    @property
+    def vnni(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni"} & self.flags)
+
+    def summary(self) -> str:
+        """e.g. ``AMD EPYC: AVX-512, AVX512-BF16, VNNI, no AMX``."""
+        parts = [("AVX-512" if self.aten_capability == "AVX512" else "AVX2" if self.avx2 else "no AVX2")]
+        parts += [name for name, present in (("AVX512-BF16", self.avx512_bf16), ("VNNI", self.vnni)) if present]
+        if self.onednn_max_isa:
+            parts.append(f"oneDNN capped at {self.onednn_max_isa}")
+        parts.append("AMX-BF16" if self.amx_bf16 else "no AMX")
+        return f"{self.name}: {', '.join(parts)}"
+
+
+#: oneDNN's ISA levels in order (the values ``ONEDNN_MAX_CPU_ISA`` takes).
+_ONEDNN_LEVELS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+                  "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16")
+_cpu_features: CpuFeatures | None = None
+
+
+def cpu_features() -> CpuFeatures:
+    """This machine's :class:`CpuFeatures` (read once from ``/proc/cpuinfo``; empty flags elsewhere)."""
+    global _cpu_features
+    if _cpu_features is None:
+        name, flags = platform.processor() or platform.machine(), frozenset()
+        try:
+            for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    name = value.strip()
+                if key.strip() in ("flags", "Features"):
+                    flags = frozenset(value.split())
+                    break
+        except OSError:
+            pass
+        try:
+            capability = torch.backends.cpu.get_cpu_capability()
+        except (AttributeError, RuntimeError):
+            capability = "DEFAULT"
+        _cpu_features = CpuFeatures(name, flags, capability, os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
+    return _cpu_features
+
+
+def choose_compute_type(backend: str, device: torch.device, features: CpuFeatures | None = None) -> tuple[str, str]:
+    """``compute_type="auto"``: the fastest mode measured for this hardware, and why.
+
+    Measured (``bench/drift.py``, 2 threads; README "Compute types and ONNX"): where the CPU has
+    bf16 instructions that the kernels use — AMX units (Intel Sapphire Rapids) or AVX512-BF16
+    (AMD Zen 4) — bfloat16 is fastest (compact model 1.8x float32 on both; plus_large size 2.0x
+    and 2.1x, where int8 gives 1.4x and 1.6x). Without them bf16 is emulated and far slower than
+    float32 (6.6x slower on an AVX2-only AMD EPYC; 10x with the kernels forced to AVX2 here),
+    while dynamic int8 is faster than float32 on every x86 CPU measured (1.6-1.7x) and agrees
+    with float32 on >= 99.7 % of argmax decisions. A CPU without AVX2 gets float32. ONNX has no
+    bf16 mode: it gets int8 wherever AVX2 is there.
+    """
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "CUDA device with bf16 support"
+        return "float32", "CUDA device without bf16 support"
+    features = features or cpu_features()
+    if backend == "torch" and (features.amx_bf16 or features.avx512_bf16):
+        units = "AMX units" if features.amx_bf16 else "AVX512-BF16 instructions"
+        return "bfloat16", f"{features.summary()}: bf16 on {units} is fastest"
+    if features.avx2:
+        why = "int8 is faster than float32" + ("" if backend == "onnx" else "; bf16 would be emulated")
+        return "int8", f"{features.summary()}: {why}"
+    return "float32", f"{features.summary()}: no AVX2, float32"
+
+
 def check_compute_options(compute_type: str, backend: str, device: torch.device) -> None:
-    """Refuse unknown or unsupported combinations with a ValueError naming the options."""
+    """Refuse unknown or unsupported combinations with a ValueError naming the options
+    (``"auto"`` is resolved by :func:`choose_compute_type` before this check)."""
     if compute_type not in COMPUTE_TYPES:
-        raise ValueError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}; got {compute_type!r}")
+        raise ValueError(f"compute_type must be one of {', '.join(COMPUTE_TYPE_CHOICES)}; got {compute_type!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend == "onnx" and compute_type == "bfloat16":

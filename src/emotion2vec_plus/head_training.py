@@ -271,7 +271,10 @@ def embed_clips(
     cache: dict[str, np.ndarray] = {}
     cache_path: Path | None = None
     if use_cache:
-        cache_path = _cache_file(Path(cache_dir or DEFAULT_EMBEDDING_CACHE).expanduser(), model.model_name)
+        # int8 / bf16 / onnx embeddings differ slightly from float32 ones: each mode keeps its own file.
+        mode = (getattr(model, "compute_type", "float32"), getattr(model, "backend", "torch"))
+        name = model.model_name if mode == ("float32", "torch") else f"{model.model_name}@{'-'.join(mode)}"
+        cache_path = _cache_file(Path(cache_dir or DEFAULT_EMBEDDING_CACHE).expanduser(), name)
         stats.cache_path = cache_path
         cache = _load_cache(cache_path, embed_dim)
     keys = [_clip_key(path) for path in paths]
@@ -555,7 +558,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=getattr(args, "device", "cpu"),
                             num_threads=getattr(args, "threads", None), **compute_options(args))
-    print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s",
+    print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     interactive = sys.stderr.isatty()
 

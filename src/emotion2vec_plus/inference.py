@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint
 from .config import checkpoint_files
 from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
-from .compute import check_compute_options, make_runner
+from .compute import check_compute_options, choose_compute_type, make_runner
 from .errors import Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
@@ -96,8 +96,11 @@ class Emotion2VecPlus:
         head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
             replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
             been trained on this model's embeddings.
-        compute_type: ``"float32"`` (default), ``"int8"`` (dynamic int8 quantisation of the
-            encoder's linear layers, CPU) or ``"bfloat16"`` (encoder under bf16 autocast, torch only).
+        compute_type: ``"float32"`` (default: FunASR's numbers exactly), ``"int8"`` (dynamic int8
+            quantisation of the encoder's linear layers, CPU), ``"bfloat16"`` (encoder under bf16
+            autocast, torch only) or ``"auto"`` (the fastest for this CPU: bfloat16 with AMX units,
+            else int8 with AVX2, else float32; see :func:`~emotion2vec_plus.compute.choose_compute_type`;
+            the choice is in :attr:`compute_type` and :attr:`compute_type_reason`).
         backend: ``"torch"`` (default) or ``"onnx"`` (the model exported once to ONNX, cached under
             ``<cache_dir>/onnx/``, and run with onnxruntime; needs ``pip install "emotion2vec-plus[onnx]"``).
             Only the encoder changes: the head, windows and results are the same code in every mode.
@@ -127,6 +130,10 @@ class Emotion2VecPlus:
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
         self.device = _resolve_device(device)
+        #: Why this compute type runs: the rule's reason for ``"auto"``, else "asked for".
+        self.compute_type_reason = "asked for"
+        if compute_type == "auto":
+            compute_type, self.compute_type_reason = choose_compute_type(backend, self.device)
         check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
@@ -182,6 +189,12 @@ class Emotion2VecPlus:
     def labels(self) -> list[Label]:
         """Classes reported in results, in model order (placeholder ``unuse`` classes left out)."""
         return [label for label in self._labels if not label.unused]
+
+    def describe(self) -> str:
+        """One line for logs: model, dimension, compute type (and why, when chosen by ``"auto"``), backend."""
+        compute = self.compute_type if self.compute_type_reason == "asked for" else (
+            f"{self.compute_type} (auto: {self.compute_type_reason})")
+        return f"model {self.model_name} ({self.embed_dim}-d), compute type {compute}, backend {self.backend}"
 
     @property
     def frame_rate(self) -> float:

@@ -612,8 +612,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"model {model.model_name} ({model.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr)
+    print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)
     if not os.environ.get(API_KEY_ENV) and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} to require one",

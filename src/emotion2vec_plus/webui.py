@@ -145,7 +145,7 @@ class ModelProvider:
 
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
                  cache_dir: str | os.PathLike | None = None, num_threads: int | None = None,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str = "float32",
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str = "auto",
                  backend: str = "torch", preloaded: "Emotion2VecPlus | None" = None) -> None:
         self.default_name = str(default_model)
         self._options: dict[str, Any] = {"device": device, "hub": hub, "cache_dir": cache_dir,
@@ -873,8 +873,7 @@ def run_webui_command(args: argparse.Namespace) -> int:
     print(f"loading model {provider.default_name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     loaded = provider.load_default()
-    print(f"model {loaded.model_name} ({loaded.embed_dim}-d) loaded in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr, flush=True)
+    print(f"{loaded.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     ui = EmotionWebUI(provider, settings)
     demo = build_app(ui)
     demo.queue(default_concurrency_limit=1)

@@ -134,7 +134,7 @@ def log_mel_spectrogram(
         ``whisper.pad_or_trim`` followed by ``whisper.log_mel_spectrogram``: 3000 frames each.
 
     Returns:
-      ``mel`` ``(B, n_mels, F)`` float32 and ``frames`` ``(B,)`` int64, the valid frames of each
+      ``mel`` ``(B, n_mels, F)`` float32 (float64 for float64 input) and ``frames`` ``(B,)`` int64, the valid frames of each
       clip (``num_samples // 160``, or 3000 with ``pad_to_30s``). Frames at and after
       ``frames[b]`` are 0.
 
@@ -148,7 +148,9 @@ def log_mel_spectrogram(
         wavs = wavs.unsqueeze(0)
     if wavs.dim() != 2:
         raise ValueError(f"wavs must be (B, N), got shape {tuple(wavs.shape)}")
-    wavs = wavs.to(torch.float32)
+    # float64 input stays float64 (for exactness checks); anything else is computed in float32.
+    dtype = torch.float64 if wavs.dtype == torch.float64 else torch.float32
+    wavs = wavs.to(dtype)
     batch, n_max = wavs.shape
     device = wavs.device
     if num_samples is None:
@@ -188,10 +190,10 @@ def log_mel_spectrogram(
         padded = torch.gather(wavs, 1, j.expand(batch, -1))
         frames = lengths // HOP_LENGTH
 
-    window = torch.hann_window(N_FFT, periodic=True, device=device, dtype=torch.float32)
+    window = torch.hann_window(N_FFT, periodic=True, device=device, dtype=dtype)
     stft = torch.stft(padded, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
     magnitudes = stft[..., :-1].abs() ** 2                       # (B, 201, F)
-    mel_spec = _mel_tensor(n_mels, device) @ magnitudes          # (B, n_mels, F)
+    mel_spec = _mel_tensor(n_mels, device).to(dtype) @ magnitudes  # (B, n_mels, F)
     log_spec = torch.clamp(mel_spec, min=1e-10).log10()
 
     n_frames = log_spec.shape[-1]
