@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 NUMERIC_TESTS=(tests/test_model.py tests/test_whisper.py tests/test_parity.py tests/test_onnx_backend.py
-               tests/test_compute.py tests/test_checkpoint.py)
+               tests/test_compute.py tests/test_checkpoint.py tests/test_compact.py tests/test_vad.py)
 for level in avx2 default; do
     echo "== numeric tests with ATEN_CPU_CAPABILITY=$level ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2"
     ATEN_CPU_CAPABILITY=$level ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \

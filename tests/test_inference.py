@@ -9,7 +9,8 @@ import torch
 
 from conftest import speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, CorruptAudioError, Emotion2VecPlus, ModelError
-from emotion2vec_plus.inference import plan_windows
+from emotion2vec_plus.segmentation import plan_pieces
+from emotion2vec_plus.vad import SpeechRegion
 
 
 def test_predict_real_speech_file(small_model):
@@ -52,36 +53,77 @@ def test_frame_granularity_gives_timed_per_frame_emotions(small_model):
     assert all(abs(sum(f.scores) - 1) < 1e-4 and f.emotion in EMOTIONS for f in result.frames)
 
 
-def test_long_audio_is_windowed_with_segments(small_checkpoint):
-    model = Emotion2VecPlus(small_checkpoint, window_s=2.0)
-    wav = speech_of_length(5.0)
+def test_long_audio_is_scored_in_speech_pieces_pooled_by_speech(small_checkpoint):
+    """Past the window, each stretch of speech is scored whole and the utterance pools them by speech time."""
+    model = Emotion2VecPlus(small_checkpoint, window_s=4.0)
+    clips = [sf.read(p, dtype="float32")[0] for p in speech_clips(4)]  # ~1 s of silence around each
+    wav = np.concatenate(clips)
     result = model.predict(wav, granularity="frame", extract_embedding=True)
-    bounds = [t for s in result.segments for t in (s.start_s, s.end_s)]
-    assert bounds == pytest.approx([0, 5 / 3, 5 / 3, 10 / 3, 10 / 3, 5], abs=1e-3)
-    windows = plan_windows(len(wav), 32000)
-    per_window = [model.extract_embedding(wav[a:b], granularity="frame") for a, b in windows]
-    assert np.allclose(result.embedding, np.concatenate(per_window), atol=1e-4)
-    assert result.frames[len(per_window[0])].start_s == pytest.approx(windows[1][0] / 16000)
-    utterance = model.predict(wav, extract_embedding=True).embedding
-    assert np.allclose(utterance, np.concatenate(per_window).mean(axis=0), atol=1e-5)
-    for segment, piece in zip(result.segments, per_window):
-        assert segment.scores == pytest.approx(model.classify_embedding(piece), abs=1e-5)
+    pieces, found = plan_pieces(wav, 4 * 16000, cover_all=True)
+    speech = [p for p in pieces if p.speech]
+    assert found and len(result.segments) == len(speech) >= 2
+    assert sum(p.end - p.start for p in pieces) == pytest.approx(len(wav), abs=16000 * 0.05)  # frames cover it all
+    for segment, piece in zip(result.segments, speech):
+        assert (segment.start_s, segment.end_s) == pytest.approx((piece.speech_start / 16000, piece.speech_end / 16000))
+        assert segment.speech_s == pytest.approx(piece.speech / 16000)
+        alone = model.extract_embedding(wav[piece.start : piece.end])
+        assert segment.scores == pytest.approx(model.classify_embedding(alone), abs=1e-5)
+    weights = np.array([s.speech_s for s in result.segments]) / sum(s.speech_s for s in result.segments)
+    pooled = weights @ np.array([list(s.scores.values()) for s in result.segments])
+    assert list(result.scores.values()) == pytest.approx(list(pooled), abs=1e-6)
+    assert result.embedding.shape[0] == len(result.frames) == sum(
+        (p.end - p.start - 400) // 320 + 1 for p in pieces)
+    starts = [f.start_s for f in result.frames]
+    assert starts == sorted(starts) and starts[-1] < len(wav) / 16000
+    utterance = model.predict(wav, extract_embedding=True)  # utterance granularity: the same speech pieces
+    assert utterance.scores == pytest.approx(result.scores, abs=1e-6)
 
 
-def test_plan_windows_has_no_tiny_tail():
-    assert plan_windows(100, 480000) == [(0, 100)]
-    bounds = plan_windows(16000 * 61, 16000 * 30)
-    assert len(bounds) == 3 and bounds[0][0] == 0 and bounds[-1][1] == 16000 * 61
-    assert max(b - a for a, b in bounds) <= 16000 * 30 and min(b - a for a, b in bounds) > 16000 * 20
+def test_a_clip_within_the_window_is_scored_whole_without_vad(small_checkpoint, monkeypatch):
+    from emotion2vec_plus import segmentation
+
+    monkeypatch.setattr(segmentation, "speech_regions", lambda *a, **k: pytest.fail("VAD ran on a short clip"))
+    model = Emotion2VecPlus(small_checkpoint, window_s=4.0)
+    wav = speech_of_length(3.9)
+    result = model.predict(wav, extract_embedding=True)
+    assert result.segments is None
+    assert result.scores == pytest.approx(model.classify_embedding(result.embedding), abs=1e-6)
 
 
-def test_ten_minute_file_runs_in_windows(small_model, tmp_path):
+def test_plan_pieces_groups_regions_and_splits_long_ones():
+    n = 16000 * 60
+    regions = [SpeechRegion(16000 * a, 16000 * b) for a, b in [(1, 3), (4, 6), (7, 9), (12, 40), (45, 46)]]
+    pieces, found = plan_pieces(np.zeros(n, np.float32), 16000 * 10, regions=regions)
+    spans = [(p.start / 16000, p.end / 16000, p.speech / 16000) for p in pieces]
+    third = 28 / 3  # the 28 s region: three equal parts
+    expected = [(1, 9, 6), (12, 12 + third, third), (12 + third, 12 + 2 * third, third), (12 + 2 * third, 40, third),
+                (45, 46, 1)]
+    assert found and np.allclose(spans, expected, atol=1e-3)
+    covered, _ = plan_pieces(np.zeros(n, np.float32), 16000 * 10, regions=regions, cover_all=True)
+    assert covered[0].start == 0 and covered[-1].end == n
+    assert all(a.end == b.start for a, b in zip(covered, covered[1:]))
+    assert sum(p.speech for p in covered) == sum(p.speech for p in pieces)
+    assert max(p.end - p.start for p in covered) <= 16000 * 10
+    silent, found = plan_pieces(np.zeros(n, np.float32), 16000 * 25, regions=[])
+    assert not found and [(p.start, p.end) for p in silent] == [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
+
+
+def test_long_silence_is_scored_with_a_warning(small_checkpoint):
+    model = Emotion2VecPlus(small_checkpoint, window_s=4.0)
+    noise = 1e-4 * np.random.default_rng(0).standard_normal(16000 * 9).astype(np.float32)
+    result = model.predict(noise)
+    assert result.ok and result.emotion is not None
+    assert any("no speech detected" in w for w in result.warnings)
+
+
+def test_ten_minute_file_runs_in_pieces(small_model, tmp_path):
     wav = np.tile(speech_of_length(30.0), 20)
     path = tmp_path / "ten_minutes.flac"
     sf.write(path, wav, 16000)
     result = small_model.predict(str(path))
     assert result.duration_s == pytest.approx(600.0)
-    assert len(result.segments) == 20 and result.segments[-1].end_s == pytest.approx(600.0)
+    assert len(result.segments) >= 20 and all(s.end_s - s.start_s <= 30.0 + 1e-6 for s in result.segments)
+    assert 200 < sum(s.speech_s for s in result.segments) <= 600 and result.segments[-1].end_s <= 600.0
 
 
 def test_batch_with_a_corrupt_file_reports_it_and_finishes_the_rest(small_model, tmp_path):

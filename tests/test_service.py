@@ -359,13 +359,13 @@ def test_queue_full_is_503_with_retry_after(model, clips, references):
 
 
 def test_long_audio_through_service(model):
-    """A clip longer than one 30 s window gets segments, as with ``model.predict``."""
+    """A clip longer than one 30 s window gets its speech segments, as with ``model.predict``."""
     data = wav_bytes(speech_of_length(32.0))
     with TestClient(create_app(model, api_key="")) as c:
         r = c.post("/v1/recognize", files={"file": ("long.wav", data)})
     assert r.status_code == 200, r.text
     expected = model.predict(data)
-    assert len(r.json()["segments"]) == len(expected.segments) == 2
+    assert len(r.json()["segments"]) == len(expected.segments) >= 1
     assert_same_scores(r.json(), expected)
 
 

@@ -260,13 +260,14 @@ def test_the_webui_command_options():
     assert os.environ.get("GRADIO_SHARE") in (None, "", "False", "false")
 
 
-def test_long_audio_gives_a_timeline_of_windows_and_their_segments(tmp_path):
-    windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample becomes three windows, like a long recording
+def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
+    windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample is cut at its pauses, like a long recording
     ui = EmotionWebUI(ModelProvider("compact", preloaded=windowed), WebUISettings(outputs_root=tmp_path / "outputs"))
     view = ui.recognise(str(SAMPLES / "en_calm.wav"), "utterance", False, None, "en")
     assert view.timeline_plot["visible"] is True and view.segments_table["visible"] is True
     table = view.segments_table["value"]
-    assert len(table) == 3 and table.iloc[-1]["end (s)"] == pytest.approx(4.68, abs=0.01)
+    # three stretches of speech, the last ending where the speech does (the file runs to 4.68 s)
+    assert len(table) == 3 and 4.0 < table.iloc[-1]["end (s)"] < 4.68 and table.iloc[0]["start (s)"] < 0.2
     assert all(len(trace.x) == 4 for trace in view.timeline_plot["value"].data)  # three steps, closed at the end
 
 

@@ -1,8 +1,8 @@
-"""The emotional speech corpora in ../shared/datasets (RAVDESS, CASIA), read from their manifests.
+"""The emotional speech corpora in ../shared/datasets, read from their manifests.
 
-Licences (see ../shared/datasets/README.md): RAVDESS CC BY-NC-SA 4.0, CASIA research use only.
-Anything trained on them is for non-commercial / research use. The audio is never copied
-into this repository.
+Licences (see ../shared/datasets/README.md): RAVDESS and nEMO CC BY-NC-SA 4.0, CASIA and EMOVO
+research use only. Anything trained on them is for non-commercial / research use. The audio is
+never copied into this repository.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-CORPORA = ("RAVDESS", "CASIA")
+CORPORA = ("RAVDESS", "CASIA")  # the compact model v1's training data
+ALL_CORPORA = ("RAVDESS", "CASIA", "nEMO", "EMOVO")
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,19 @@ def read_corpus(name: str, root: Path = DATASETS) -> list[Clip]:
                 for row in csv.DictReader(handle)]
 
 
-def read_all(root: Path = DATASETS) -> list[Clip]:
-    return [clip for name in CORPORA for clip in read_corpus(name, root)]
+def read_all(root: Path = DATASETS, corpora: tuple[str, ...] = CORPORA) -> list[Clip]:
+    return [clip for name in corpora for clip in read_corpus(name, root)]
+
+
+def speaker_folds(clips: list[Clip], n_folds: int = 4) -> list[int]:
+    """Speaker-independent folds over any corpora: each corpus's speakers (sorted) are dealt out
+    round-robin, so every fold holds out about a quarter of every corpus's speakers and every
+    speaker is tested exactly once."""
+    fold_of: dict[tuple[str, str], int] = {}
+    for corpus in sorted({c.corpus for c in clips}):
+        speakers = sorted({c.speaker for c in clips if c.corpus == corpus})
+        fold_of.update({(corpus, s): i % n_folds for i, s in enumerate(speakers)})
+    return [fold_of[(c.corpus, c.speaker)] for c in clips]
 
 
 def joint_folds(clips: list[Clip], n_folds: int = 4) -> list[int]:

@@ -976,7 +976,9 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
                              "mirroring the inputs), both, or none")
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per forward pass (default 8)")
-    parser.add_argument("--window", type=float, default=30.0, help="seconds per window for long audio (default 30)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="longest piece scored whole, in seconds; longer files are cut at their pauses "
+                             "(default: the model's, 10 for compact, 30 for emotion2vec+)")
     parser.add_argument("--max-duration", type=float, default=None,
                         help="refuse files longer than this many seconds (default 4 h)")
     parser.add_argument("--head", default=None, help="a custom head file made by train-head")

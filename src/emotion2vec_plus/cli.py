@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--head", default=None,
                          help="a custom head file made by train-head (replaces the model's own classes)")
     predict.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    predict.add_argument("--window", type=float, default=30.0,
-                         help="seconds per window for long audio (default 30)")
+    predict.add_argument("--window", type=float, default=None,
+                        help="longest piece scored whole, in seconds; longer files are cut at their pauses "
+                             "(default: the model's, 10 for compact, 30 for emotion2vec+)")
     predict.add_argument("--max-duration", type=float, default=None,
                          help="refuse files longer than this many seconds (default 4 h)")
 

@@ -39,6 +39,9 @@ COMPACT_FORMAT = "emotion2vec-plus/compact"
 COMPACT_FORMAT_VERSION = 1
 HOP_SAMPLES = 320  # Whisper: 160-sample mel hop, conv stem stride 2 -> 50 frames per second
 MAX_WINDOW_S = 30.0  # Whisper's positional embedding covers 1500 frames
+#: Default longest piece scored whole: the head was trained on clips of 1-8 s, and whole 30 s
+#: windows of speech and pauses drifted to "sad" (see the model card's length table).
+WINDOW_S = 10.0
 
 
 @dataclass

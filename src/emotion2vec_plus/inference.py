@@ -7,7 +7,6 @@ together per input. Interfaces (CLI, WebUI, REST) call this class; none runs the
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from .checkpoint import load_checkpoint
 from .config import checkpoint_files
 from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
+from .compact import WINDOW_S as COMPACT_WINDOW_S
 from .compute import check_compute_options, choose_compute_type, make_runner
 from .errors import Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
@@ -29,48 +29,34 @@ from .labels import Label, label_from_name
 from .model import Emotion2vecModel
 from .outputs import write_run
 from .results import AudioSummary, FrameScores, Result, Segment
+from .segmentation import Piece, plan_pieces
 from .whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
 GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
 #: The model that ships inside the package; emotion2vec+ models are one name away.
 DEFAULT_MODEL = COMPACT_NAME
+#: emotion2vec+'s default window: clips up to 30 s are scored whole, as FunASR scores them.
+EMOTION2VEC_WINDOW_S = 30.0
 
 
 @dataclass
 class _Chunk:
-    """One window of one input, as it goes through the batched encoder."""
+    """One piece of one input, as it goes through the batched encoder."""
 
     item: int
-    start: int  # first sample within the input
+    piece: Piece
     samples: np.ndarray
 
 
 @dataclass
 class _Encoded:
-    """Encoder output for one window: its frames (T, D) and their mean (D,)."""
+    """Encoder output for one piece: its frames (T, D) and their mean (D,)."""
 
-    start: int
-    num_samples: int
+    piece: Piece
     frames: np.ndarray | None
     mean: np.ndarray
     num_frames: int
-
-
-def plan_windows(num_samples: int, window_samples: int, min_samples: int = MIN_SAMPLES) -> list[tuple[int, int]]:
-    """Split ``num_samples`` into near-equal consecutive windows of at most ``window_samples``.
-
-    Equal windows avoid a tiny last window whose emotion would rest on a fraction of a second.
-    """
-    if num_samples <= window_samples:
-        return [(0, num_samples)]
-    count = math.ceil(num_samples / window_samples)
-    size = math.ceil(num_samples / count)
-    bounds = [(start, min(start + size, num_samples)) for start in range(0, num_samples, size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_samples:
-        last_start = bounds.pop()[1]
-        bounds[-1] = (bounds[-1][0], last_start)
-    return bounds
 
 
 class Emotion2VecPlus:
@@ -90,8 +76,11 @@ class Emotion2VecPlus:
             ``cpu_threads``); ``None`` keeps PyTorch's choice.
         batch_size: most windows per forward pass.
         max_batch_seconds: most padded audio per forward pass, bounding memory.
-        window_s: inputs longer than this are processed in windows of at most this length
-            and also get per-window ``segments``.
+        window_s: the longest stretch of audio scored as one piece (default: the model's, 10 s
+            for the compact model, 30 s for emotion2vec+). A longer input is cut where its speech
+            is (Silero VAD) into pieces of at most this length; each piece with speech becomes one
+            of the result's ``segments``, and the utterance's scores and embedding are the
+            pieces' weighted by their speech duration.
         max_duration_s: longer inputs are refused (``AudioTooLongError``).
         head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
             replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
@@ -117,13 +106,13 @@ class Emotion2VecPlus:
         num_threads: int | None = None,
         batch_size: int = 8,
         max_batch_seconds: float = 120.0,
-        window_s: float = 30.0,
+        window_s: float | None = None,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         head: str | os.PathLike | EmotionHead | None = None,
         compute_type: str = "float32",
         backend: str = "torch",
     ) -> None:
-        if window_s * SAMPLE_RATE < MIN_SAMPLES:
+        if window_s is not None and window_s * SAMPLE_RATE < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -138,6 +127,7 @@ class Emotion2VecPlus:
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
         if str(model_name) == COMPACT_NAME:
+            window_s = COMPACT_WINDOW_S if window_s is None else window_s
             if window_s > COMPACT_MAX_WINDOW_S:
                 raise ValueError(f"the compact model takes windows of at most {COMPACT_MAX_WINDOW_S:g} s, got window_s={window_s}")
             self.model_dir = default_compact_path().parent
@@ -145,6 +135,7 @@ class Emotion2VecPlus:
             self.model_name = COMPACT_NAME
             source_files = [default_compact_path(), default_whisper_weights_path()]
         else:
+            window_s = EMOTION2VEC_WINDOW_S if window_s is None else window_s
             self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
             model, labels = load_checkpoint(self.model_dir)
             self.model_name = canonical_name(str(model_name)) or str(model_name)
@@ -360,7 +351,7 @@ class Emotion2VecPlus:
         return out.frames.float().cpu(), out.lengths.cpu()
 
     def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int) -> list[_Encoded]:
-        """Run all windows through the model in length-sorted, padded batches."""
+        """Run all pieces through the model in length-sorted, padded batches."""
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].samples), reverse=True)
         encoded: list[_Encoded | None] = [None] * len(chunks)
         position = 0
@@ -377,33 +368,41 @@ class Emotion2VecPlus:
             frames = out.frames.float().cpu().numpy()
             for row, index in enumerate(batch):
                 valid = frames[row, : int(out.lengths[row])]
-                encoded[index] = _Encoded(
-                    start=chunks[index].start,
-                    num_samples=len(chunks[index].samples),
-                    frames=valid.copy() if keep_frames else None,
-                    mean=valid.mean(axis=0),
-                    num_frames=valid.shape[0],
-                )
+                encoded[index] = _Encoded(piece=chunks[index].piece, frames=valid.copy() if keep_frames else None,
+                                          mean=valid.mean(axis=0), num_frames=valid.shape[0])
         return [e for e in encoded if e is not None]
 
     def _predict_decoded(self, decoded: list[Audio], granularity: str, extract_embedding: bool,
                          batch_size: int | None = None) -> list[Result]:
         chunks: list[_Chunk] = []
+        no_speech: set[int] = set()
         for item, audio in enumerate(decoded):
-            for start, end in plan_windows(len(audio.samples), self.window_samples):
-                chunks.append(_Chunk(item=item, start=start, samples=audio.samples[start:end]))
-        keep_frames = granularity == "frame"
-        encoded = self._encode_chunks(chunks, keep_frames, batch_size or self.batch_size)
+            pieces, found = plan_pieces(audio.samples, self.window_samples, cover_all=granularity == "frame")
+            if not found:
+                no_speech.add(item)
+            chunks += [_Chunk(item=item, piece=piece, samples=audio.samples[piece.start : piece.end]) for piece in pieces]
+        encoded = self._encode_chunks(chunks, granularity == "frame", batch_size or self.batch_size)
         per_item: list[list[_Encoded]] = [[] for _ in decoded]
         for chunk, enc in zip(chunks, encoded):
             per_item[chunk.item].append(enc)
-        return [self._assemble(audio, windows, granularity, extract_embedding)
-                for audio, windows in zip(decoded, per_item)]
+        results = []
+        for item, (audio, pieces) in enumerate(zip(decoded, per_item)):
+            result = self._assemble(audio, pieces, granularity, extract_embedding)
+            if item in no_speech:
+                result.warnings.append(f"no speech detected in {audio.duration_s:.1f} s: scored in equal parts "
+                                       "of the whole recording")
+            results.append(result)
+        return results
 
-    def _assemble(self, audio: Audio, windows: list[_Encoded], granularity: str, extract_embedding: bool) -> Result:
-        total_frames = sum(w.num_frames for w in windows)
-        utterance = np.sum([w.mean * w.num_frames for w in windows], axis=0) / total_frames
-        utterance = utterance.astype(np.float32)
+    def _assemble(self, audio: Audio, pieces: list[_Encoded], granularity: str, extract_embedding: bool) -> Result:
+        """One input's result from its encoded pieces: a single piece is scored whole (as FunASR
+        does); several are pooled, weighted by the speech each holds."""
+        scored = [p for p in pieces if p.piece.speech > 0]
+        weights = np.array([p.piece.speech for p in scored], dtype=np.float64)
+        weights /= weights.sum()
+        means = np.stack([p.mean for p in scored])
+        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == len(audio.samples)
+        utterance = (scored[0].mean if whole else weights @ means).astype(np.float32)
         info = audio.info
         result = Result(
             source=info.source,
@@ -414,45 +413,48 @@ class Emotion2VecPlus:
             audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),
             warnings=list(audio.warnings),
         )
-        frames = np.concatenate([w.frames for w in windows]) if granularity == "frame" else None
+        frames = np.concatenate([p.frames for p in pieces]) if granularity == "frame" else None
         if extract_embedding:
             result.embedding = frames if frames is not None else utterance
         if not self.has_head:
             return result
         labels = self.labels
-        probs = self._probabilities(utterance[None])[0]
-        best = int(probs.argmax())
-        result.emotion, result.emotion_zh, result.emoji = labels[best].english, labels[best].chinese, labels[best].emoji
-        result.confidence = float(probs[best])
-        result.scores = {label.english: float(p) for label, p in zip(labels, probs)}
-        if len(windows) > 1:
-            window_probs = self._probabilities(np.stack([w.mean for w in windows]))
-            result.segments = []
-            for window, p in zip(windows, window_probs):
-                top = int(p.argmax())
-                result.segments.append(Segment(
-                    start_s=window.start / SAMPLE_RATE,
-                    end_s=(window.start + window.num_samples) / SAMPLE_RATE,
-                    emotion=labels[top].english, emotion_zh=labels[top].chinese, emoji=labels[top].emoji,
-                    confidence=float(p[top]),
-                    scores={label.english: float(v) for label, v in zip(labels, p)},
-                ))
+        if whole:
+            probs = self._probabilities(utterance[None])[0]
+        else:
+            piece_probs = self._probabilities(means)
+            probs = weights @ piece_probs
+            result.segments = [
+                Segment(start_s=p.piece.speech_start / SAMPLE_RATE, end_s=p.piece.speech_end / SAMPLE_RATE,
+                        speech_s=p.piece.speech / SAMPLE_RATE, **_top_class(labels, row))
+                for p, row in zip(scored, piece_probs)
+            ]
+        top = _top_class(labels, probs)
+        result.emotion, result.emotion_zh, result.emoji = top["emotion"], top["emotion_zh"], top["emoji"]
+        result.confidence, result.scores = top["confidence"], top["scores"]
         if frames is not None:
-            result.frames = self._frame_scores(windows, frames)
+            result.frames = self._frame_scores(pieces, frames)
         return result
 
-    def _frame_scores(self, windows: list[_Encoded], frames: np.ndarray) -> list[FrameScores]:
+    def _frame_scores(self, pieces: list[_Encoded], frames: np.ndarray) -> list[FrameScores]:
         hop_s = self.model.hop_samples / SAMPLE_RATE
         span_s = self.model.frame_span_samples / SAMPLE_RATE
         probs = self._probabilities(frames)
         names = [label.english for label in self.labels]
-        starts = np.concatenate([w.start / SAMPLE_RATE + np.arange(w.num_frames) * hop_s for w in windows])
+        starts = np.concatenate([p.piece.start / SAMPLE_RATE + np.arange(p.num_frames) * hop_s for p in pieces])
         best = probs.argmax(axis=1)
         return [
             FrameScores(start_s=float(s), end_s=float(s + span_s), emotion=names[b],
                         confidence=float(p[b]), scores=[float(v) for v in p])
             for s, b, p in zip(starts, best, probs)
         ]
+
+
+def _top_class(labels: list[Label], probs: np.ndarray) -> dict:
+    """The winning class's names and confidence, and every class score, of one probability row."""
+    best = int(np.argmax(probs))
+    return {"emotion": labels[best].english, "emotion_zh": labels[best].chinese, "emoji": labels[best].emoji,
+            "confidence": float(probs[best]), "scores": {label.english: float(p) for label, p in zip(labels, probs)}}
 
 
 def _check_granularity(granularity: str) -> None:

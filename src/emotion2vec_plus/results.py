@@ -34,7 +34,7 @@ class FrameScores:
 
 @dataclass
 class Segment:
-    """The emotion of one window of a long recording."""
+    """The emotion of one stretch of speech of a long recording (a piece scored whole)."""
 
     start_s: float
     end_s: float
@@ -43,11 +43,14 @@ class Segment:
     emoji: str | None
     confidence: float | None
     scores: dict[str, float]
+    speech_s: float | None = None
+    """Seconds of speech in the segment: the weight of its scores in the utterance's."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
+            "speech_s": None if self.speech_s is None else round(self.speech_s, 3),
             "emotion": self.emotion,
             "emotion_zh": self.emotion_zh,
             "emoji": self.emoji,

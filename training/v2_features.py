@@ -1,0 +1,95 @@
+"""Cache the frozen part of the compact model v2's encoder for every training clip.
+
+v2 fine-tunes Whisper-base's top blocks; the blocks below stay as released. Their output does
+not change during training, so it is computed once per clip and augmentation variant and
+stored: the input of block ``--first-tuned`` (512-d frames at 50 Hz, float16) of every clip of
+RAVDESS, CASIA, nEMO and EMOVO, concatenated in one memory-mappable array per variant, plus an
+index (clip -> offset, frames). About 1 GB per variant. Usage:
+
+    python training/v2_features.py --out CACHE --variants clean,speed0.9,speed1.1,noise15
+
+Variants: clean | speedX (tempo and pitch by X) | noiseNN (white noise at NN dB SNR) |
+reverb (a synthetic room: exponentially decaying noise impulse response, RT60 0.3-0.8 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compact_features import augment as basic_augment, padded_batches  # noqa: E402
+from corpora import ALL_CORPORA, read_all  # noqa: E402
+
+from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
+
+SR = 16000
+
+
+def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
+    if variant == "reverb":
+        rt60 = rng.uniform(0.3, 0.8)
+        t = np.arange(int(rt60 * SR)) / SR
+        response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+        response[0] = 1.0
+        wet = np.convolve(wav, response)[: len(wav)]
+        return (wet * np.sqrt(np.mean(wav**2) / (np.mean(wet**2) + 1e-12))).astype(np.float32)
+    return basic_augment(wav, variant, rng)
+
+
+@torch.inference_mode()
+def frozen_frames(encoder, first_tuned: int, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input of block ``first_tuned`` (B, T, 512) and the valid frames of each clip."""
+    mel, frames = log_mel_spectrogram(x, lengths)
+    out = encoder(mel, frames)
+    return out.hidden_states[first_tuned], out.lengths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", default="clean")
+    parser.add_argument("--first-tuned", type=int, default=3, help="first Whisper block that is fine-tuned")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    clips = read_all(corpora=ALL_CORPORA)
+    encoder = load_whisper_encoder()
+    encoder.blocks = encoder.blocks[: args.first_tuned]  # nothing above the cached layer is run
+    audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
+    meta = {"paths": [str(c.path) for c in clips], "corpus": [c.corpus for c in clips],
+            "speaker": [c.speaker for c in clips], "label": [c.label for c in clips],
+            "first_tuned": args.first_tuned}
+    (args.out / "clips.json").write_text(json.dumps(meta))
+    for variant in args.variants.split(","):
+        target = args.out / f"{variant}.npy"
+        if target.exists():
+            print(f"{target} exists, skipped")
+            continue
+        rng = np.random.default_rng(0)
+        started = time.perf_counter()
+        wavs = [augment(w, variant, rng) for w in audio]
+        pieces: list[np.ndarray | None] = [None] * len(wavs)
+        for batch, x, lengths in padded_batches(wavs, args.batch_size):
+            hidden, valid = frozen_frames(encoder, args.first_tuned, x, lengths)
+            for row, i in enumerate(batch):
+                pieces[i] = hidden[row, : int(valid[row])].numpy().astype(np.float16)
+        counts = np.array([len(p) for p in pieces])
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        np.save(target.with_suffix(".partial.npy"), np.concatenate(pieces))
+        target.with_suffix(".partial.npy").rename(target)
+        np.savez(args.out / f"{variant}_index.npz", offsets=offsets, counts=counts)
+        seconds = sum(len(w) for w in wavs) / SR
+        took = time.perf_counter() - started
+        print(f"{variant}: {len(wavs)} clips, {seconds / 3600:.2f} h audio, {counts.sum()} frames in {took:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
