@@ -469,6 +469,19 @@ def test_truncated_flac(tmp_path: Path, fraction: float) -> None:
     expect_error(CorruptAudioError, path, str(path), match="truncated")
 
 
+def test_truncated_real_flac_says_how_much_is_there(tmp_path: Path) -> None:
+    """A speech FLAC cut at 90 %: the message gives the audio that is present, not 0.00 s."""
+    from conftest import speech_clips
+
+    data = speech_clips(4)[3].read_bytes()
+    path = tmp_path / "cut.flac"
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    error = expect_error(CorruptAudioError, path, str(path), match="truncated")
+    present = float(error.reason.split("holds only ")[1].split(" s")[0])
+    promised = float(error.reason.split("promises ")[1].split(" s")[0])
+    assert 0.5 * promised < present < promised
+
+
 def test_truncated_ogg(tmp_path: Path) -> None:
     source = tmp_path / "tone.ogg"
     sf.write(source, sine(2.0, SAMPLE_RATE), SAMPLE_RATE)

@@ -216,8 +216,10 @@ def test_absurd_architecture_values_are_refused_before_building(tmp_path, key, v
 
 
 def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
-    """Peak memory while loading a training checkpoint (weights + 2x Adam moments) stays below one
-    copy of the weights: tensors are memory-mapped and adopted, the optimiser state never read."""
+    """Peak memory while loading a training checkpoint (weights + 2x Adam moments) grows by at most
+    one copy of the weights: tensors are memory-mapped and adopted (their pages are read once, by
+    the NaN check, and stay as the page cache the model runs from), never copied, and the
+    optimiser state is never read (reading it would add twice the weights)."""
     size = dict(embed_dim=768, num_heads=12, depth=2, prenet_depth=1)
     config = make_config(**size)
     model = Emotion2vecModel(Emotion2vecConfig.from_model_conf(config["model_conf"]), num_classes=9)
@@ -241,7 +243,7 @@ def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     before, after = map(int, out.stdout.split())
     grown = after - before
     print(f"weights {weight_bytes / 1e6:.0f} MB, file {file_bytes / 1e6:.0f} MB, peak RSS grew {grown / 1e6:.0f} MB")
-    assert grown < 0.5 * weight_bytes
+    assert grown < 1.5 * weight_bytes
 
 
 def test_emotion2vec_base_layout_loads_without_head(tmp_path):
@@ -262,3 +264,13 @@ def test_emotion2vec_base_layout_loads_without_head(tmp_path):
     assert labels == [] and model.proj is None
     extra = model.modality_encoders["AUDIO"].extra_tokens
     assert extra.dtype == torch.float32 and torch.equal(extra, sd["modality_encoders.AUDIO.extra_tokens"].float())
+
+
+def test_nan_weights_are_refused_naming_the_tensors(tmp_path):
+    """A damaged download whose tensors hold NaN must not load and print 'angry nan%'."""
+    config, sd = state()
+    sd["blocks.0.mlp.fc1.weight"][3, 5] = float("nan")
+    sd["proj.bias"][0] = float("inf")
+    write_checkpoint_dir(tmp_path, config, sd)
+    with pytest.raises(CheckpointError, match=r"2 tensor\(s\) hold NaN or infinite values \(blocks\.0\.mlp\.fc1\.weight, proj\.bias\)"):
+        load_checkpoint(tmp_path)

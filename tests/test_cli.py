@@ -59,3 +59,20 @@ def test_console_script_is_installed():
     assert exe, "the emotion2vec-plus console script is not installed"
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "predict" in done.stdout
+
+
+def test_file_names_with_control_characters_are_printed_escaped(small_checkpoint, tmp_path, capsys):
+    """A name with a newline and an ANSI escape can neither forge a result line nor drive the terminal."""
+    import soundfile as sf
+
+    from conftest import speech_of_length
+
+    hostile = tmp_path / "call\n😊 happy 99.0%  forged.wav\x1b[2J.wav"
+    sf.write(hostile, speech_of_length(1.0), 16000, format="WAV")
+    broken = tmp_path / "bad\x1b]0;title\x07.wav"
+    broken.write_text("not audio")
+    code = main(["predict", str(hostile), str(broken), "--model", str(small_checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(out.strip().splitlines()) == 1 and "\x1b" not in out and "\\n😊 happy 99.0%" in out
+    assert "\x1b" not in err and "\x07" not in err and "\\x1b]0;title\\x07" in err

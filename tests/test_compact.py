@@ -119,3 +119,38 @@ def test_golden_output_on_a_bundled_clip(compact):
     for name, value in golden.items():
         assert result.scores[name] == pytest.approx(value, abs=2e-3)
     assert result.embedding[:4] == pytest.approx([1.8409, 1.7435, 1.8035, 6.1876], abs=2e-2)
+
+
+def test_a_compact_model_file_of_ones_own_loads_by_path(tmp_path):
+    """Version 2 files (fine-tuned top blocks, multi-layer projection): written by save_compact,
+    loaded by path through the public API, with embeddings of the projection's size."""
+    import torch
+
+    from emotion2vec_plus.compact import load_compact_model, save_compact
+    from emotion2vec_plus.heads import EmotionHead
+    from emotion2vec_plus.whisper import load_whisper_encoder
+
+    rng = np.random.default_rng(0)
+    released = load_whisper_encoder().state_dict()
+    tuned = {name: (value.numpy() + 0.01 * rng.standard_normal(value.shape)).astype(np.float32)
+             for name, value in released.items() if name.startswith(("blocks.4.", "blocks.5.", "ln_post."))}
+    layers, dim = [4, 5, 6], 32
+    projection = {f"project.norms.{i}.{kind}": (np.ones(512) if kind == "weight" else np.zeros(512)).astype(np.float32)
+                  for i in range(3) for kind in ("weight", "bias")}
+    projection["project.linear.weight"] = (rng.standard_normal((dim, 512 * 3)) / 40).astype(np.float32)
+    projection["project.linear.bias"] = np.zeros(dim, np.float32)
+    labels = ["angry", "happy", "neutral", "sad"]
+    head = EmotionHead(labels, "logreg", dim, "compact", {"mean": np.zeros(dim, np.float32), "scale": np.ones(dim, np.float32),
+                                                          "weight": rng.standard_normal((4, dim)).astype(np.float32),
+                                                          "bias": np.zeros(4, np.float32)})
+    path = save_compact(tmp_path / "mine.safetensors", 4, tuned, layers, projection, head, {"description": "test"})
+    model = Emotion2VecPlus(str(path))
+    assert model.model_name == str(path) and model.embed_dim == dim
+    result = model.predict(speech_of_length(2.0), granularity="frame", extract_embedding=True)
+    assert result.embedding.shape == (100, dim) and set(result.scores) == set(EMOTIONS)
+    assert result.scores["fearful"] == 0.0 and result.emotion in labels
+    # the tuned tensors really replaced the released ones (block 3 stayed as released)
+    network, _ = load_compact_model(path)
+    state = network.encoder.state_dict()
+    assert torch.equal(state["blocks.3.mlp.0.weight"], released["blocks.3.mlp.0.weight"])
+    np.testing.assert_allclose(state["blocks.4.mlp.0.weight"].numpy(), tuned["blocks.4.mlp.0.weight"].astype(np.float16), atol=0)

@@ -81,3 +81,29 @@ def test_save_keeps_the_name_given(tmp_path):
     path = save_embedding(tmp_path / "vector.emb", np.ones(4, dtype=np.float32))
     assert path == tmp_path / "vector.emb" and path.is_file()
     assert np.array_equal(load_embedding(path), np.ones(4, dtype=np.float32))
+
+
+def _npy_with_header(path, shape, data: bytes = b"\0" * 16) -> None:
+    """A .npy file whose header claims ``shape`` float32, followed by ``data``."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (118 - len(header)) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data)
+
+
+def test_a_header_claiming_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    """10^12 float32 in a 150-byte file: a typed error naming the claim, never numpy's MemoryError."""
+    _npy_with_header(tmp_path / "huge.npy", (10**12,))
+    with pytest.raises(EmbeddingFileError, match=r"truncated: the header describes a \(1000000000000,\) float32 array"):
+        load_embedding(tmp_path / "huge.npy")
+    _npy_with_header(tmp_path / "rows.npy", (10**6, 1024))
+    with pytest.raises(EmbeddingFileError, match="truncated"):
+        load_embedding(tmp_path / "rows.npy", mmap=True)
+
+
+def test_truncated_data_is_called_truncated_not_pickle(tmp_path):
+    save_embedding(tmp_path / "e.npy", np.ones(768, dtype=np.float32))
+    data = (tmp_path / "e.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-100])
+    with pytest.raises(EmbeddingFileError, match="truncated") as error:
+        load_embedding(tmp_path / "cut.npy")
+    assert "pickle" not in str(error.value)

@@ -195,3 +195,11 @@ def test_custom_head_replaces_the_classes_and_refuses_other_models(small_checkpo
     other = train_head(embeddings, names, embedding_model="large")
     with pytest.raises(HeadMismatchError, match="large"):
         Emotion2VecPlus(small_checkpoint, head=other)
+
+
+def test_non_finite_model_output_is_a_typed_error(small_checkpoint):
+    model = Emotion2VecPlus(small_checkpoint)
+    with torch.no_grad():
+        model.model.blocks[0].mlp.fc1.bias.fill_(float("nan"))  # weights damaged after loading
+    with pytest.raises(ModelError, match="NaN or infinite values"):
+        model.predict(speech_of_length(1.0))

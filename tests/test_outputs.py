@@ -41,6 +41,8 @@ def test_saved_run_has_audio_json_and_embedding(small_model, tmp_path):
     jsonschema.validate(data, schema())
     assert data["embedding_shape"] == [small_model.embed_dim] and data["audio"]["channels"] == 2
     assert data["emotion"] == result.emotion and data["output_dir"] == str(run)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in run.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # result.json is not 0600 beside 0644 siblings
 
 
 def test_frame_long_failed_and_headless_results_validate(small_model):

@@ -97,9 +97,27 @@ def test_recognize_embedding_flag(client, model, clips):
     assert body["embedding_shape"] == [model.embed_dim]
     np.testing.assert_allclose(np.array(body["embedding"]), expected, atol=1e-4)
     frame = client.post("/v1/recognize", files=upload(clips[2]), data={"embedding": "true", "granularity": "frame"})
-    assert frame.status_code == 200
-    shape = frame.json()["embedding_shape"]
-    assert shape[1] == model.embed_dim and shape[0] == len(frame.json()["frames"])
+    assert frame.status_code == 422 and "/v1/embed" in frame.json()["detail"]  # never (T, D) JSON numbers
+
+
+def test_frame_embeddings_come_as_a_npy_file(client, model, clips):
+    expected = model.extract_embedding(str(clips[2]), granularity="frame")
+    r = client.post("/v1/embed", files=upload(clips[2]), data={"granularity": "frame"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/x-npy"
+    assert r.headers["x-embedding-shape"] == f"{expected.shape[0]},{expected.shape[1]}"
+    frames = np.load(io.BytesIO(r.content), allow_pickle=False)
+    assert frames.dtype == np.float32 and frames.shape == expected.shape
+    np.testing.assert_allclose(frames, expected, atol=1e-4)
+
+
+def test_responses_past_the_limit_are_refused_before_they_are_built(model, clips):
+    with TestClient(create_app(model, api_key="", max_response_mb=0.01)) as c:
+        r = c.post("/v1/embed", files=upload(clips[2]), data={"granularity": "frame"})
+        assert r.status_code == 422 and r.json()["error"] == "ResponseTooLarge" and "limit is 0.01 MB" in r.json()["detail"]
+        r = c.post("/v1/recognize", files=upload(clips[2]), data={"granularity": "frame"})
+        assert r.status_code == 422 and r.json()["error"] == "ResponseTooLarge"
+        assert c.post("/v1/recognize", files=upload(clips[2])).status_code == 200  # the utterance result is small
 
 
 def test_embed(client, model, clips):
@@ -397,3 +415,9 @@ def test_a_custom_head_serves_its_own_classes(model, clips, tmp_path):
     assert response.status_code == 200
     body = response.json()
     assert set(body["scores"]) == {"calm", "tense"} and body["emotion"] in ("calm", "tense")
+
+
+def test_healthz_answers_head_for_probes(client):
+    response = client.head("/healthz")
+    assert response.status_code == 200 and response.content == b""
+    assert client.get("/healthz").json()["status"] == "ok"

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from scipy.signal import fftconvolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import augment as basic_augment, padded_batches  # noqa: E402
@@ -39,17 +40,19 @@ def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
         t = np.arange(int(rt60 * SR)) / SR
         response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
         response[0] = 1.0
-        wet = np.convolve(wav, response)[: len(wav)]
+        wet = fftconvolve(wav, response)[: len(wav)]
         return (wet * np.sqrt(np.mean(wav**2) / (np.mean(wet**2) + 1e-12))).astype(np.float32)
     return basic_augment(wav, variant, rng)
 
 
 @torch.inference_mode()
-def frozen_frames(encoder, first_tuned: int, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input of block ``first_tuned`` (B, T, 512) and the valid frames of each clip."""
+def frozen_frames(encoder, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input of the first tuned block (B, T, 512) and the valid frames of each clip: the raw
+    output of the last frozen block (``encoder`` holds only the frozen blocks). Not
+    ``hidden_states[-1]``, which is that output after ``ln_post``."""
     mel, frames = log_mel_spectrogram(x, lengths)
-    out = encoder(mel, frames)
-    return out.hidden_states[first_tuned], out.lengths
+    out = encoder(mel, frames, return_layers=False)
+    return out.pre_ln_post, out.lengths
 
 
 def main() -> None:
@@ -78,7 +81,7 @@ def main() -> None:
         wavs = [augment(w, variant, rng) for w in audio]
         pieces: list[np.ndarray | None] = [None] * len(wavs)
         for batch, x, lengths in padded_batches(wavs, args.batch_size):
-            hidden, valid = frozen_frames(encoder, args.first_tuned, x, lengths)
+            hidden, valid = frozen_frames(encoder, x, lengths)
             for row, i in enumerate(batch):
                 pieces[i] = hidden[row, : int(valid[row])].numpy().astype(np.float16)
         counts = np.array([len(p) for p in pieces])

@@ -46,10 +46,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .cli_options import add_model_options, compute_options
 from .audio import Audio, load_audio
+from .cli_options import add_model_options, compute_options
 from .errors import Emotion2VecError
 from .results import Result
+from .terminal import terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Emotion2VecPlus
@@ -778,7 +779,7 @@ def _commit(parts: _ParquetParts | None, log: _ResultsLog, lines: list[dict[str,
         else:
             summary.failed += 1
             if bar is not None:
-                bar.write(f"✗ {line['error']}", file=sys.stderr)
+                bar.write(f"✗ {terminal_safe(line['error'])}", file=sys.stderr)
 
 
 def _finish(parts: _ParquetParts | None, ok_keys: set, summary: BatchSummary, audio_s: float,
@@ -1036,7 +1037,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
                            workers=args.workers, batch_size=args.batch_size, progress=progress,
                            retry_failed=args.retry_failed)
     except (Emotion2VecError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume ({Path(args.out) / RESULTS_NAME})", file=sys.stderr)

@@ -350,6 +350,12 @@ def load_state_dict_strict(model: Emotion2vecModel, state: Mapping[str, torch.Te
         )
     if unexpected:
         logger.warning("%s: ignoring %d tensor(s) the model does not use: %s", source, len(unexpected), ", ".join(unexpected[:10]))
+    # One read of the weights (the pages are needed for the first forward pass anyway): a damaged
+    # download with NaN/inf weights would otherwise print "angry nan%".
+    broken = [name for name in expected if tensors[name].is_floating_point() and not bool(torch.isfinite(tensors[name]).all())]
+    if broken:
+        raise CheckpointError(f"{source}: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:5])}"
+                              f"{' ...' if len(broken) > 5 else ''}): the file is damaged; download it again")
     for name, reference in expected.items():
         if tensors[name].dtype != reference.dtype:
             tensors[name] = tensors[name].to(reference.dtype)

@@ -19,6 +19,7 @@ from .onnx_backend import add_export_onnx_parser, run_export_onnx_command
 from .service import add_serve_parser, run_serve_command
 from .webui import add_webui_parser, run_webui_command
 from .cli_options import add_model_options, compute_options
+from .terminal import terminal_safe
 from .errors import Emotion2VecError
 
 
@@ -64,21 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _format_line(result) -> str:
+    """One result for the terminal; every text that comes from outside (the file name, messages
+    quoting it) is shown with its control characters escaped."""
+    source = terminal_safe(result.source)
     if not result.ok:
-        return f"✗ {result.source}: {result.error}"
+        return f"✗ {source}: {terminal_safe(result.error)}"
     if result.emotion is None:
         shape = "x".join(str(n) for n in result.embedding.shape) if result.embedding is not None else result.embedding_dim
-        return f"{result.source}: embedding {shape} ({result.processing_time_s:.2f} s)"
+        return f"{source}: embedding {shape} ({result.processing_time_s:.2f} s)"
     line = (f"{result.emoji} {result.emotion} {result.emotion_zh} {result.confidence * 100:.1f}%  "
-            f"{result.source}  ({result.duration_s:.1f} s audio, {result.processing_time_s:.2f} s)")
+            f"{source}  ({result.duration_s:.1f} s audio, {result.processing_time_s:.2f} s)")
     for warning in result.warnings:
-        line += f"\n  warning: {warning}"
+        line += f"\n  warning: {terminal_safe(warning)}"
     if result.segments:
         for segment in result.segments:
             line += (f"\n  {segment.start_s:7.1f}-{segment.end_s:7.1f} s  {segment.emoji} {segment.emotion} "
                      f"{segment.confidence * 100:.1f}%")
     if result.output_dir:
-        line += f"\n  saved to {result.output_dir}"
+        line += f"\n  saved to {terminal_safe(result.output_dir)}"
     return line
 
 

@@ -1,21 +1,23 @@
 """The compact emotion model that ships inside the package (model name ``"compact"``).
 
-Backbone: OpenAI Whisper *base* encoder (MIT licence), run on the true length of the audio.
-Frame features: the encoder's 7 hidden states (conv stem and the 6 blocks, the last after
-``ln_post``) concatenated per frame and standardised with training statistics, giving
-(T, 3584) at 50 frames per second. The utterance embedding is the mean of the frames, and
-the emotion head is a logistic regression over it (so the same head scores single frames).
+Backbone: OpenAI Whisper *base* encoder (MIT licence), run on the true length of the audio, with
+its top blocks fine-tuned for emotion by this project. Frame embeddings: some of the encoder's
+hidden states (layer-normalised, concatenated) through a learned linear projection to an
+E-dimensional emotion embedding at 50 frames per second. The utterance embedding is the mean of the frame
+embeddings, and the emotion head is linear over it (so the same head scores single frames).
 Classes without training data (``other``, ``unknown``) get probability 0.
 
-Files (in ``emotion2vec_plus/assets``): ``whisper_base_encoder.safetensors`` (encoder) and
-``compact_v1.safetensors`` (feature statistics and the emotion head, metadata as JSON).
+Files (in ``emotion2vec_plus/assets``): ``whisper_base_encoder.safetensors`` (the released
+encoder) and ``compact_v2.safetensors`` (the fine-tuned blocks, the projection, the head, and
+JSON metadata). A compact model file of one's own (same format, e.g. from
+``training/v2_train.py``) loads with ``Emotion2VecPlus("path/to/file.safetensors")``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,27 +38,41 @@ from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram
 COMPACT_NAME = "compact"
 COMPACT_FILE = "compact_v1.safetensors"
 COMPACT_FORMAT = "emotion2vec-plus/compact"
-COMPACT_FORMAT_VERSION = 1
+#: Format versions read: 1 (frozen encoder, standardised concatenation of its 7 layers), 2 (top
+#: blocks fine-tuned, learned embedding projection). New files are written as version 2.
+COMPACT_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HOP_SAMPLES = 320  # Whisper: 160-sample mel hop, conv stem stride 2 -> 50 frames per second
 MAX_WINDOW_S = 30.0  # Whisper's positional embedding covers 1500 frames
-#: Default longest piece scored whole: the head was trained on clips of 1-8 s, and whole 30 s
-#: windows of speech and pauses drifted to "sad" (see the model card's length table).
+#: Default longest piece scored whole (see the model card's length table).
 WINDOW_S = 10.0
 
 
 @dataclass
 class CompactSpec:
-    """What the model file holds besides the Whisper weights."""
+    """What the model file holds besides the released Whisper weights."""
 
-    layers: list[int]
-    feature_mean: np.ndarray
-    feature_scale: np.ndarray
+    version: int
     head: EmotionHead | None
     metadata: dict[str, Any]
+    first_tuned: int = 6
+    encoder: dict[str, np.ndarray] = field(default_factory=dict)
+    """Version 2: fine-tuned encoder tensors (Whisper names: ``blocks.{i}.*`` for i >= first_tuned, ``ln_post.*``)."""
+    projection: dict[str, np.ndarray] = field(default_factory=dict)
+    """Version 2: the embedding projection's tensors (``project.norms.{i}.*``, ``project.linear.*``)."""
+    projection_layers: list[int] = field(default_factory=list)
+    """Version 2: the Whisper hidden states the projection reads (6 = the output after ``ln_post``)."""
+    layers: list[int] = field(default_factory=list)
+    feature_mean: np.ndarray | None = None
+    feature_scale: np.ndarray | None = None
+    """Version 1: which hidden states are concatenated, and their standardisation."""
 
     @property
     def embed_dim(self) -> int:
-        return int(self.feature_mean.shape[0])
+        if self.version == 1:
+            assert self.feature_mean is not None
+            return int(self.feature_mean.shape[0])
+        return int(self.projection["project.linear.weight"].shape[0])
 
 
 class NineClassHead(nn.Module):
@@ -76,21 +92,53 @@ class NineClassHead(nn.Module):
         return padded[..., self.columns]
 
 
+class EmbeddingProjection(nn.Module):
+    """Encoder hidden states -> emotion embeddings (…, E): each chosen layer layer-normalised, the
+    results concatenated, then one linear map."""
+
+    def __init__(self, width: int, num_layers: int, embed_dim: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(num_layers))
+        self.linear = nn.Linear(width * num_layers, embed_dim)
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        return self.linear(torch.cat([norm(x) for norm, x in zip(self.norms, states)], dim=-1))
+
+
 class CompactEmotionModel(nn.Module):
-    """Whisper-base encoder -> standardised concatenation of its layers per frame (+ emotion head)."""
+    """Whisper-base encoder -> emotion embedding per frame (+ emotion head).
+
+    Version 2: the top blocks fine-tuned, frames through the learned projection. Version 1: the
+    frozen encoder's 7 hidden states concatenated per frame and standardised.
+    """
 
     def __init__(self, encoder: WhisperEncoder, spec: CompactSpec) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.layers = list(spec.layers)
-        self.register_buffer("feature_mean", torch.from_numpy(spec.feature_mean.astype(np.float32)))
-        self.register_buffer("feature_scale", torch.from_numpy(spec.feature_scale.astype(np.float32)))
-        self._head = NineClassHead(spec.head) if spec.head is not None else None
         self.spec = spec
+        self.encoder = encoder
+        if spec.version == 1:
+            assert spec.feature_mean is not None and spec.feature_scale is not None
+            self.layers = list(spec.layers)
+            self.register_buffer("feature_mean", torch.from_numpy(spec.feature_mean.astype(np.float32)))
+            self.register_buffer("feature_scale", torch.from_numpy(spec.feature_scale.astype(np.float32)))
+            self.project = None
+        else:
+            state = encoder.state_dict()
+            for name, value in spec.encoder.items():
+                if name not in state or tuple(state[name].shape) != value.shape:
+                    raise CheckpointError(f"compact model tensor {name} {value.shape} does not fit the Whisper encoder")
+            with torch.no_grad():
+                for name, value in spec.encoder.items():
+                    state[name].copy_(torch.from_numpy(value.astype(np.float32)))
+            self.layers = list(spec.projection_layers)
+            self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
+            self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
+                                          for k, v in spec.projection.items()})
+        self._head = NineClassHead(spec.head) if spec.head is not None else None
 
     @property
     def embed_dim(self) -> int:
-        return int(self.feature_mean.shape[0])
+        return self.spec.embed_dim
 
     @property
     def hop_samples(self) -> int:
@@ -105,19 +153,31 @@ class CompactEmotionModel(nn.Module):
     def head(self) -> nn.Module | None:
         return self._head
 
+    def embed_mel(self, mel: torch.Tensor, mel_frames: torch.Tensor) -> EncoderOutput:
+        """Frame embeddings (B, T, E) from a padded log-mel batch: everything after the front end.
+
+        The ONNX export traces this with its own (export-friendly) log-mel, so the network has one
+        copy. Frames past a clip's end are zero (version 2) or carry the standardised zeros of the
+        encoder's padding (version 1); callers use ``lengths``."""
+        if self.project is None:
+            out = self.encoder(mel, mel_frames)
+            assert out.hidden_states is not None
+            x = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
+            return EncoderOutput(frames=(x - self.feature_mean) / self.feature_scale, lengths=out.lengths)
+        out = self.encoder(mel, mel_frames, return_layers=self.layers != [len(self.encoder.blocks)])
+        states = [out.last_hidden_state] if out.hidden_states is None else [out.hidden_states[i] for i in self.layers]
+        frames = self.project(states)
+        valid = (~out.padding_mask)[..., None].to(frames.dtype)
+        return EncoderOutput(frames=frames * valid, lengths=out.lengths)
+
     def forward(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> EncoderOutput:
-        """Frame features (B, T, D) at 50 Hz and the valid frames of each clip."""
+        """Frame embeddings (B, T, E) at 50 Hz and the valid frames of each clip."""
         mel, frames = log_mel_spectrogram(wavs, num_samples)
-        out = self.encoder(mel, frames)
-        states = out.hidden_states
-        assert states is not None
-        x = torch.cat([states[i] for i in self.layers], dim=-1)
-        x = (x - self.feature_mean) / self.feature_scale
-        return EncoderOutput(frames=x, lengths=out.lengths)
+        return self.embed_mel(mel, frames)
 
 
 def pooled_layer_features(means: np.ndarray, layers: list[int]) -> np.ndarray:
-    """Utterance features from per-layer means (N, L, 512): the concatenation the model standardises."""
+    """Version 1: utterance features from per-layer means (N, L, 512), as the model standardises them."""
     return means[:, layers].reshape(means.shape[0], -1)
 
 
@@ -125,16 +185,26 @@ def default_compact_path() -> Path:
     return Path(str(resources.files("emotion2vec_plus") / "assets" / COMPACT_FILE))
 
 
-def save_compact(path: str | os.PathLike, layers: list[int], feature_mean: np.ndarray, feature_scale: np.ndarray,
-                 head: EmotionHead, metadata: dict[str, Any]) -> Path:
-    """Write the compact model file: feature statistics, the head's tensors and JSON metadata."""
+def _projection_keys(num_layers: int) -> set[str]:
+    return {f"project.norms.{i}.{kind}" for i in range(num_layers) for kind in ("weight", "bias")} | {
+        "project.linear.weight", "project.linear.bias"}
+
+
+def save_compact(path: str | os.PathLike, first_tuned: int, encoder: dict[str, np.ndarray],
+                 projection_layers: list[int], projection: dict[str, np.ndarray], head: EmotionHead,
+                 metadata: dict[str, Any]) -> Path:
+    """Write a compact model file (version 2): fine-tuned encoder tensors (float16), the
+    projection and the head (float32), and JSON metadata."""
     path = Path(path)
-    tensors = {"feature_mean": feature_mean.astype(np.float32), "feature_scale": feature_scale.astype(np.float32)}
+    if set(projection) != _projection_keys(len(projection_layers)):
+        raise ValueError(f"projection needs {sorted(_projection_keys(len(projection_layers)))}, got {sorted(projection)}")
+    tensors = {f"encoder.{name}": value.astype(np.float16) for name, value in encoder.items()}
+    tensors.update({name: value.astype(np.float32) for name, value in projection.items()})
     tensors.update({f"head.{name}": value.astype(np.float32) for name, value in head.params.items()})
     head_fields = {"labels": head.labels, "kind": head.kind, "embed_dim": head.embed_dim,
                    "embedding_model": head.embedding_model, "metrics": head.metrics, "training": head.training}
-    meta = {"format": COMPACT_FORMAT, "format_version": COMPACT_FORMAT_VERSION, "layers": layers,
-            "head": head_fields, **metadata}
+    meta = {"format": COMPACT_FORMAT, "format_version": COMPACT_FORMAT_VERSION, "first_tuned": first_tuned,
+            "projection_layers": list(projection_layers), "head": head_fields, **metadata}
     with atomic_write(path) as stream:
         stream.write(save(tensors, metadata={"compact": json.dumps(meta, sort_keys=True, ensure_ascii=False)}))
     return path
@@ -145,30 +215,50 @@ def read_compact(path: str | os.PathLike | None = None) -> CompactSpec:
     path = Path(path) if path is not None else default_compact_path()
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: the compact model file is missing; reinstall emotion2vec-plus or rebuild it "
-                                 "with python training/train_compact.py")
+                                 "with python training/v2_train.py --protocol final")
     try:
         with safe_open(str(path), framework="np") as handle:
             meta = json.loads((handle.metadata() or {})["compact"])
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        if meta.get("format") != COMPACT_FORMAT or meta.get("format_version") != COMPACT_FORMAT_VERSION:
-            raise ValueError(f"not a {COMPACT_FORMAT} v{COMPACT_FORMAT_VERSION} file")
+        version = meta.get("format_version")
+        if meta.get("format") != COMPACT_FORMAT or version not in READABLE_VERSIONS:
+            raise ValueError(f"not a {COMPACT_FORMAT} file of version {' or '.join(map(str, READABLE_VERSIONS))}")
         head = None
         if meta.get("head"):
             fields = meta["head"]
             params = {name[5:]: value for name, value in tensors.items() if name.startswith("head.")}
             head = EmotionHead(fields["labels"], fields["kind"], fields["embed_dim"], fields["embedding_model"], params,
                                metrics=fields.get("metrics"), training=fields.get("training"), source=str(path))
-        spec = CompactSpec(layers=[int(v) for v in meta["layers"]], feature_mean=tensors["feature_mean"],
-                           feature_scale=tensors["feature_scale"], head=head, metadata=meta)
+        if version == 1:
+            spec = CompactSpec(version=1, head=head, metadata=meta, layers=[int(v) for v in meta["layers"]],
+                               feature_mean=tensors["feature_mean"], feature_scale=tensors["feature_scale"])
+        else:
+            layers = [int(v) for v in meta["projection_layers"]]
+            spec = CompactSpec(version=2, head=head, metadata=meta, first_tuned=int(meta["first_tuned"]),
+                               encoder={name[8:]: value for name, value in tensors.items() if name.startswith("encoder.")},
+                               projection={name: tensors[name] for name in _projection_keys(len(layers))},
+                               projection_layers=layers)
     except Exception as exc:  # safetensors, json and the head's checks raise several types
         raise CheckpointError(f"{path}: not a usable compact model file: {exc}") from exc
     if spec.head is not None and spec.head.embed_dim != spec.embed_dim:
-        raise CheckpointError(f"{path}: head expects {spec.head.embed_dim}-d embeddings, features are {spec.embed_dim}-d")
+        raise CheckpointError(f"{path}: head expects {spec.head.embed_dim}-d embeddings, the projection gives {spec.embed_dim}-d")
     return spec
 
 
 def load_compact_model(path: str | os.PathLike | None = None) -> tuple[CompactEmotionModel, list[Label]]:
-    """The bundled compact model in eval mode and its 9 labels."""
+    """A compact model (the bundled one by default) in eval mode and its 9 labels."""
     spec = read_compact(path)
     model = CompactEmotionModel(load_whisper_encoder(), spec).eval()
     return model, default_labels() if spec.head is not None else []
+
+
+def is_compact_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a compact model file (a ``.safetensors`` file with compact metadata)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            return "compact" in (handle.metadata() or {})
+    except Exception:  # not a safetensors file at all
+        return False

@@ -178,13 +178,13 @@ def _module_prefixes(model: nn.Module, targets: Sequence[nn.Module | None]) -> l
 
 
 def int8_linear_names(model: nn.Module) -> list[str]:
-    """Names of the ``nn.Linear`` layers that int8 mode quantises: the encoder's, not the head's,
-    not the MLP's second projection (:data:`INT8_SKIP`).
+    """Names of the ``nn.Linear`` layers that int8 mode quantises: the encoder's, not the head's or
+    the compact model's embedding projection, not the MLP's second projection (:data:`INT8_SKIP`).
 
     emotion2vec's ``project_features`` linear stays float32 too: the model reads its weight's
     device, which a quantised layer no longer has as a tensor (one 512 x D layer, ~1% of the work).
     """
-    skip = _module_prefixes(model, [getattr(model, "head", None)])
+    skip = _module_prefixes(model, [getattr(model, "head", None), getattr(model, "project", None)])
     names = []
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear) or "project_features" in name or INT8_SKIP.search(name):
@@ -269,7 +269,7 @@ def cast_linear_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     bf16 matrix products themselves on a 2 s clip. Norms, convolutions and the head keep float32
     parameters (convolutions still compute in bf16 under autocast).
     """
-    skip = _module_prefixes(model, [getattr(model, "head", None)])
+    skip = _module_prefixes(model, [getattr(model, "head", None), getattr(model, "project", None)])
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue

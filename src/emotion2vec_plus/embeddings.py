@@ -29,6 +29,37 @@ def save_embedding(path: str | os.PathLike, embedding: np.ndarray) -> Path:
     return path
 
 
+#: Largest .npy header accepted (NumPy writes a few hundred bytes).
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _check_header(path: Path) -> None:
+    """Read the header alone and refuse what it describes before anything is allocated: Python
+    objects (pickle), a shape that is not (D,) or (T, D), or more data than the file holds
+    (a header can claim 10^12 elements in a 100-byte file)."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle, max_header_size=MAX_HEADER_BYTES)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=MAX_HEADER_BYTES)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            data_offset = handle.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise EmbeddingFileError(f"{path}: corrupt .npy header: {exc}") from exc
+    if dtype.hasobject:
+        raise EmbeddingFileError(f"{path}: refused: the file holds Python objects (pickle), not numbers")
+    if len(shape) not in (1, 2) or 0 in shape:
+        raise EmbeddingFileError(f"{path}: expected shape (D,) or (T, D), the header says {shape}")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if data_offset + needed > size:
+        raise EmbeddingFileError(f"{path}: truncated: the header describes a {shape} {dtype} array ({needed:,} bytes) "
+                                 f"but only {size - data_offset:,} bytes of data follow it")
+
+
 def load_embedding(path: str | os.PathLike, *, expected_dim: int | None = None, mmap: bool | None = None) -> np.ndarray:
     """Load an embedding written by :func:`save_embedding` (or any float ``.npy``) safely.
 
@@ -47,13 +78,12 @@ def load_embedding(path: str | os.PathLike, *, expected_dim: int | None = None, 
         raise EmbeddingFileError(f"{path}: cannot read: {exc}") from exc
     if magic != NPY_MAGIC:
         raise EmbeddingFileError(f"{path}: not a NumPy .npy file (missing the \\x93NUMPY header)")
+    _check_header(path)
     use_mmap = path.stat().st_size >= MMAP_THRESHOLD_BYTES if mmap is None else mmap
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if use_mmap else None)
-    except ValueError as exc:
-        raise EmbeddingFileError(f"{path}: refused: the file holds Python objects (pickle), not numbers ({exc})") from exc
-    except (OSError, EOFError) as exc:
-        raise EmbeddingFileError(f"{path}: truncated or corrupt .npy file: {exc}") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise EmbeddingFileError(f"{path}: corrupt .npy file: {exc}") from exc
     if not isinstance(array, np.ndarray):
         raise EmbeddingFileError(f"{path}: expected a single array, found {type(array).__name__}")
     if array.dtype.type not in _FLOAT_KINDS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source, load_audio
 from .checkpoint import load_checkpoint
 from .config import checkpoint_files
-from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, load_compact_model
+from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, is_compact_file, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .compact import WINDOW_S as COMPACT_WINDOW_S
 from .compute import check_compute_options, choose_compute_type, make_runner
@@ -66,8 +67,9 @@ class Emotion2VecPlus:
         model_name: ``"compact"`` (default: the Whisper-base emotion model bundled with the
             package, works offline), ``"large"``, ``"base"``, ``"seed"``, ``"emotion2vec_base_finetuned"``,
             ``"emotion2vec_base"`` (embeddings only), a hub id such as
-            ``"iic/emotion2vec_plus_large"``, or a local FunASR-format model directory
-            (``config.yaml``, ``model.pt``, ``tokens.txt``, as the hubs publish them).
+            ``"iic/emotion2vec_plus_large"``, a local FunASR-format model directory
+            (``config.yaml``, ``model.pt``, ``tokens.txt``, as the hubs publish them), or a compact
+            model file of one's own (``.safetensors`` in the bundled model's format).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
         hub: ``"hf"`` (Hugging Face) or ``"ms"`` (ModelScope); default from ``EMOTION2VEC_HUB``.
         cache_dir: where downloaded models are kept; default from ``EMOTION2VEC_CACHE``.
@@ -126,14 +128,15 @@ class Emotion2VecPlus:
         check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
-        if str(model_name) == COMPACT_NAME:
+        if str(model_name) == COMPACT_NAME or is_compact_file(model_name):
             window_s = COMPACT_WINDOW_S if window_s is None else window_s
             if window_s > COMPACT_MAX_WINDOW_S:
                 raise ValueError(f"the compact model takes windows of at most {COMPACT_MAX_WINDOW_S:g} s, got window_s={window_s}")
-            self.model_dir = default_compact_path().parent
-            model, labels = load_compact_model()
-            self.model_name = COMPACT_NAME
-            source_files = [default_compact_path(), default_whisper_weights_path()]
+            compact_file = default_compact_path() if str(model_name) == COMPACT_NAME else Path(model_name)
+            self.model_dir = compact_file.parent
+            model, labels = load_compact_model(compact_file)
+            self.model_name = COMPACT_NAME if str(model_name) == COMPACT_NAME else str(compact_file)
+            source_files = [compact_file, default_whisper_weights_path()]
         else:
             window_s = EMOTION2VEC_WINDOW_S if window_s is None else window_s
             self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
@@ -366,6 +369,9 @@ class Emotion2VecPlus:
                 wavs[row, : lengths[row]] = torch.from_numpy(chunks[index].samples)
             out = self._runner(wavs.to(self.device), lengths.to(self.device))
             frames = out.frames.float().cpu().numpy()
+            if not np.isfinite(frames[np.arange(frames.shape[1])[None, :] < out.lengths.cpu().numpy()[:, None]]).all():
+                raise ModelError(f"model {self.model_name!r} produced NaN or infinite values on finite audio: its weights "
+                                 f"may be damaged ({self.model_dir}); reinstall or download the model again")
             for row, index in enumerate(batch):
                 valid = frames[row, : int(out.lengths[row])]
                 encoded[index] = _Encoded(piece=chunks[index].piece, frames=valid.copy() if keep_frames else None,

@@ -45,7 +45,7 @@ from .whisper import HOP_LENGTH, N_FFT, _mel_tensor, sha256_file
 
 OPSET = 17
 #: Bump when the exported graph changes, so cached exports are rebuilt.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 INPUT_NAMES = ["waveforms", "lengths"]
 OUTPUT_NAMES = ["frames", "frame_lengths", "embedding", "logits"]
 #: How far the exported float32 graph may drift from PyTorch (see :mod:`emotion2vec_plus.numerics`).
@@ -110,13 +110,10 @@ def _log_mel(wavs: torch.Tensor, num_samples: torch.Tensor) -> tuple[torch.Tenso
 
 def _compact_frames(model: CompactEmotionModel, wavs: torch.Tensor,
                     num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`CompactEmotionModel.forward`; the encoder is traced with a padded batch, so its
-    masked path (exact for every batch) is the one recorded."""
-    mel, mel_frames = _log_mel(wavs, num_samples)
-    out = model.encoder(mel, mel_frames)
-    assert out.hidden_states is not None
-    x = torch.cat([out.hidden_states[i] for i in model.layers], dim=-1)
-    return (x - model.feature_mean) / model.feature_scale, out.lengths
+    """:meth:`CompactEmotionModel.forward` with the export-friendly log-mel; the encoder is traced
+    with a padded batch, so its masked path (exact for every batch) is the one recorded."""
+    out = model.embed_mel(*_log_mel(wavs, num_samples))
+    return out.frames, out.lengths
 
 
 class ExportGraph(nn.Module):

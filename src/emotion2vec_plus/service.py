@@ -3,8 +3,12 @@
 Endpoints (OpenAPI docs at ``/docs``):
 
 - ``POST /v1/recognize`` — multipart ``file`` (+ form fields ``granularity`` = ``utterance`` |
-  ``frame``, ``embedding`` = bool) → the documented ``result.json`` (:meth:`Result.to_dict`).
-- ``POST /v1/embed`` — multipart ``file`` → ``{"model", "embedding_dim", "embedding"}``.
+  ``frame``, ``embedding`` = bool) → the documented ``result.json`` (:meth:`Result.to_dict`);
+  ``embedding`` adds the utterance embedding (D numbers). Frame embeddings are never JSON
+  numbers (a 60 s clip would be hundreds of MB of text): asking for them here is a 422.
+- ``POST /v1/embed`` — multipart ``file`` (+ ``granularity``) → utterance: ``{"model",
+  "embedding_dim", "embedding"}``; frame: the (T, D) float32 embeddings as a ``.npy`` file
+  (``application/x-npy``, shape in ``X-Embedding-Shape``).
 - ``POST /v1/similarity`` — multipart ``a`` and ``b``, each an audio file or a ``.npy``
   embedding (recognised by the ``\\x93NUMPY`` magic, loaded with the pickle-free loader)
   → ``{"similarity", "reading", ...}``.
@@ -32,7 +36,8 @@ Design:
         is sniffed — file name extension and content type are ignored).
   422   audio that is recognised but unusable (corrupt, empty, too short, NaN samples), longer
         than ``max_duration_s`` (``AudioTooLongError``), a refused/mis-shaped ``.npy``
-        (``EmbeddingFileError``), or a bad form field (FastAPI validation).
+        (``EmbeddingFileError``), a bad form field (FastAPI validation), or a response that
+        would exceed ``max_response_mb`` (``ResponseTooLarge``; checked before it is built).
   503   the request queue is full (``Retry-After: 1``).
   ====  =================================================================================
 
@@ -45,6 +50,7 @@ import argparse
 import asyncio
 import contextlib
 import hmac
+import io
 import logging
 import os
 import re
@@ -60,7 +66,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -102,6 +108,12 @@ class QueueFullError(ServiceError):
     def __init__(self, size: int) -> None:
         super().__init__(503, f"server busy: the request queue is full ({size} waiting); retry shortly",
                          "QueueFull", {"Retry-After": "1"})
+
+
+#: Media type of the .npy files the service returns.
+NPY_MEDIA_TYPE = "application/x-npy"
+#: JSON bytes of one entry of "frames" besides its scores (start, end, emotion, confidence).
+_JSON_BYTES_PER_FRAME = 96
 
 
 def _error_response(status: int, detail: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -367,6 +379,7 @@ def create_app(
     *,
     max_upload_mb: float = 25,
     max_duration_s: float = 600,
+    max_response_mb: float = 64,
     max_batch: int = 16,
     batch_window_ms: float = 10,
     queue_size: int = 64,
@@ -381,8 +394,9 @@ def create_app(
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
     max_upload_bytes = int(max_upload_mb * _MB)
-    if max_upload_bytes <= 0:
-        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
+    max_response_bytes = int(max_response_mb * _MB)
+    if max_upload_bytes <= 0 or max_response_bytes <= 0:
+        raise ValueError(f"max_upload_mb and max_response_mb must be positive, got {max_upload_mb}, {max_response_mb}")
     if not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
     batcher = MicroBatcher(model, max_batch=max_batch, window_s=batch_window_ms / 1000, queue_size=queue_size)
@@ -466,22 +480,49 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
     v1 = dict(dependencies=[Depends(bearer)] if api_key else [])
 
+    def check_response_size(name: str, what: str, size: int) -> None:
+        if size > max_response_bytes:
+            raise ServiceError(422, f"{name}: the {what} would be {size / _MB:.1f} MB; the limit is "
+                                    f"{max_response_mb:g} MB per response (a shorter file, or serve --max-response-mb)",
+                               "ResponseTooLarge")
+
     @app.post("/v1/recognize", tags=["v1"], summary="Recognise the emotion of one audio file", **v1)
     async def recognize(
         file: UploadFile = File(..., description="audio: wav, flac, mp3, m4a, ogg, webm, ... (sniffed)"),
         granularity: Literal["utterance", "frame"] = Form("utterance"),
-        embedding: bool = Form(False, description="include the embedding ((D,) or (T, D) for frame)"),
+        embedding: bool = Form(False, description="include the utterance embedding (D,) as JSON numbers; "
+                                                  "frame embeddings come from POST /v1/embed as a .npy file"),
     ) -> dict[str, Any]:
+        if embedding and granularity == "frame":
+            raise ServiceError(422, "frame embeddings ((T, D) floats) are not sent as JSON numbers: POST /v1/embed "
+                                    "with granularity=frame returns them as a .npy file", "ValidationError")
         result = await recognise(file, granularity)
+        if result.frames is not None:
+            check_response_size(sanitise_filename(file.filename), "frame-by-frame result",
+                                len(result.frames) * (_JSON_BYTES_PER_FRAME + 12 * len(result.labels)))
         if not embedding:
             result.embedding = None
         return result.to_dict(include_embedding=embedding)
 
-    @app.post("/v1/embed", tags=["v1"], summary="Utterance emotion embedding of one audio file", **v1)
-    async def embed(file: UploadFile = File(...)) -> dict[str, Any]:
-        result = await recognise(file, "utterance")
-        return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
-                "embedding": result.embedding.astype(float).tolist()}
+    @app.post("/v1/embed", tags=["v1"], summary="Emotion embedding of one audio file (utterance: JSON; frame: .npy)",
+              responses={200: {"content": {"application/json": {}, NPY_MEDIA_TYPE: {}},
+                               "description": "utterance: JSON {model, embedding_dim, embedding}; frame: a float32 "
+                                              ".npy file of shape (T, D), with X-Embedding-Shape"}}, **v1)
+    async def embed(file: UploadFile = File(...),
+                    granularity: Literal["utterance", "frame"] = Form("utterance")) -> Any:
+        result = await recognise(file, granularity)
+        if granularity == "utterance":
+            return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
+                    "embedding": result.embedding.astype(float).tolist()}
+        name = sanitise_filename(file.filename)
+        frames = np.ascontiguousarray(result.embedding, dtype=np.float32)
+        check_response_size(name, "frame embedding file", frames.nbytes + 128)
+        buffer = io.BytesIO()
+        np.save(buffer, frames, allow_pickle=False)
+        stem = Path(name).stem or "audio"
+        return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers={
+            "Content-Disposition": f'attachment; filename="{stem}.frames.npy"',
+            "X-Embedding-Shape": ",".join(str(n) for n in frames.shape), "X-Model": model.model_name})
 
     async def load_vector(upload: UploadFile) -> tuple[str, np.ndarray | Audio]:
         name, data = await read_upload(upload)
@@ -519,7 +560,8 @@ def create_app(
     def models() -> dict[str, Any]:
         return {"loaded": _loaded_model_info(model), "available": _known_models()}
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and queue length (no API key needed)")
+    @app.get("/healthz", tags=["health"], summary="Liveness and queue length (no API key needed; HEAD too)")
+    @app.head("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "model": model.model_name, "queue": batcher.pending, "batches": batcher.stats.to_dict()}
 
@@ -589,6 +631,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument("--max-upload-mb", type=float, default=25, help="largest upload per file in MB (default 25)")
     serve.add_argument("--max-duration", type=float, default=600,
                        help="refuse audio longer than this many seconds (default 600)")
+    serve.add_argument("--max-response-mb", type=float, default=64,
+                       help="largest response body in MB: frame-by-frame JSON or a frame embedding .npy (default 64)")
     serve.add_argument("--batch-window-ms", type=float, default=10,
                        help="longest wait for requests still being received before a model call (default 10 ms)")
     serve.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
@@ -610,7 +654,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
                             cache_dir=args.cache_dir, num_threads=args.threads,
                             max_duration_s=args.max_duration, head=args.head, **compute_options(args))
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
-                     max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
+                     max_response_mb=args.max_response_mb, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)
