@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import datetime
 from importlib import resources
 
@@ -90,3 +91,24 @@ def test_run_folder_prefix_is_checked(tmp_path):
     assert create_run_dir(tmp_path, now=datetime(2026, 1, 2, 3, 4, 5), prefix="batch_").name == "batch_20260102_030405"
     with pytest.raises(ValueError):
         create_run_dir(tmp_path, prefix="../x")
+
+
+def test_links_in_the_outputs_folder_are_never_served(small_model, tmp_path):
+    """A symlink planted in a run folder (or a linked run folder) is not listed for download."""
+    from emotion2vec_plus.outputs import list_runs, servable_file
+
+    outputs = tmp_path / "outputs"
+    result = small_model.predict(speech_of_length(1.0), extract_embedding=True, output_dir=outputs)
+    run = Path(result.output_dir)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    (run / "embedding.npy").unlink()
+    (run / "embedding.npy").symlink_to(secret)
+    (outputs / "outputs_20990101_000000").symlink_to(tmp_path)  # a linked "run" folder
+    (tmp_path / "result.json").write_text("{}")
+    runs = list_runs(outputs)
+    assert [r.run_dir for r in runs] == [run]
+    assert [f.name for f in runs[0].files] == ["processed_audio.wav", "result.json"]
+    assert servable_file(run / "embedding.npy", outputs) is None
+    assert servable_file(secret, outputs) is None and servable_file(outputs / ".." / "secret.txt", outputs) is None
+    assert servable_file(run / "result.json", outputs) == (run / "result.json").resolve()

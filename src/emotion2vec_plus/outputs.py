@@ -91,6 +91,30 @@ class RunSummary:
     error: str | None = None
 
 
+def servable_file(path: str | os.PathLike, outputs_root: str | os.PathLike) -> Path | None:
+    """``path`` resolved, if it is a regular file inside ``outputs_root`` reached without any
+    symbolic link (the file itself and every folder below the root); else ``None``.
+
+    Anything an interface offers for download goes through this: a link planted in a run folder
+    (to /etc/passwd, or to a file under the server's working directory) is never followed.
+    """
+    root = Path(outputs_root).resolve()
+    candidate = Path(os.path.abspath(path))
+    try:
+        relative = candidate.relative_to(root)
+    except ValueError:
+        try:  # a root given through a link (e.g. /tmp -> /private/tmp): compare the real paths
+            relative = Path(os.path.realpath(candidate.parent)).joinpath(candidate.name).relative_to(root)
+        except ValueError:
+            return None
+    current = root
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            return None
+    return current if current.is_file() else None
+
+
 def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = None) -> list[RunSummary]:
     """The ``outputs_YYYYMMDD_HHMMSS[_N]`` run folders under ``outputs_root``, newest first.
 
@@ -104,7 +128,7 @@ def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = N
     found: list[tuple[datetime, int, Path]] = []
     for entry in root.iterdir():
         match = _RUN_NAME.match(entry.name)
-        if match is None or not entry.is_dir():
+        if match is None or entry.is_symlink() or not entry.is_dir():
             continue
         try:
             started = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S")
@@ -118,9 +142,12 @@ def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = N
 
 
 def _summarise_run(run_dir: Path, started: datetime) -> RunSummary:
-    files = tuple(run_dir / name for name in (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY) if (run_dir / name).is_file())
+    files = tuple(found for name in (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY)
+                  if (found := servable_file(run_dir / name, run_dir.parent)) is not None)
     empty = dict(source=None, emotion=None, emotion_zh=None, emoji=None, confidence=None, model=None,
                  granularity=None, duration_s=None, embedding_shape=None)
+    if (run_dir / RESULT_JSON).is_symlink():
+        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: a link, not read", **empty)
     try:
         data = read_run(run_dir)
     except FileNotFoundError:

@@ -38,6 +38,7 @@ from .cli_options import add_model_options, compute_options
 from .compute import on_model_thread
 from .errors import Emotion2VecError
 from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
+from .outputs import servable_file
 from .webui_text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, pick_language, similarity_reading, text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -412,8 +413,8 @@ class EmotionWebUI:
         table = _frame([[round(r.start_s, 2), round(r.end_s, 2), emotion_name(r.emotion), _percent(r.confidence)]
                         for r in runs], columns)
         run_dir = Path(result.output_dir) if result.output_dir else None
-        files = [str(run_dir / n) for n in (EMBEDDING_NPY, RESULT_JSON, PROCESSED_AUDIO)
-                 if run_dir is not None and (run_dir / n).is_file()]
+        files = [str(f) for n in (EMBEDDING_NPY, RESULT_JSON, PROCESSED_AUDIO)
+                 if run_dir is not None and (f := servable_file(run_dir / n, self.outputs_root)) is not None]
         if result.embedding is not None:
             notice = gr.update(value=text("embedding_notice", lang).format(name=EMBEDDING_NPY,
                                                                            shape=shape_text(result.embedding.shape)),
@@ -504,6 +505,7 @@ class EmotionWebUI:
             return BatchView(_frame([], columns), _error_html(_user_message(exc, lang), lang), None)
         summary = text("batch_summary", lang).format(done=done, failed=failed, seconds=time.perf_counter() - started,
                                                      folder=batch_dir)
+        downloads = [str(f) for d in downloads if (f := servable_file(d, self.outputs_root)) is not None]
         return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>', downloads)
 
     def embeddings_for_explore(self, downloads: Sequence[str] | None) -> list[str] | None:
@@ -512,9 +514,9 @@ class EmotionWebUI:
 
         found = []
         for path in downloads or []:
-            resolved = Path(path).resolve()
-            if resolved.name == PARQUET_NAME and resolved.is_file() and resolved.is_relative_to(self.outputs_root):
-                found.append(str(resolved))
+            served = servable_file(path, self.outputs_root)
+            if served is not None and served.name == PARQUET_NAME:
+                found.append(str(served))
         return found or None
 
     # ------------------------------------------------------------------ compare
