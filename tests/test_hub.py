@@ -8,6 +8,8 @@ huggingface_hub refusing to go online.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -482,7 +484,7 @@ def test_download_hf(cache: Path, online: None, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
     target = cache / "hf" / "emotion2vec" / "emotion2vec_plus_large"
     assert hub.resolve_model_dir("large", revision=None) == target
-    assert {p.name for p in target.iterdir()} == set(hub.DOWNLOAD_PATTERNS)
+    assert {p.name for p in target.iterdir()} == {*hub.DOWNLOAD_PATTERNS, hub.FILES_RECORD}
     (call,) = fake.downloads
     assert call["repo_id"] == "emotion2vec/emotion2vec_plus_large"
     assert call["revision"] is None
@@ -591,3 +593,34 @@ def test_download_emotion2vec_base_fetches_its_own_weights_file(
     assert hub.resolve_model_dir("emotion2vec_base") == target
     assert "emotion2vec_base.pt" in fake.downloads[0]["allow_patterns"]
     assert (target / "emotion2vec_base.pt").is_file()
+
+
+def test_a_damaged_cache_entry_is_not_cached_and_is_downloaded_again(
+    cache: Path, online: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download records each file's size and sha256; flipped bytes (same size) are noticed on
+    load, the entry is reported not cached, and the next call downloads it again."""
+    fake = FakeHfSnapshot()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    target = hub.resolve_model_dir("large")
+    record = json.loads((target / hub.FILES_RECORD).read_text())
+    assert record["model.pt"]["sha256"] == hashlib.sha256((target / "model.pt").read_bytes()).hexdigest()
+    data = bytearray((target / "model.pt").read_bytes())
+    data[-20:-10] = bytes(10)  # 10 bytes flipped in place: same size, new mtime
+    (target / "model.pt").write_bytes(bytes(data))
+    assert "changed since it was downloaded" in hub.entry_problem(target, hub.MODELS["large"])
+    assert not {s.spec.name: s for s in hub.list_models()}["large"].cached
+    with pytest.raises(ModelNotFoundError, match=r"damaged .*changed since it was downloaded.*downloading is disabled"):
+        hub.resolve_model_dir("large", download=False)
+    assert hub.resolve_model_dir("large") == target and len(fake.downloads) == 2
+    assert hub.entry_problem(target, hub.MODELS["large"]) is None
+
+
+def test_a_download_whose_sha256_differs_from_the_published_one_is_refused(
+    cache: Path, online: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", FakeHfSnapshot())
+    monkeypatch.setattr(hub, "_published_sha256", lambda *a: {"model.pt": "0" * 64})
+    with pytest.raises(ModelNotFoundError, match="arrived damaged"):
+        hub.download_model("large")
+    assert not (cache / "hf" / "emotion2vec" / "emotion2vec_plus_large").exists()

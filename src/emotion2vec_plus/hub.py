@@ -26,7 +26,9 @@ Environment variables:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -303,8 +305,77 @@ def _missing_files(directory: Path, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if not (directory / name).is_file()]
 
 
+#: Written into each of our cache entries at download: size, mtime and sha256 of every file (and
+#: the sha256 the hub publishes for it, where it does), so a damaged copy is noticed on load.
+FILES_RECORD = ".emotion2vec_files.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _published_sha256(spec: ModelSpec, hub: str, revision: str | None) -> dict[str, str]:
+    """sha256 of the model's large files as the hub lists them (Hugging Face's LFS metadata); {}
+    when the hub does not say or cannot be asked."""
+    if hub != HF or spec.hf_repo is None:
+        return {}
+    try:
+        info = huggingface_hub.HfApi().model_info(spec.hf_repo, revision=revision, files_metadata=True)
+    # Any failure only means there is nothing to compare with; the computed sha256 is still recorded.
+    except Exception:
+        return {}
+    return {sibling.rfilename: sibling.lfs.sha256 for sibling in info.siblings or []
+            if getattr(sibling, "lfs", None) is not None and getattr(sibling.lfs, "sha256", None)}
+
+
+def _record_files(directory: Path, names: tuple[str, ...], published: dict[str, str], source: str) -> None:
+    """Write :data:`FILES_RECORD`; refuse a file whose sha256 is not the one the hub publishes."""
+    record = {}
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            continue
+        digest = _sha256(path)
+        if name in published and published[name] != digest:
+            raise ModelNotFoundError(f"{source}: {name} arrived damaged (sha256 {digest[:12]}..., the hub publishes "
+                                     f"{published[name][:12]}...); try again")
+        stat = path.stat()
+        record[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest,
+                        "published_sha256": published.get(name)}
+    (directory / FILES_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def entry_problem(directory: Path, spec: ModelSpec) -> str | None:
+    """Why a local copy of ``spec`` is not usable, or ``None``: a required file missing, or a file
+    changed since it was downloaded (size, or sha256 when its size or time changed)."""
+    if not directory.is_dir():
+        return f"{directory} does not exist"
+    missing = _missing_files(directory, required_files(spec))
+    if missing:
+        return f"{directory} lacks {', '.join(missing)}"
+    try:
+        record = json.loads((directory / FILES_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # copied in by hand, or made before records existed: nothing to compare with
+    for name, expected in record.items() if isinstance(record, dict) else ():
+        path = directory / name
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{path} is missing"
+        if stat.st_size != expected.get("size"):
+            return f"{path} is {stat.st_size:,} bytes, the download was {expected.get('size'):,}"
+        if stat.st_mtime_ns != expected.get("mtime_ns") and _sha256(path) != expected.get("sha256"):
+            return f"{path} changed since it was downloaded (its sha256 differs)"
+    return None
+
+
 def _is_complete(directory: Path, spec: ModelSpec) -> bool:
-    return directory.is_dir() and not _missing_files(directory, required_files(spec))
+    return entry_problem(directory, spec) is None
 
 
 def _hf_cached(spec: ModelSpec, revision: str | None) -> Path | None:
@@ -459,10 +530,11 @@ def download_model(
     if found is not None:
         return found
     target = model_cache_dir(name, hub=hub, cache_dir=cache_dir, revision=revision)
+    damage = entry_problem(target, spec) if target.exists() else None
     if is_offline():
-        raise ModelNotFoundError(
-            _not_found_message(spec, hub, target, "it is not in the cache and offline mode is on")
-        )
+        reason = (f"the cached copy is damaged ({damage}) and offline mode is on" if damage
+                  else "it is not in the cache and offline mode is on")
+        raise ModelNotFoundError(_not_found_message(spec, hub, target, reason))
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(
@@ -480,8 +552,9 @@ def download_model(
         if missing:
             reason = f"the download from {spec.url(hub)} lacks {', '.join(missing)}"
             raise ModelNotFoundError(_not_found_message(spec, hub, target, reason))
+        _record_files(partial, download_files(spec), _published_sha256(spec, hub, revision), spec.url(hub))
         if target.exists() and not _is_complete(target, spec):
-            shutil.rmtree(target)  # an incomplete copy left in our cache: replace it
+            shutil.rmtree(target)  # an incomplete or damaged copy left in our cache: replace it
         try:
             partial.rename(target)
         except OSError:
@@ -538,9 +611,10 @@ def resolve_model_dir(
     hub = resolve_hub(hub)
     spec.repo(hub)
     target = model_cache_dir(name, hub=hub, cache_dir=cache_dir, revision=revision)
-    raise ModelNotFoundError(
-        _not_found_message(spec, hub, target, "it is not in the cache and downloading is disabled")
-    )
+    damage = entry_problem(target, spec) if target.exists() else None
+    reason = (f"the cached copy is damaged ({damage}) and downloading is disabled" if damage
+              else "it is not in the cache and downloading is disabled")
+    raise ModelNotFoundError(_not_found_message(spec, hub, target, reason))
 
 
 @dataclass(frozen=True)
