@@ -76,3 +76,16 @@ def test_file_names_with_control_characters_are_printed_escaped(small_checkpoint
     assert code == 1
     assert len(out.strip().splitlines()) == 1 and "\x1b" not in out and "\\n😊 happy 99.0%" in out
     assert "\x1b" not in err and "\x07" not in err and "\\x1b]0;title\\x07" in err
+
+
+def test_a_npy_claiming_a_trillion_elements_is_exit_code_2_with_the_reason(tmp_path, capsys):
+    import numpy as np
+
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"
+    header += " " * (118 - len(header)) + "\n"
+    huge = tmp_path / "huge.npy"
+    huge.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(16))
+    np.save(tmp_path / "ok.npy", np.ones(3584, np.float32))
+    code = main(["similarity", str(huge), str(tmp_path / "ok.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "huge.npy: truncated" in err and "Traceback" not in err

@@ -48,8 +48,10 @@ def _check_header(path: Path) -> None:
             else:
                 raise ValueError(f"unsupported .npy format version {version}")
             data_offset = handle.tell()
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise EmbeddingFileError(f"{path}: corrupt .npy header: {exc}") from exc
+    # NumPy's header parser raises many types on damaged input (ValueError, SyntaxError,
+    # tokenize.TokenError, ...): every one means the header is unreadable.
+    except Exception as exc:
+        raise EmbeddingFileError(f"{path}: corrupt .npy header: {type(exc).__name__}: {exc}") from exc
     if dtype.hasobject:
         raise EmbeddingFileError(f"{path}: refused: the file holds Python objects (pickle), not numbers")
     if len(shape) not in (1, 2) or 0 in shape:
