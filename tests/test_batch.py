@@ -439,3 +439,34 @@ def test_results_csv_and_npy_zip_for_people(tmp_path):
     with zipfile.ZipFile(archive) as handle:
         assert sorted(handle.namelist()) == ["a.npy", "sub/c.npy"]
         assert np.load(io.BytesIO(handle.read("sub/c.npy"))).shape == (2, 4)
+
+
+def test_sigkill_during_the_parquet_combine_then_resume(tmp_path):
+    """Killed while embeddings.parquet is being combined from its parts: the final name is never a
+    half file, and the re-run combines it whole (every file once) and leaves no temporary behind."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(40):
+        sf.write(inputs / f"clip{index:02d}.flac", speech(index, 0.6), 16000)
+    out = tmp_path / "job"
+    command = [sys.executable, "-m", "emotion2vec_plus.batch", str(inputs), "--out", str(out),
+               "--batch-size", "1", "--workers", "1", "--embeddings", "parquet", "--no-progress"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    killed = False
+    while time.monotonic() < deadline and job.poll() is None:
+        if list(out.glob("embeddings.parquet.tmp-*")):  # the combine is writing
+            job.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    job.wait(timeout=30)
+    if not killed:
+        pytest.skip("the combine finished between two polls; nothing was killed")
+    if (out / "embeddings.parquet").exists():  # an earlier combine's file: whole and readable, never half written
+        pq.read_table(out / "embeddings.parquet")
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr
+    wanted = sorted(str(p) for p in inputs.glob("*.flac"))
+    assert sorted(pq.read_table(out / "embeddings.parquet")["path"].to_pylist()) == wanted
+    assert sorted(line["path"] for line in read_lines(out)) == wanted
+    assert not list(out.rglob("*.tmp-*"))
