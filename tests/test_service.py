@@ -244,6 +244,64 @@ def test_upload_too_large_is_413(model):
         assert r.json()["detail"].startswith("b.flac")
 
 
+@pytest.fixture()
+def live_server(model):
+    """A real uvicorn server on a loopback port (refusals must reach clients over real sockets)."""
+    import socket
+
+    import uvicorn
+
+    servers = []
+
+    def start(**options) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(model, **options), host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        servers.append(server)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.should_exit = True
+
+
+def _urllib_post(url: str, body: bytes, headers: dict) -> tuple[int, dict]:
+    """POST the way Python clients do (urllib, requests): the whole body first, then read."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_refusals_reach_clients_that_send_the_whole_body_first(live_server):
+    boundary = "xyzzy"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + bytes(6 * 1024 * 1024) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    url = live_server(max_upload_mb=2, api_key="") + "/v1/recognize"
+    for _ in range(5):  # a reset connection (the failure) shows up in most attempts, not in every one
+        status, payload = _urllib_post(url, body, headers)
+        assert status == 413 and payload["error"] == "PayloadTooLarge"
+    url = live_server(max_upload_mb=8, api_key="secret") + "/v1/recognize"
+    for _ in range(5):
+        status, payload = _urllib_post(url, body, headers)
+        assert status == 401 and payload["error"] == "Unauthorized"
+
+
 def test_too_long_audio_is_422(model, clips):
     with TestClient(create_app(model, max_duration_s=1.0, api_key="")) as c:
         r = c.post("/v1/recognize", files=upload(clips[0]))

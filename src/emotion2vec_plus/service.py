@@ -326,12 +326,13 @@ class _GuardMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
+        limit = self.max_upload_bytes * _FILES_PER_ROUTE.get(scope["path"].rstrip("/"), 1) + _MULTIPART_OVERHEAD
         if not self._authorised(scope):
             response = _error_response(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
                                        "Unauthorized", {"WWW-Authenticate": "Bearer"})
+            await _discard_body(receive, limit)
             await response(scope, receive, send)
             return
-        limit = self.max_upload_bytes * _FILES_PER_ROUTE.get(scope["path"].rstrip("/"), 1) + _MULTIPART_OVERHEAD
         message = f"upload too large: the limit is {self.max_upload_mb:g} MB per file"
         for key, value in scope.get("headers", []):
             if key == b"content-length":
@@ -340,17 +341,21 @@ class _GuardMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > limit:
+                    if declared <= _DRAIN_FACTOR * limit:
+                        await _discard_body(receive, declared)
                     await _error_response(413, message, "PayloadTooLarge")(scope, receive, send)
                     return
         received = 0
         exceeded = False
+        body_complete = False
         started = False
 
         async def limited_receive():
-            nonlocal received, exceeded
+            nonlocal received, exceeded, body_complete
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                body_complete = not msg.get("more_body", False)
                 if received > limit:
                     exceeded = True
                     raise _BodyTooLarge()
@@ -370,7 +375,35 @@ class _GuardMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
+            if not body_complete:
+                await _discard_body(receive, (_DRAIN_FACTOR - 1) * limit)
             await _error_response(413, message, "PayloadTooLarge")(scope, receive, send)
+
+
+#: A refused upload up to this many times the limit is read to its end and dropped before the
+#: answer. Closing a connection with unread data makes the kernel reset it, and clients that send
+#: the whole body before reading (Python's urllib and requests) then see "connection reset"
+#: instead of the 413. Larger bodies are cut off (curl and browsers still read the answer).
+_DRAIN_FACTOR = 4
+_DRAIN_SECONDS = 30.0
+
+
+async def _discard_body(receive, budget: int) -> None:
+    """Read and drop what is left of the request body: at most ``budget`` bytes, for at most
+    :data:`_DRAIN_SECONDS`, never keeping any of it."""
+
+    async def drain() -> None:
+        seen = 0
+        while seen <= budget:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            seen += len(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drain(), _DRAIN_SECONDS)
 
 
 # --------------------------------------------------------------------------- the app
@@ -467,24 +500,30 @@ def create_app(
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(decoder, lambda: load_audio(data, name=name, max_duration_s=max_duration_s))
 
-    async def recognise(upload: UploadFile, granularity: str):
+    def check_response_size(name: str, what: str, size: int) -> None:
+        if size > max_response_bytes:
+            raise ServiceError(422, f"{name}: the {what} would be {size / _MB:.1f} MB; the limit is "
+                                    f"{max_response_mb:g} MB per response (a shorter file, or serve --max-response-mb)",
+                               "ResponseTooLarge")
+
+    async def recognise(upload: UploadFile, granularity: str, frame_response: tuple[str, int] | None = None):
+        """Decode and run one upload. ``frame_response`` (what, bytes per frame) refuses a
+        frame-level answer that would pass the response limit as soon as the duration is known,
+        before any inference."""
         batcher.check_capacity()
         with batcher.arriving():
             name, data = await read_upload(upload)
             started = time.perf_counter()
             audio = await decode(name, data)
+        if frame_response is not None:
+            what, per_frame = frame_response
+            check_response_size(name, what, (int(audio.duration_s * model.frame_rate) + 1) * per_frame)
         result = await batcher.submit(audio, granularity)
         result.processing_time_s = time.perf_counter() - started
         return result
 
     bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
     v1 = dict(dependencies=[Depends(bearer)] if api_key else [])
-
-    def check_response_size(name: str, what: str, size: int) -> None:
-        if size > max_response_bytes:
-            raise ServiceError(422, f"{name}: the {what} would be {size / _MB:.1f} MB; the limit is "
-                                    f"{max_response_mb:g} MB per response (a shorter file, or serve --max-response-mb)",
-                               "ResponseTooLarge")
 
     @app.post("/v1/recognize", tags=["v1"], summary="Recognise the emotion of one audio file", **v1)
     async def recognize(
@@ -496,10 +535,12 @@ def create_app(
         if embedding and granularity == "frame":
             raise ServiceError(422, "frame embeddings ((T, D) floats) are not sent as JSON numbers: POST /v1/embed "
                                     "with granularity=frame returns them as a .npy file", "ValidationError")
-        result = await recognise(file, granularity)
+        json_per_frame = _JSON_BYTES_PER_FRAME + 12 * len(model.labels)
+        result = await recognise(file, granularity,
+                                 ("frame-by-frame result", json_per_frame) if granularity == "frame" else None)
         if result.frames is not None:
             check_response_size(sanitise_filename(file.filename), "frame-by-frame result",
-                                len(result.frames) * (_JSON_BYTES_PER_FRAME + 12 * len(result.labels)))
+                                len(result.frames) * json_per_frame)
         if not embedding:
             result.embedding = None
         return result.to_dict(include_embedding=embedding)
@@ -510,7 +551,8 @@ def create_app(
                                               ".npy file of shape (T, D), with X-Embedding-Shape"}}, **v1)
     async def embed(file: UploadFile = File(...),
                     granularity: Literal["utterance", "frame"] = Form("utterance")) -> Any:
-        result = await recognise(file, granularity)
+        result = await recognise(file, granularity,
+                                 ("frame embedding file", 4 * model.embed_dim) if granularity == "frame" else None)
         if granularity == "utterance":
             return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
                     "embedding": result.embedding.astype(float).tolist()}
