@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import speech_clips
+from conftest import BUNDLED_DIM, speech_clips
 from emotion2vec_plus import analytics
 from emotion2vec_plus.analytics import (
     ClusterReport,
@@ -403,13 +403,13 @@ def shared_model(model, monkeypatch):
 
 def test_real_speech_similarity_and_search(speech, model):
     emb = speech["embeddings"]
-    assert emb.shape == (12, model.embed_dim) == (12, 3584)
+    assert emb.shape == (12, model.embed_dim) == (12, BUNDLED_DIM)
     assert cosine_similarity(emb[3], emb[3]) == pytest.approx(1.0, abs=1e-6)
     assert describe_similarity(cosine_similarity(emb[3], emb[3])).startswith("practically identical")
     others = [cosine_similarity(emb[3], emb[i]) for i in range(12) if i != 3]
     assert max(others) < 0.99
     index = load_index(speech["index"])
-    assert index.dim == 3584 and all(e is not None for e in index.emotions)
+    assert index.dim == BUNDLED_DIM and all(e is not None for e in index.emotions)
     single = model.extract_embedding(speech["clips"][3])  # one by one vs batched: the same clip comes first
     hits = search(index, single, top=12)
     assert hits[0].path == str(speech["clips"][3]) and hits[0].similarity > 0.999
@@ -426,7 +426,7 @@ def test_cli_similarity_audio_equals_npy(speech, capsys):
     assert code == 0, err
     audio, npy = json.loads(out_audio), json.loads(out_npy)
     assert audio["cosine_similarity"] == pytest.approx(npy["cosine_similarity"], abs=1e-5)
-    assert audio["model"] == "compact" and audio["dim"] == 3584 and audio["reading_calibrated"] is True
+    assert audio["model"] == "compact" and audio["dim"] == BUNDLED_DIM and audio["reading_calibrated"] is True
     code, out, _ = run_cli(["similarity", a, speech["npy"][1], "--compute-type", "float32"], capsys)  # audio vs .npy
     assert code == 0
     value = float(out.splitlines()[0].split(": ")[1])
@@ -445,10 +445,10 @@ def test_cli_search_with_audio_query(speech, shared_model, capsys):
 def test_cli_model_dimension_mismatch(speech, blobs, shared_model, tmp_path, capsys):
     clip = speech["clips"][0]
     code, _, err = run_cli(["search", clip, "--index", blobs["path"]], capsys)
-    assert_one_line_error(code, err, blobs["path"], "64-d", "3584-d", "--model")
+    assert_one_line_error(code, err, blobs["path"], "64-d", f"{BUNDLED_DIM}-d", "--model")
     small = save_embedding(tmp_path / "small.npy", np.ones(64, dtype=np.float32))
     code, _, err = run_cli(["similarity", clip, small], capsys)
-    assert_one_line_error(code, err, small, "64-d", "3584-d")
+    assert_one_line_error(code, err, small, "64-d", f"{BUNDLED_DIM}-d")
 
 
 def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys):

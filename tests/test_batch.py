@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from conftest import speech_clips
+from conftest import BUNDLED_DIM, speech_clips
 from emotion2vec_plus import Emotion2VecPlus
 from emotion2vec_plus.batch import (
     BatchInputError,
@@ -60,7 +60,7 @@ def write_mp3(path: Path, signal_: np.ndarray, rate: int = 16000) -> Path:
 
 @pytest.fixture(scope="module")
 def model() -> Emotion2VecPlus:
-    return Emotion2VecPlus()  # the bundled compact model: offline, 3584-d
+    return Emotion2VecPlus()  # the bundled compact model: offline
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_outputs_jsonl_parquet_and_npy_mirror(first_run, tree, model):
     table = pq.read_table(out / "embeddings.parquet")
     assert table.num_rows == 4 and sorted(table["path"].to_pylist()) == sorted(ok)
     schema = table.schema
-    assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[3584]"
+    assert str(schema.field("embedding").type) == f"fixed_size_list<element: float>[{BUNDLED_DIM}]"
     labels = json.loads(schema.metadata[b"labels"])
     assert labels == [label.english for label in model.labels]
     assert schema.field("scores").type.list_size == len(labels)

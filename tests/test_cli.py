@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-from conftest import speech_clips
+from conftest import BUNDLED_DIM, speech_clips
 from emotion2vec_plus.cli import main
 
 
@@ -85,7 +85,7 @@ def test_a_npy_claiming_a_trillion_elements_is_exit_code_2_with_the_reason(tmp_p
     header += " " * (118 - len(header)) + "\n"
     huge = tmp_path / "huge.npy"
     huge.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(16))
-    np.save(tmp_path / "ok.npy", np.ones(3584, np.float32))
+    np.save(tmp_path / "ok.npy", np.ones(BUNDLED_DIM, np.float32))
     code = main(["similarity", str(huge), str(tmp_path / "ok.npy")])
     err = capsys.readouterr().err
     assert code == 2 and "huge.npy: truncated" in err and "Traceback" not in err

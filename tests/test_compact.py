@@ -9,7 +9,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from conftest import speech_clips, speech_of_length
+from conftest import BUNDLED_DIM, speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, Emotion2VecPlus
 from emotion2vec_plus.compact import COMPACT_FILE, read_compact
 from emotion2vec_plus.errors import CheckpointError
@@ -25,14 +25,14 @@ def compact() -> Emotion2VecPlus:
 
 def test_default_model_is_the_bundled_compact_model(compact):
     assert compact.model_name == "compact"
-    assert compact.embed_dim == 3584 and compact.frame_rate == 50
+    assert compact.embed_dim == BUNDLED_DIM and compact.frame_rate == 50
     assert [label.english for label in compact.labels] == list(EMOTIONS)
 
 
 def test_model_file_metadata(compact):
     spec = read_compact()
     assert spec.layers == list(range(7)) and spec.head is not None
-    assert spec.head.embedding_model == "compact" and spec.head.embed_dim == 3584
+    assert spec.head.embedding_model == "compact" and spec.head.embed_dim == BUNDLED_DIM
     assert set(spec.head.labels) == set(EMOTIONS) - {"other", "unknown"}
     info = json.loads((resources.files("emotion2vec_plus") / "assets" / "whisper_base_encoder.json").read_text())
     assert spec.metadata["encoder_sha256"] == info["sha256"]
@@ -50,7 +50,7 @@ def test_untrained_classes_get_zero_probability(compact):
 def test_frames_embedding_and_scores_are_consistent(compact):
     wav = speech_of_length(3.0, offset=5)
     frames = compact.extract_embedding(wav, granularity="frame")
-    assert frames.shape == (150, 3584)
+    assert frames.shape == (150, BUNDLED_DIM)
     result = compact.predict(wav, extract_embedding=True)
     assert np.allclose(frames.mean(axis=0), result.embedding, atol=1e-4)
     assert compact.classify_embedding(result.embedding) == pytest.approx(result.scores, abs=1e-5)

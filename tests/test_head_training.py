@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import BUNDLED_DIM  # noqa: E402
+
 from emotion2vec_plus.errors import Emotion2VecError
 from emotion2vec_plus.heads import EmotionHead
 from emotion2vec_plus.head_training import (
@@ -103,7 +105,7 @@ def test_grouped_cv_and_saved_head(trained, train_csv, model):
 
     head = EmotionHead.load(report.head_path)
     head.check_embedding_model(model.model_name, model.embed_dim)
-    assert head.labels == ["angry", "neutral"] and head.kind == "logreg" and head.embed_dim == 3584
+    assert head.labels == ["angry", "neutral"] and head.kind == "logreg" and head.embed_dim == BUNDLED_DIM
     assert head.metrics["unweighted_accuracy"] == pytest.approx(m.unweighted_accuracy)
     assert head.metrics["confusion"] == m.confusion
     t = head.training
@@ -122,7 +124,7 @@ def test_held_out_speaker(trained, casia_rows, model, cache_dir):
     rows = pick(casia_rows, HELD_OUT_SPEAKER, "angry") + pick(casia_rows, HELD_OUT_SPEAKER, "neutral")
     clips = [LabelledClip(CASIA / row["path"], row["label"], HELD_OUT_SPEAKER) for row in rows]
     x, ok = embed_clips(model, clips, cache_dir)
-    assert ok == list(range(50)) and x.shape == (50, 3584)
+    assert ok == list(range(50)) and x.shape == (50, BUNDLED_DIM)
     predicted = head.predict(x)
     truth = [clip.label for clip in clips]
     accuracy = float(np.mean([p == t for p, t in zip(predicted, truth)]))
@@ -342,5 +344,5 @@ def test_each_compute_type_keeps_its_own_embedding_cache(casia_rows, tmp_path):
     clips = [LabelledClip(CASIA / row["path"], row["label"], "s") for row in casia_rows[:2]]
     bf16 = Emotion2VecPlus(compute_type="bfloat16")
     x, ok = embed_clips(bf16, clips, tmp_path)
-    assert ok == [0, 1] and x.shape == (2, 3584)
+    assert ok == [0, 1] and x.shape == (2, BUNDLED_DIM)
     assert [p.name.split("-")[0] for p in tmp_path.glob("*.npz")] == ["compact_bfloat16"]

@@ -14,7 +14,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import speech_clips, speech_of_length  # noqa: E402
+from conftest import BUNDLED_DIM, speech_clips, speech_of_length  # noqa: E402
 from emotion2vec_plus import Emotion2VecPlus  # noqa: E402
 from emotion2vec_plus.service import API_KEY_ENV, create_app, sanitise_filename  # noqa: E402
 
@@ -126,7 +126,7 @@ def test_embed(client, model, clips):
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"model", "embedding_dim", "embedding"}
-    assert body["model"] == "compact" and body["embedding_dim"] == model.embed_dim == 3584
+    assert body["model"] == "compact" and body["embedding_dim"] == model.embed_dim == BUNDLED_DIM
     np.testing.assert_allclose(np.array(body["embedding"]), expected, atol=1e-4)
 
 
@@ -191,7 +191,7 @@ def test_models_and_healthz(client):
     r = client.get("/v1/models")
     assert r.status_code == 200
     body = r.json()
-    assert body["loaded"]["name"] == "compact" and body["loaded"]["embed_dim"] == 3584
+    assert body["loaded"]["name"] == "compact" and body["loaded"]["embed_dim"] == BUNDLED_DIM
     assert "happy" in body["loaded"]["labels"]
     names = [m["name"] for m in body["available"]]
     assert names[0] == "compact" and "large" in names

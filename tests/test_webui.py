@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 import soundfile as sf
+
+from conftest import BUNDLED_DIM  # noqa: E402
 
 pytest.importorskip("gradio")
 
@@ -90,19 +93,19 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
     saved = json.loads((run / "result.json").read_text(encoding="utf-8"))
     assert saved["source"] == "en_excited.wav" and saved["emotion"] == en
     for line in ("file: en_excited.wav", "original format: wav, 16000 Hz, 1 channel(s), 2.95 s",
-                 "model: compact (3584-d)", "time taken: "):
+                 f"model: compact ({BUNDLED_DIM}-d)", "time taken: "):
         assert line in view.log_text
 
 
 def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads):
     view = ui.recognise(str(uploads / "zh_calm.wav"), "utterance", True, None, "en")
-    assert view.embedding_notice == {"__type__": "update", "value": "Embedding generated: embedding.npy (3584,)",
+    assert view.embedding_notice == {"__type__": "update", "value": f"Embedding generated: embedding.npy ({BUNDLED_DIM},)",
                                      "visible": True}
     assert [Path(f).name for f in view.downloads] == ["embedding.npy", "result.json", "processed_audio.wav"]
-    assert load_embedding(view.downloads[0]).shape == (3584,)
+    assert load_embedding(view.downloads[0]).shape == (BUNDLED_DIM,)
     frame = ui.recognise(str(uploads / "zh_calm.wav"), "frame", True, None, "zh")
     frames = load_embedding(frame.downloads[0])
-    assert frames.ndim == 2 and frame.embedding_notice["value"].endswith(f"embedding.npy ({frames.shape[0]}, 3584)")
+    assert frames.ndim == 2 and frame.embedding_notice["value"].endswith(f"embedding.npy ({frames.shape[0]}, {BUNDLED_DIM})")
     assert frame.embedding_notice["value"].startswith("已生成情感向量")
 
 
@@ -163,10 +166,10 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     assert folder.parent == ui.outputs_root and folder.name.startswith("batch_")
     assert len(Path(view.downloads[0]).read_text(encoding="utf-8-sig").splitlines()) == 4
     parquet = pq.read_table(view.downloads[2])
-    assert parquet.num_rows == 2 and len(parquet["embedding"][0].as_py()) == 3584
+    assert parquet.num_rows == 2 and len(parquet["embedding"][0].as_py()) == BUNDLED_DIM
     with zipfile.ZipFile(view.downloads[3]) as archive:
         assert sorted(archive.namelist()) == ["en_calm.npy", "zh_excited.npy"]
-        assert np.load(io.BytesIO(archive.read("en_calm.npy")), allow_pickle=False).shape == (3584,)
+        assert np.load(io.BytesIO(archive.read("en_calm.npy")), allow_pickle=False).shape == (BUNDLED_DIM,)
     assert ui.run_batch_job([], "compact", "en").downloads is None
 
 
@@ -190,7 +193,7 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
     npy = tmp_path / "en_calm.npy"
     np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_calm.wav")))
     same = ui.compare(str(uploads / "en_calm.wav"), str(npy), None, "zh")
-    assert "余弦相似度: 1.0000" in same and "几乎相同" in same and ".npy 向量 (3584,)" in same
+    assert "余弦相似度: 1.0000" in same and "几乎相同" in same and f".npy 向量 ({BUNDLED_DIM},)" in same
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
     refused = ui.compare(str(pickled), str(npy), None, "en")
@@ -205,7 +208,7 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
 def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
     clips = [str(p) for p in sorted(uploads.glob("*.wav")) if p.name in {s.name for s in SAMPLES.glob("*.wav")}]
     view = ui.explore(clips + [str(uploads / "broken.wav")], 2, "cluster", "compact", "en")
-    assert 'id="explore-summary"' in view.summary and "5 embeddings (3584-d)" in view.summary
+    assert 'id="explore-summary"' in view.summary and f"5 embeddings ({BUNDLED_DIM}-d)" in view.summary
     assert "broken.wav" in view.summary  # the bad file is reported, the others are mapped
     hover = [t for trace in view.map_plot.data for t in trace.text]
     assert len(hover) == 5 and all(any(Path(c).name in h for c in clips) for h in hover)
@@ -288,4 +291,4 @@ def test_compute_options_reach_the_model_and_the_log(tmp_path):
     provider = ModelProvider("compact", compute_type=args.compute_type, backend=args.backend)
     ui = EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs"))
     view = ui.recognise(str(SAMPLES / "en_excited.wav"), "utterance", False, None, "en")
-    assert provider.get(None).compute_type == "int8" and "model: compact (3584-d, int8)" in view.log_text
+    assert provider.get(None).compute_type == "int8" and f"model: compact ({BUNDLED_DIM}-d, int8)" in view.log_text

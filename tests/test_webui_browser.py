@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import BUNDLED_DIM  # noqa: E402
+
 pytestmark = pytest.mark.browser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,13 +158,13 @@ def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, serve
     recognise(page)
     notice = page.locator("#embedding-notice")
     notice.wait_for(state="visible")
-    assert "Embedding generated: embedding.npy (3584,)" in notice.inner_text()
+    assert f"Embedding generated: embedding.npy ({BUNDLED_DIM},)" in notice.inner_text()
     link = page.locator("#downloads a[href*='embedding.npy']").first
     href = link.get_attribute("href")
     response = page.request.get(href if href.startswith("http") else server["url"] + href)
     assert response.ok
     array = np.load(io.BytesIO(response.body()), allow_pickle=False)
-    assert array.shape == (3584,) and array.dtype == np.float32 and np.isfinite(array).all()
+    assert array.shape == (BUNDLED_DIM,) and array.dtype == np.float32 and np.isfinite(array).all()
     for name in ("result.json", "processed_audio.wav"):
         assert page.locator(f"#downloads a[href*='{name}']").count() >= 1
     runs = sorted(server["outputs"].glob("outputs_*/embedding.npy"))
@@ -258,7 +260,7 @@ def test_explore_maps_the_sample_clips(page):
     page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 5")
     page.locator("#explore-start").click()
     page.wait_for_selector("#explore-summary")
-    assert "5 embeddings (3584-d)" in page.locator("#explore-summary").inner_text()
+    assert f"5 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
     page.wait_for_selector("#explore-map .js-plotly-plot")
     assert page.locator("#explore-map .scatterlayer .point").count() == 5
     assert "en_calm.wav" in page.locator("#explore-table").inner_text()

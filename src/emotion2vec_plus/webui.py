@@ -523,7 +523,7 @@ class EmotionWebUI:
     def compare(self, file_a: str | None, file_b: str | None, model_name: str | None = None,
                 lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> str:
         """Cosine similarity of two clips or ``.npy`` embeddings with both results and a reading (HTML)."""
-        from .analytics import compare_inputs
+        from .analytics import CALIBRATED_DIM, compare_inputs
 
         if not file_a or not file_b:
             return _error_html(text("error_no_files", lang), lang)
@@ -554,7 +554,7 @@ class EmotionWebUI:
 
         note = ""
         if not comparison.calibrated:
-            note = f"<p><i>{html.escape(text('compare_uncalibrated', lang).format(dim=comparison.a.vector.shape[0]))}</i></p>"
+            note = f"<p><i>{html.escape(text('compare_uncalibrated', lang).format(dim=comparison.a.vector.shape[0], calibrated=CALIBRATED_DIM))}</i></p>"
         return (f'<div style="display:flex;gap:12px"><div style="flex:1">{card(comparison.a, "A")}</div>'
                 f'<div style="flex:1">{card(comparison.b, "B")}</div></div>'
                 f'<div id="compare-similarity">{html.escape(text("similarity", lang))}: {comparison.similarity:.4f}</div>'

@@ -100,8 +100,8 @@ TEXT: dict[str, dict[Language, str]] = {
     "compare_result": {"zh": "比较结果", "en": "Comparison"},
     "similarity": {"zh": "余弦相似度", "en": "cosine similarity"},
     "compare_uncalibrated": {
-        "zh": "注意：解读区间是用内置 compact 模型（3584 维）校准的；{dim} 维向量请只在同一模型的结果之间比较数值。",
-        "en": "Note: the reading is calibrated on the bundled compact model (3584-d); for {dim}-d embeddings compare values with each other only.",
+        "zh": "注意：解读区间是用内置 compact 模型（{calibrated} 维）校准的；{dim} 维向量请只在同一模型的结果之间比较数值。",
+        "en": "Note: the reading is calibrated on the bundled compact model ({calibrated}-d); for {dim}-d embeddings compare values with each other only.",
     },
     "kind_audio": {"zh": "音频", "en": "audio"},
     "kind_embedding": {"zh": ".npy 向量", "en": ".npy embedding"},
