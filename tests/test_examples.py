@@ -1,7 +1,8 @@
 """The scripts users already run (examples/) work unmodified against this package.
 
-They ask for ``model_name="large"``; the test lays a checkpoint out where the hub
-resolver's cache keeps ``emotion2vec/emotion2vec_plus_large`` and runs offline, so the
+By default they use the bundled compact model, so they run on a fresh offline install (the
+test runs them with the hubs unreachable). With ``--model large`` the test lays a checkpoint
+out where the hub resolver's cache keeps ``emotion2vec/emotion2vec_plus_large``, so the
 scripts go through the real name resolution with no network.
 """
 
@@ -32,12 +33,13 @@ def run_example(name: str, args: list[str], env: dict, cwd) -> subprocess.Comple
                           capture_output=True, text=True, timeout=300)
 
 
-def test_cosine_similarity_example(offline_env, tmp_path):
+@pytest.mark.parametrize("model", [[], ["--model", "large"]], ids=["bundled", "large"])
+def test_cosine_similarity_example(offline_env, tmp_path, model):
     clips = []
     for index, clip in enumerate(speech_clips(2)):
         clips.append(tmp_path / f"clip{index}.flac")
         shutil.copy(clip, clips[-1])
-    done = run_example("cosine_similarity.py", [str(c) for c in clips], offline_env, tmp_path)
+    done = run_example("cosine_similarity.py", [*model, *map(str, clips)], offline_env, tmp_path)
     assert done.returncode == 0, done.stderr
     similarity = float(done.stdout.strip().split()[-1])
     a, b = (np.load(str(c) + ".npy") for c in clips)
@@ -45,9 +47,10 @@ def test_cosine_similarity_example(offline_env, tmp_path):
     assert similarity == pytest.approx(expected, abs=1e-4) and -1 <= similarity <= 1
 
 
-def test_batch_service_example(offline_env, tmp_path):
+@pytest.mark.parametrize("model", [[], ["--model", "large"]], ids=["bundled", "large"])
+def test_batch_service_example(offline_env, tmp_path, model):
     clips = [str(c) for c in speech_clips(2)]
-    done = run_example("batch_service.py", clips, offline_env, tmp_path)
+    done = run_example("batch_service.py", [*model, *clips], offline_env, tmp_path)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert [r["file"] for r in results] == clips
