@@ -302,6 +302,18 @@ def test_refusals_reach_clients_that_send_the_whole_body_first(live_server):
         assert status == 401 and payload["error"] == "Unauthorized"
 
 
+def test_docs_page_is_served_without_internet(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    assert "cdn" not in html.lower() and "http://" not in html and "https://" not in html  # every asset is local
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in html
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100_000
+    assert client.get("/openapi.json").json()["paths"]["/v1/recognize"]
+
+
 def test_too_long_audio_is_422(model, clips):
     with TestClient(create_app(model, max_duration_s=1.0, api_key="")) as c:
         r = c.post("/v1/recognize", files=upload(clips[0]))

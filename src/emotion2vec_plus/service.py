@@ -407,6 +407,29 @@ async def _discard_body(receive, budget: int) -> None:
 
 
 # --------------------------------------------------------------------------- the app
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI 5 from the copy the ``swagger-ui-py`` package ships (Apache 2.0), served
+    by this app, so the page works without internet (FastAPI's default fetches it from a CDN)."""
+    from importlib import resources
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = resources.files("swagger_ui") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=root + app.openapi_url, title=f"{app.title} - API",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png")
+
+
 def create_app(
     model: Emotion2VecPlus,
     *,
@@ -451,7 +474,10 @@ def create_app(
                     "(the extension is ignored). With an API key configured, /v1/* needs "
                     "`Authorization: Bearer <key>`; /healthz and /docs are open.",
         lifespan=lifespan,
+        docs_url=None,  # replaced by _add_offline_docs: FastAPI's own page loads Swagger UI from a CDN
+        redoc_url=None,
     )
+    _add_offline_docs(app)
     app.state.model = model
     app.state.batcher = batcher
     app.state.max_upload_bytes = max_upload_bytes
