@@ -105,8 +105,10 @@ def cache(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def online(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let our code reach the download step; the hub client must be faked or stay offline."""
+    """Let our code reach the download step; the hub client must be faked or stay offline.
+    (The reachability check is skipped: these tests fake the hub, which is never reachable here.)"""
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "_unreachable", lambda url, timeout_s=5.0: None)
 
 
 class FakeHfSnapshot:
@@ -479,6 +481,41 @@ def test_download_with_real_library_offline_fails_cleanly(cache: Path, online: N
     assert partial_dirs(parent) == []
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.parametrize("hub_name", ["hf", "ms"])
+def test_an_unreachable_hub_fails_at_once_naming_the_bundled_model(cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     hub_name: str) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for name in hub._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hub, "_endpoint", lambda which: f"http://127.0.0.1:{_closed_port()}")
+    fake = FakeHfSnapshot()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    monkeypatch.setattr(hub, "_modelscope_snapshot_download", lambda: fake)
+    with pytest.raises(ModelNotFoundError) as info:
+        hub.download_model("large", hub=hub_name)
+    message = str(info.value)
+    assert "cannot reach 127.0.0.1" in message and "bundled compact model" in message and "--model compact" in message
+    assert fake.downloads == []  # the hub client (which retries for tens of seconds) was never started
+    assert partial_dirs(cache / hub_name) == [] if (cache / hub_name).exists() else True
+
+
+def test_with_a_proxy_the_reachability_check_is_left_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    for name in hub._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert "cannot reach" in hub._unreachable(url)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub._unreachable(url) is None
+
+
 def test_download_hf(cache: Path, online: None, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeHfSnapshot()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
@@ -529,7 +566,7 @@ def test_download_interrupted_leaves_nothing(
     )
     with pytest.raises(ModelNotFoundError, match="ConnectionError") as info:
         hub.download_model("large")
-    assert isinstance(info.value.__cause__, ConnectionError)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # one traceback, the cause in the message
     parent = cache / "hf" / "emotion2vec"
     assert not (parent / "emotion2vec_plus_large").exists()
     assert partial_dirs(parent) == []

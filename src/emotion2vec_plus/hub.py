@@ -31,7 +31,9 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -478,7 +480,43 @@ def _not_found_message(spec: ModelSpec, hub: str, target: Path, reason: str) -> 
         lines.append(
             f"  - or allow downloads: unset {OFFLINE_ENV} and {HF_OFFLINE_ENV} (offline mode is on)"
         )
+    lines.append("  - or use the bundled compact model, which needs no download: Emotion2VecPlus() in Python, "
+                 "--model compact on the command line")
     return "\n".join(lines)
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _endpoint(hub: str) -> str:
+    """The address the hub's client downloads from (``HF_ENDPOINT`` / ModelScope's domain settings apply)."""
+    if hub == HF:
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT)
+    try:
+        from modelscope.hub.utils.utils import get_endpoint
+    except ImportError:
+        return "https://www.modelscope.cn"
+    return str(get_endpoint())
+
+
+def _unreachable(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why ``url``'s host cannot be reached (its name does not resolve, or no connection within
+    ``timeout_s``), or ``None``. Hub clients retry for tens of seconds before giving up; this
+    answers in at most ``timeout_s``. Not checked when a proxy is configured (the client may
+    reach the hub only through it)."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"cannot reach {parts.hostname}:{port} ({exc.strerror or type(exc).__name__})"
 
 
 def _fetch(spec: ModelSpec, hub: str, destination: Path, revision: str | None) -> None:
@@ -536,6 +574,9 @@ def download_model(
                   else "it is not in the cache and offline mode is on")
         raise ModelNotFoundError(_not_found_message(spec, hub, target, reason))
 
+    problem = _unreachable(_endpoint(hub))
+    if problem is not None:
+        raise ModelNotFoundError(_not_found_message(spec, hub, target, f"downloading it failed: {problem}"))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -547,7 +588,8 @@ def download_model(
         # them mean the same to the user, who gets the full how-to-fix message plus the cause.
         except Exception as exc:
             reason = f"downloading it failed ({type(exc).__name__}: {exc})"
-            raise ModelNotFoundError(_not_found_message(spec, hub, target, reason)) from exc
+            # The message carries the cause; the client's own chain of tracebacks would bury it.
+            raise ModelNotFoundError(_not_found_message(spec, hub, target, reason)) from None
         missing = _missing_files(partial, required_files(spec))
         if missing:
             reason = f"the download from {spec.url(hub)} lacks {', '.join(missing)}"
