@@ -276,10 +276,11 @@ def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):
     batch = ui.run_batch_job([str(uploads / "en_low.wav")], None, "en")
-    assert ui.embeddings_for_explore(batch.downloads) == [batch.downloads[2]]
+    assert batch.parquet == batch.downloads[2] and ui.embeddings_for_explore(batch.parquet) == [batch.parquet]
     elsewhere = tmp_path / "embeddings.parquet"
     shutil.copy(batch.downloads[2], elsewhere)
-    assert ui.embeddings_for_explore([str(elsewhere), str(uploads / "en_low.wav")]) is None
+    assert ui.embeddings_for_explore(str(elsewhere)) is None
+    assert ui.embeddings_for_explore(str(uploads / "en_low.wav")) is None
     assert ui.embeddings_for_explore(None) is None
 
 

@@ -112,6 +112,14 @@ def page(browser, server):
     context.close()
 
 
+def _colour_fraction(png: bytes) -> float:
+    """Share of an image's pixels that are clearly coloured (not grey, black or white)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return float(np.mean(pixels.max(axis=2) - pixels.min(axis=2) > 60))
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
@@ -142,6 +150,7 @@ def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
     label = page.locator("#result-label").inner_text()
     confidence = page.locator("#result-confidence").inner_text()
     assert emoji and emoji in "😠🤢😨😊😐🤔😢😲❓"
+    assert _colour_fraction(page.locator("#result-emoji").screenshot()) > 0.05  # a colour emoji, not an outline
     assert " · " in label and any(e in label for e in ("angry", "fearful", "happy", "neutral", "sad", "surprised"))
     assert "confidence" in confidence and confidence.strip().endswith("%")
     page.wait_for_selector("#scores-plot .js-plotly-plot")
@@ -214,31 +223,41 @@ def test_an_upload_above_the_size_limit_is_refused_in_the_page(page, tmp_path):
     assert page.locator("#result-emoji").inner_text().strip()
 
 
-def test_batch_with_one_corrupt_file_gives_two_results_and_one_error_row(page, tmp_path, server):
+def test_batch_with_one_corrupt_file_gives_five_results_one_error_row_and_the_map(page, tmp_path, server):
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
+    samples = sorted(SAMPLES.glob("*.wav"))
+    assert len(samples) == 5
     page.locator("#tab-batch-button, button[role=tab]:has-text('Batch')").first.click()
-    page.locator("#batch-files input[type=file]").set_input_files(
-        [str(SAMPLES / "en_calm.wav"), str(SAMPLES / "zh_excited.wav"), str(corrupt)])
-    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 3")
+    page.locator("#batch-files input[type=file]").set_input_files([*map(str, samples), str(corrupt)])
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 6")
     page.locator("#batch-start").click()
     page.wait_for_selector("#batch-summary")
     summary = page.locator("#batch-summary").inner_text()
-    assert "2 done, 1 failed" in summary
+    assert "5 done, 1 failed" in summary
     table = page.locator("#batch-table").inner_text()
     assert table.count("✗") == 1 and "corrupt.mp3" in table
-    assert "en_calm.wav" in table and "zh_excited.wav" in table
+    assert all(p.name in table for p in samples)
     hrefs = [a.get_attribute("href") for a in page.locator("#batch-downloads a").all()]
     names = {Path(h.split("=")[-1]).name for h in hrefs}
     assert {"results.csv", "results.jsonl", "embeddings.parquet", "embeddings_npy.zip"} <= names
     csv_href = next(h for h in hrefs if h.endswith("results.csv"))
     body = page.request.get(csv_href if csv_href.startswith("http") else server["url"] + csv_href).body()
-    assert body.decode("utf-8-sig").count("\n") == 4  # header + 3 files
-    shot(page, "06_batch_three_files_one_corrupt")
+    assert body.decode("utf-8-sig").count("\n") == 7  # header + 6 files
+    status_header = page.locator("#batch-table th").nth(4)
+    assert status_header.evaluate("h => h.scrollWidth <= h.clientWidth + 1"), "status column cut off"
+    frame = page.locator("#batch-table").bounding_box()
+    for name in [*(p.name for p in samples), "corrupt.mp3"]:  # every row shown without scrolling
+        cell = page.locator("#batch-table").get_by_text(name, exact=True).first.bounding_box()
+        assert cell is not None and cell["y"] + cell["height"] <= frame["y"] + frame["height"] + 1, name
+    shot(page, "06_batch_six_files_one_corrupt")
     page.locator("#batch-to-explore").click()
-    page.wait_for_function("document.querySelector('#explore-files') && "
-                           "document.querySelector('#explore-files').innerText.includes('embeddings.parquet')")
-    assert page.locator("#explore-start").is_visible()
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 1")
+    page.locator("#explore-start").click()
+    page.wait_for_selector("#explore-map .js-plotly-plot")
+    assert page.locator("#explore-map .scatterlayer .point").count() == 5  # the five files that worked
+    assert f"5 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
+    shot(page, "06b_batch_to_explore")
 
 
 def test_compare_two_clips_shows_both_results_and_the_similarity(page):
@@ -267,10 +286,22 @@ def test_explore_maps_the_sample_clips(page):
     shot(page, "07b_explore")
 
 
+def test_an_english_page_has_no_chinese_before_and_after_a_sample_click(page):
+    page.wait_for_function("document.querySelector('#result').innerText.includes('Upload audio, then press Recognise')",
+                           timeout=10_000)
+    assert "Audio" in page.locator("#audio-input").inner_text()
+    page.locator("#examples button, #examples td, #examples .gallery-item").first.click()
+    page.wait_for_selector("#audio-input audio, #audio-input button[aria-label='Clear']", state="attached")
+    page.wait_for_timeout(500)
+    text = page.locator("#audio-input").inner_text() + page.locator("#result").inner_text()
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in text), text
+
+
 def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
     page.locator("#language label", has_text="中文").click()
     page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
     assert "语音情感识别" in page.locator("#page-title").inner_text()
+    page.wait_for_function("document.querySelector('#result').innerText.includes('开始识别')")  # placeholder follows
     assert "示例音频" in page.locator("#examples").inner_text()
     page.locator("#language label", has_text="English").click()
     page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')")

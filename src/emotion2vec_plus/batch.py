@@ -42,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -577,7 +577,7 @@ def run_batch(
     embeddings: str = "parquet",
     workers: int = 2,
     batch_size: int = 8,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     retry_failed: bool = False,
 ) -> BatchSummary:
     """Recognise every file of ``inputs`` (see :func:`find_audio_files`) into ``out_dir``; resumable.
@@ -591,7 +591,9 @@ def run_batch(
         workers: decoding threads.
         batch_size: files per forward pass (a read-ahead window of ``4 * batch_size`` files is
             sorted by length and cut into batches).
-        progress: show a tqdm progress bar (files/s, audio-seconds/s, ETA) on stderr.
+        progress: ``True``: a tqdm progress bar (files/s, audio-seconds/s, ETA) on stderr; a
+            function: called with (files finished, files to do) after each batch (e.g. to drive a
+            WebUI progress bar); ``False``: nothing.
         retry_failed: process files again whose earlier line is an error.
 
     Returns:
@@ -630,7 +632,7 @@ def _stat_entries(plan: _Plan) -> list[_Entry]:
 
 
 def _run(model: "Emotion2VecPlus", plan: _Plan, out_dir: str | os.PathLike, *, granularity: str, embeddings: str,
-         workers: int, batch_size: int, progress: bool, retry_failed: bool) -> BatchSummary:
+         workers: int, batch_size: int, progress: bool | Callable[[int, int], None], retry_failed: bool) -> BatchSummary:
     _check_options(granularity, embeddings, workers, batch_size)
     started = time.perf_counter()
     with locked_output_dir(out_dir) as out:
@@ -680,14 +682,26 @@ def _remove_temporaries(out: Path) -> None:
 
 
 def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity: str, embeddings: str, workers: int,
-                batch_size: int, progress: bool, retry_failed: bool, started: float) -> BatchSummary:
+                batch_size: int, progress: bool | Callable[[int, int], None], retry_failed: bool,
+                started: float) -> BatchSummary:
     _remove_temporaries(out)
     entries = _stat_entries(plan)
     results_path = out / RESULTS_NAME
     todo, ok_keys, summary = _resume_plan(entries, results_path, model.model_name, granularity, retry_failed)
     parts, write_npy = _open_outputs(out, model, granularity, embeddings)
     audio_s = 0.0
-    bar = _progress_bar(len(todo)) if progress and todo else None
+    bar = _progress_bar(len(todo)) if progress is True and todo else None
+    report = progress if callable(progress) else None
+    finished = 0
+
+    def advance(count: int) -> None:
+        nonlocal finished
+        finished += count
+        if bar is not None:
+            bar.update(count)
+        if report is not None:
+            report(finished, len(todo))
+
     log = _ResultsLog(results_path)
     window = 4 * batch_size
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotion2vec-decode")
@@ -698,8 +712,8 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
             for item in group:
                 if item.audio is None:
                     lines.append(_error_line(item.entry, item.error or "unknown error", model, granularity))
-            if bar is not None and len(lines):
-                bar.update(len(lines))
+            if lines:
+                advance(len(lines))
             decoded = sorted((item for item in group if item.audio is not None),
                              key=lambda item: len(item.audio.samples), reverse=True)
             for start in range(0, len(decoded), batch_size):
@@ -713,8 +727,8 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
                     if row is not None:
                         rows.append(row)
                     audio_s += result.duration_s
+                advance(len(batch))
                 if bar is not None:
-                    bar.update(len(batch))
                     elapsed = max(time.perf_counter() - started, 1e-9)
                     bar.set_postfix_str(f"{audio_s / elapsed:.1f} audio-s/s", refresh=False)
             _commit(parts, log, lines, rows, summary, ok_keys, bar)

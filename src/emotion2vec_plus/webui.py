@@ -75,6 +75,9 @@ TIMELINE_SMOOTH_S = 0.5
 
 CSS = """
 #result-card { text-align: center; padding: 12px 8px; }
+#result-emoji, .compare-card .emoji {
+  font-family: "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji Mozilla", sans-serif;
+}
 #result-emoji { font-size: 88px; line-height: 1.1; }
 #result-label { font-size: 28px; font-weight: 600; margin-top: 4px; }
 #result-confidence { font-size: 20px; opacity: 0.85; margin-top: 2px; }
@@ -217,11 +220,12 @@ class RecognitionView(NamedTuple):
 
 
 class BatchView(NamedTuple):
-    """What the Batch button shows."""
+    """What the Batch button shows, and (kept on the server) the run's embeddings for Explore."""
 
     table: Any
     summary: str
     downloads: Any
+    parquet: str | None = None
 
 
 class ExploreView(NamedTuple):
@@ -248,6 +252,10 @@ def _error_html(message: str, lang: str, hint: str | None = None) -> str:
 
 def _placeholder_html(lang: str) -> str:
     return f'<div class="placeholder-box">{html.escape(text("result_placeholder", lang))}</div>'
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith('<div class="placeholder-box">')
 
 
 def _user_message(exc: BaseException, lang: str) -> str:
@@ -467,11 +475,14 @@ class EmotionWebUI:
             accepted = [p for p in range(len(files)) if p not in refused]
             staged = stage_files([(names[p], files[p]) for p in accepted], batch_dir / BATCH_INPUTS)
             staged_of = dict(zip(accepted, staged))
+            def report(finished: int, total: int) -> None:
+                progress(finished / max(total, 1), desc=f"{text('batch_progress', lang)} {finished}/{total}")
+
             if progress is not None:
-                progress(0.0, desc=text("batch_progress", lang))
+                report(0, len(staged))
             if staged:
                 on_model_thread(run_batch, model, staged, batch_dir, embeddings="both", workers=1,
-                                batch_size=4, progress=progress is not None)
+                                batch_size=4, progress=report if progress is not None else False)
             records = {record["path"]: record for record in read_results(batch_dir)}
             rows: list[list[Any]] = []
             done = failed = 0
@@ -502,22 +513,21 @@ class EmotionWebUI:
         except Exception as exc:
             if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
                 log.exception("batch failed")
-            return BatchView(_frame([], columns), _error_html(_user_message(exc, lang), lang), None)
+            return BatchView(_frame([], columns), _error_html(_user_message(exc, lang), lang), None, None)
         summary = text("batch_summary", lang).format(done=done, failed=failed, seconds=time.perf_counter() - started,
                                                      folder=batch_dir)
         downloads = [str(f) for d in downloads if (f := servable_file(d, self.outputs_root)) is not None]
-        return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>', downloads)
+        parquet = next((d for d in downloads if Path(d).name == PARQUET_NAME), None)
+        return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>', downloads,
+                         parquet)
 
-    def embeddings_for_explore(self, downloads: Sequence[str] | None) -> list[str] | None:
-        """The ``embeddings.parquet`` among a batch run's downloads (only files under the outputs root)."""
+    def embeddings_for_explore(self, parquet: str | None) -> list[str] | None:
+        """The batch run's ``embeddings.parquet`` for Explore, as Batch recorded it on the server (the
+        download box holds Gradio's copies, elsewhere); only a file under the outputs root."""
         from .batch import PARQUET_NAME
 
-        found = []
-        for path in downloads or []:
-            served = servable_file(path, self.outputs_root)
-            if served is not None and served.name == PARQUET_NAME:
-                found.append(str(served))
-        return found or None
+        served = servable_file(parquet, self.outputs_root) if parquet else None
+        return [str(served)] if served is not None and served.name == PARQUET_NAME else None
 
     # ------------------------------------------------------------------ compare
     def compare(self, file_a: str | None, file_b: str | None, model_name: str | None = None,
@@ -747,10 +757,13 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
                                                  "batch_to_explore")
                     with gr.Column(scale=2):
                         batch_table = label(gr.Dataframe(label=T("batch_table"), interactive=False, wrap=True,
-                                                         elem_id="batch-table"), "batch_table")
+                                                         column_widths=["25%", "17%", "13%", "13%", "32%"],
+                                                         max_height=1200, elem_id="batch-table"), "batch_table")
+                batch_parquet = gr.State(None)  # server side: the client cannot point Explore elsewhere
                 batch_start.click(
-                    lambda f, m, lang, progress=gr.Progress(track_tqdm=True): ui.run_batch_job(f, m, lang, progress),
-                    inputs=[batch_files, model, language], outputs=[batch_table, batch_summary, batch_downloads],
+                    lambda f, m, lang, progress=gr.Progress(): ui.run_batch_job(f, m, lang, progress),
+                    inputs=[batch_files, model, language],
+                    outputs=[batch_table, batch_summary, batch_downloads, batch_parquet],
                 )
             # ---------------------------------------------------------- Compare
             with label(gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"), "tab_compare"):
@@ -794,8 +807,8 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
                     outputs=[explore_map, explore_table, explore_summary],
                 )
                 batch_to_explore.click(
-                    lambda downloads: (ui.embeddings_for_explore(downloads), gr.Tabs(selected="explore")),
-                    inputs=[batch_downloads], outputs=[explore_files, tabs],
+                    lambda parquet: (ui.embeddings_for_explore(parquet), gr.Tabs(selected="explore")),
+                    inputs=[batch_parquet], outputs=[explore_files, tabs],
                 )
             # ---------------------------------------------------------- History
             with label(gr.Tab(T("tab_history"), id="history", elem_id="tab-history"), "tab_history") as history_tab:
@@ -815,6 +828,12 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
 
         components = [component for component, _ in relabel]
         language.change(lambda lang: [make(lang) for _, make in relabel], inputs=[language], outputs=components)
+        # The result box shows the placeholder in the chosen language until there is a result.
+        language.change(lambda lang, current: _placeholder_html(lang) if _is_placeholder(current) else gr.update(),
+                        inputs=[language, result_html], outputs=[result_html], queue=False, show_progress="hidden")
+        # Gradio re-applies the audio box's construction-time label when a sample is clicked.
+        examples.load_input_event.then(lambda lang: gr.update(label=text("audio_input", lang)), inputs=[language],
+                                       outputs=[audio], queue=False, show_progress="hidden")
 
         def initial_language(request: gr.Request) -> str:
             query = request.query_params.get("lang") if request is not None else None

@@ -134,7 +134,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "history_files": {"zh": "该记录的文件", "en": "Files of that run"},
     "col_time": {"zh": "时间", "en": "time"},
     "col_folder": {"zh": "目录", "en": "folder"},
-    "col_links": {"zh": "文件", "en": "files"},
+    "col_links": {"zh": "下载", "en": "files"},
     "history_empty": {"zh": "还没有记录。", "en": "No runs yet."},
 }
 
