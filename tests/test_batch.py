@@ -217,6 +217,14 @@ def test_batch_results_match_predict(first_run, tree, model):
     assert line["scores"] == pytest.approx(direct.scores, abs=1e-4)
 
 
+def test_progress_callback_counts_every_file_once(model, tree, tmp_path):
+    calls: list[tuple[int, int]] = []
+    summary = run_batch(model, [tree["root"]], tmp_path / "out", batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    total = summary.done + summary.failed
+    assert calls and calls[-1] == (total, total) and all(t == total for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)  # never goes back
+
+
 def test_rerun_skips_everything_and_duplicates_nothing(first_run, tree, model):
     out, _ = first_run
     before = (out / "results.jsonl").read_bytes()
