@@ -12,6 +12,7 @@ Held-out speakers: with ``--fold-models DIR`` (models written by ``training/v2_t
 corpora, e.g. emotion2vec+). Usage:
 
     python bench/long_audio.py --fold-models FOLDS [--corpora RAVDESS,CASIA] [--lengths 10,30,60,300]
+        [--max-long-inputs 16] [--compute-type bfloat16]
     python bench/long_audio.py --model compact --corpora EMOVO --window 30      # e.g. the old 30 s windows
 
 Prints one Markdown table per corpus and the largest drop of a long row below the clip row.
@@ -61,6 +62,20 @@ def joined_inputs(clips: list[Clip], seconds: float, seed: int) -> list[tuple[np
     return out
 
 
+def balanced_subset(inputs: list[tuple[np.ndarray, str, str]], most: int) -> list[tuple[np.ndarray, str, str]]:
+    """At most ``most`` inputs, taken in turn from each emotion (in their given order)."""
+    by_label: dict[str, list] = defaultdict(list)
+    for item in inputs:
+        by_label[item[1]].append(item)
+    out, round_ = [], 0
+    while len(out) < most and any(round_ < len(v) for v in by_label.values()):
+        for label in sorted(by_label):
+            if round_ < len(by_label[label]) and len(out) < most:
+                out.append(by_label[label][round_])
+        round_ += 1
+    return out
+
+
 def ua(truth: list[str], predicted: list[str]) -> float:
     present = sorted(set(truth))
     return float(np.mean([np.mean([p == t for p, t in zip(predicted, truth) if t == label]) for label in present]))
@@ -83,7 +98,11 @@ def main() -> None:
     parser.add_argument("--lengths", default="10,30,60,300")
     parser.add_argument("--window", type=float, default=None, help="the model's window_s (default: the model's own)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compute-type", default="float32", help="float32 (default), bfloat16, int8, auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-long-inputs", type=int, default=0,
+                        help="at most this many inputs per corpus, fold and length for lengths of 60 s and more, "
+                             "taken in turn from each emotion (0: all); bounds the run time of the 300 s row")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
     if (args.fold_models is None) == (args.model is None):
@@ -106,7 +125,7 @@ def main() -> None:
     pooled: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     started = time.perf_counter()
     for model_name, speakers in runs:
-        model = Emotion2VecPlus(model_name, num_threads=args.threads, window_s=args.window)
+        model = Emotion2VecPlus(model_name, num_threads=args.threads, window_s=args.window, compute_type=args.compute_type)
         for corpus in corpora:
             held_out = [c for c in clips if c.corpus == corpus and (speakers is None or (c.corpus, c.speaker) in speakers)]
             if not held_out:
@@ -114,6 +133,8 @@ def main() -> None:
             for name in names:
                 inputs = ([(sf.read(c.path, dtype="float32")[0], c.label, c.speaker) for c in held_out] if name == "clip"
                           else joined_inputs(held_out, float(name[:-2]), args.seed))
+                if args.max_long_inputs and name != "clip" and float(name[:-2]) >= 60:
+                    inputs = balanced_subset(inputs, args.max_long_inputs)
                 pooled[corpus][name] += predictions(model, inputs)
         print(f"{model_name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
     summary = {}

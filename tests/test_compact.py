@@ -31,7 +31,8 @@ def test_default_model_is_the_bundled_compact_model(compact):
 
 def test_model_file_metadata(compact):
     spec = read_compact()
-    assert spec.layers == list(range(7)) and spec.head is not None
+    assert spec.version == 2 and spec.projection_layers == [3, 4, 5, 6] and spec.head is not None
+    assert spec.first_tuned == 6 and spec.encoder == {}  # the encoder as released: nothing fine-tuned
     assert spec.head.embedding_model == "compact" and spec.head.embed_dim == BUNDLED_DIM
     assert set(spec.head.labels) == set(EMOTIONS) - {"other", "unknown"}
     info = json.loads((resources.files("emotion2vec_plus") / "assets" / "whisper_base_encoder.json").read_text())
@@ -107,18 +108,18 @@ def test_damaged_model_file_is_a_clear_error(tmp_path):
 
 def test_shipped_compact_file_checksum():
     data = (resources.files("emotion2vec_plus") / "assets" / COMPACT_FILE).read_bytes()
-    recorded = json.loads((resources.files("emotion2vec_plus") / "assets" / "compact_v1.json").read_text())
+    recorded = json.loads((resources.files("emotion2vec_plus") / "assets" / COMPACT_FILE.replace(".safetensors", ".json")).read_text())
     assert hashlib.sha256(data).hexdigest() == recorded["sha256"]
 
 
 def test_golden_output_on_a_bundled_clip(compact):
-    """Recorded when compact_v1 was built; catches a changed model file or a broken implementation."""
+    """Recorded when compact_v2 was built; catches a changed model file or a broken implementation."""
     result = compact.predict(str(SAMPLES / "en_excited.wav"), extract_embedding=True)
-    golden = {"angry": 0.0399, "fearful": 0.5357, "happy": 0.1458, "neutral": 0.2702, "sad": 0.0063}
-    assert result.emotion == "fearful"
+    golden = {"angry": 0.0150, "fearful": 0.0066, "happy": 0.1269, "neutral": 0.8448, "sad": 0.0046}
+    assert result.emotion == "neutral"
     for name, value in golden.items():
         assert result.scores[name] == pytest.approx(value, abs=2e-3)
-    assert result.embedding[:4] == pytest.approx([1.8409, 1.7435, 1.8035, 6.1876], abs=2e-2)
+    assert result.embedding[:4] == pytest.approx([1.4860, -3.0387, -2.1911, -2.4930], abs=2e-2)
 
 
 def test_a_compact_model_file_of_ones_own_loads_by_path(tmp_path):

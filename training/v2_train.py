@@ -342,7 +342,15 @@ def main() -> None:
         export_compact(model, args.save, recipe, temperature=args.calibration,
                        description=f"compact v2 {args.tag}: Whisper-base, blocks {recipe.first_tuned}-5 fine-tuned on "
                                    "RAVDESS, CASIA, nEMO and EMOVO")
-        print(f"wrote {args.save}")
+        import hashlib
+
+        data = args.save.read_bytes()
+        args.save.with_suffix(".json").write_text(json.dumps({
+            "file": args.save.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "built_by": "training/v2_train.py --protocol final", "recipe": asdict(recipe), "calibration": args.calibration,
+            "licence": "non-commercial research use (trained on RAVDESS and nEMO, CC BY-NC-SA 4.0; CASIA and EMOVO, "
+                       "research use only)"}, indent=2) + "\n")
+        print(f"wrote {args.save} and {args.save.with_suffix('.json').name}")
         return
 
     if args.protocol == "folds":

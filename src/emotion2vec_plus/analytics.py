@@ -78,7 +78,7 @@ SIMILARITY_BANDS: tuple[tuple[float, str], ...] = (
     (-1.0, "very different profile (typical of a different language or recording setup)"),
 )
 #: Embedding dimension of the model the bands were calibrated on (the bundled compact model).
-CALIBRATED_DIM = 3584
+CALIBRATED_DIM = 256
 REQUIRED_COLUMNS = ("path", "embedding")
 OPTIONAL_COLUMNS = ("emotion", "confidence")
 PARQUET_MAGIC = b"PAR1"

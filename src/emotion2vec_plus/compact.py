@@ -1,16 +1,18 @@
 """The compact emotion model that ships inside the package (model name ``"compact"``).
 
-Backbone: OpenAI Whisper *base* encoder (MIT licence), run on the true length of the audio, with
-its top blocks fine-tuned for emotion by this project. Frame embeddings: some of the encoder's
-hidden states (layer-normalised, concatenated) through a learned linear projection to an
-E-dimensional emotion embedding at 50 frames per second. The utterance embedding is the mean of the frame
-embeddings, and the emotion head is linear over it (so the same head scores single frames).
-Classes without training data (``other``, ``unknown``) get probability 0.
+Backbone: OpenAI Whisper *base* encoder (MIT licence), run on the true length of the audio; a
+model file may carry fine-tuned copies of its top blocks (the bundled one does not: measured on
+held-out speakers, fine-tuning gave no better classifier, see the model card). Frame embeddings:
+some of the encoder's hidden states (layer-normalised, concatenated) through a learned linear
+projection to an E-dimensional emotion embedding (256 for the bundled model) at 50 frames per
+second. The utterance embedding is the mean of the frame embeddings, and the emotion head is
+linear over it (so the same head scores single frames). Classes without training data
+(``other``, ``unknown``) get probability 0.
 
 Files (in ``emotion2vec_plus/assets``): ``whisper_base_encoder.safetensors`` (the released
-encoder) and ``compact_v2.safetensors`` (the fine-tuned blocks, the projection, the head, and
-JSON metadata). A compact model file of one's own (same format, e.g. from
-``training/v2_train.py``) loads with ``Emotion2VecPlus("path/to/file.safetensors")``.
+encoder) and ``compact_v2.safetensors`` (any fine-tuned blocks, the projection, the head, and
+JSON metadata). A compact model file of one's own (same format, from ``training/v2_frozen.py``
+or ``training/v2_train.py``) loads with ``Emotion2VecPlus("path/to/file.safetensors")``.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ from .model import EncoderOutput
 from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram
 
 COMPACT_NAME = "compact"
-COMPACT_FILE = "compact_v1.safetensors"
+COMPACT_FILE = "compact_v2.safetensors"
 COMPACT_FORMAT = "emotion2vec-plus/compact"
-#: Format versions read: 1 (frozen encoder, standardised concatenation of its 7 layers), 2 (top
-#: blocks fine-tuned, learned embedding projection). New files are written as version 2.
+#: Format version 2: optionally fine-tuned top blocks, learned embedding projection. (Version 1,
+#: the standardised concatenation of 7 frozen layers, shipped before 2026-12 and is no longer read.)
 COMPACT_FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (2,)
 HOP_SAMPLES = 320  # Whisper: 160-sample mel hop, conv stem stride 2 -> 50 frames per second
 MAX_WINDOW_S = 30.0  # Whisper's positional embedding covers 1500 frames
 #: Default longest piece scored whole (see the model card's length table).
@@ -56,22 +58,16 @@ class CompactSpec:
     head: EmotionHead | None
     metadata: dict[str, Any]
     first_tuned: int = 6
+    """First fine-tuned Whisper block (6: none, the encoder is used as released)."""
     encoder: dict[str, np.ndarray] = field(default_factory=dict)
-    """Version 2: fine-tuned encoder tensors (Whisper names: ``blocks.{i}.*`` for i >= first_tuned, ``ln_post.*``)."""
+    """Fine-tuned encoder tensors (Whisper names: ``blocks.{i}.*`` for i >= first_tuned, ``ln_post.*``)."""
     projection: dict[str, np.ndarray] = field(default_factory=dict)
-    """Version 2: the embedding projection's tensors (``project.norms.{i}.*``, ``project.linear.*``)."""
+    """The embedding projection's tensors (``project.norms.{i}.*``, ``project.linear.*``)."""
     projection_layers: list[int] = field(default_factory=list)
-    """Version 2: the Whisper hidden states the projection reads (6 = the output after ``ln_post``)."""
-    layers: list[int] = field(default_factory=list)
-    feature_mean: np.ndarray | None = None
-    feature_scale: np.ndarray | None = None
-    """Version 1: which hidden states are concatenated, and their standardisation."""
+    """The Whisper hidden states the projection reads (6 = the output after ``ln_post``)."""
 
     @property
     def embed_dim(self) -> int:
-        if self.version == 1:
-            assert self.feature_mean is not None
-            return int(self.feature_mean.shape[0])
         return int(self.projection["project.linear.weight"].shape[0])
 
 
@@ -106,34 +102,24 @@ class EmbeddingProjection(nn.Module):
 
 
 class CompactEmotionModel(nn.Module):
-    """Whisper-base encoder -> emotion embedding per frame (+ emotion head).
-
-    Version 2: the top blocks fine-tuned, frames through the learned projection. Version 1: the
-    frozen encoder's 7 hidden states concatenated per frame and standardised.
-    """
+    """Whisper-base encoder (top blocks optionally fine-tuned) -> emotion embedding per frame
+    through the learned projection (+ emotion head)."""
 
     def __init__(self, encoder: WhisperEncoder, spec: CompactSpec) -> None:
         super().__init__()
         self.spec = spec
         self.encoder = encoder
-        if spec.version == 1:
-            assert spec.feature_mean is not None and spec.feature_scale is not None
-            self.layers = list(spec.layers)
-            self.register_buffer("feature_mean", torch.from_numpy(spec.feature_mean.astype(np.float32)))
-            self.register_buffer("feature_scale", torch.from_numpy(spec.feature_scale.astype(np.float32)))
-            self.project = None
-        else:
-            state = encoder.state_dict()
+        state = encoder.state_dict()
+        for name, value in spec.encoder.items():
+            if name not in state or tuple(state[name].shape) != value.shape:
+                raise CheckpointError(f"compact model tensor {name} {value.shape} does not fit the Whisper encoder")
+        with torch.no_grad():
             for name, value in spec.encoder.items():
-                if name not in state or tuple(state[name].shape) != value.shape:
-                    raise CheckpointError(f"compact model tensor {name} {value.shape} does not fit the Whisper encoder")
-            with torch.no_grad():
-                for name, value in spec.encoder.items():
-                    state[name].copy_(torch.from_numpy(value.astype(np.float32)))
-            self.layers = list(spec.projection_layers)
-            self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
-            self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
-                                          for k, v in spec.projection.items()})
+                state[name].copy_(torch.from_numpy(value.astype(np.float32)))
+        self.layers = list(spec.projection_layers)
+        self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
+        self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
+                                      for k, v in spec.projection.items()})
         self._head = NineClassHead(spec.head) if spec.head is not None else None
 
     @property
@@ -157,13 +143,7 @@ class CompactEmotionModel(nn.Module):
         """Frame embeddings (B, T, E) from a padded log-mel batch: everything after the front end.
 
         The ONNX export traces this with its own (export-friendly) log-mel, so the network has one
-        copy. Frames past a clip's end are zero (version 2) or carry the standardised zeros of the
-        encoder's padding (version 1); callers use ``lengths``."""
-        if self.project is None:
-            out = self.encoder(mel, mel_frames)
-            assert out.hidden_states is not None
-            x = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
-            return EncoderOutput(frames=(x - self.feature_mean) / self.feature_scale, lengths=out.lengths)
+        copy. Frames past a clip's end are zero; callers use ``lengths``."""
         out = self.encoder(mel, mel_frames, return_layers=self.layers != [len(self.encoder.blocks)])
         states = [out.last_hidden_state] if out.hidden_states is None else [out.hidden_states[i] for i in self.layers]
         frames = self.project(states)
@@ -174,11 +154,6 @@ class CompactEmotionModel(nn.Module):
         """Frame embeddings (B, T, E) at 50 Hz and the valid frames of each clip."""
         mel, frames = log_mel_spectrogram(wavs, num_samples)
         return self.embed_mel(mel, frames)
-
-
-def pooled_layer_features(means: np.ndarray, layers: list[int]) -> np.ndarray:
-    """Version 1: utterance features from per-layer means (N, L, 512), as the model standardises them."""
-    return means[:, layers].reshape(means.shape[0], -1)
 
 
 def default_compact_path() -> Path:
@@ -222,22 +197,19 @@ def read_compact(path: str | os.PathLike | None = None) -> CompactSpec:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         version = meta.get("format_version")
         if meta.get("format") != COMPACT_FORMAT or version not in READABLE_VERSIONS:
-            raise ValueError(f"not a {COMPACT_FORMAT} file of version {' or '.join(map(str, READABLE_VERSIONS))}")
+            raise ValueError(f"not a {COMPACT_FORMAT} file of version {' or '.join(map(str, READABLE_VERSIONS))}"
+                             + (" (version 1 files are no longer read)" if version == 1 else ""))
         head = None
         if meta.get("head"):
             fields = meta["head"]
             params = {name[5:]: value for name, value in tensors.items() if name.startswith("head.")}
             head = EmotionHead(fields["labels"], fields["kind"], fields["embed_dim"], fields["embedding_model"], params,
                                metrics=fields.get("metrics"), training=fields.get("training"), source=str(path))
-        if version == 1:
-            spec = CompactSpec(version=1, head=head, metadata=meta, layers=[int(v) for v in meta["layers"]],
-                               feature_mean=tensors["feature_mean"], feature_scale=tensors["feature_scale"])
-        else:
-            layers = [int(v) for v in meta["projection_layers"]]
-            spec = CompactSpec(version=2, head=head, metadata=meta, first_tuned=int(meta["first_tuned"]),
-                               encoder={name[8:]: value for name, value in tensors.items() if name.startswith("encoder.")},
-                               projection={name: tensors[name] for name in _projection_keys(len(layers))},
-                               projection_layers=layers)
+        layers = [int(v) for v in meta["projection_layers"]]
+        spec = CompactSpec(version=2, head=head, metadata=meta, first_tuned=int(meta["first_tuned"]),
+                           encoder={name[8:]: value for name, value in tensors.items() if name.startswith("encoder.")},
+                           projection={name: tensors[name] for name in _projection_keys(len(layers))},
+                           projection_layers=layers)
     except Exception as exc:  # safetensors, json and the head's checks raise several types
         raise CheckpointError(f"{path}: not a usable compact model file: {exc}") from exc
     if spec.head is not None and spec.head.embed_dim != spec.embed_dim:

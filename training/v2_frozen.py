@@ -1,0 +1,257 @@
+"""Compact model v2, frozen-encoder variant: a learned emotion embedding over the released
+Whisper-base encoder's hidden states, trained to convergence on pooled features.
+
+``v2_train.py`` fine-tunes Whisper's top blocks; on held-out speakers that gave a better
+embedding geometry than v1 but a worse classifier (fold 0: RAVDESS UA 0.685 vs v1's 0.773). The
+encoder here stays as released, so what is learned is small and can be trained to convergence on
+features pooled once per clip:
+
+    hidden states 3..6 (the input of block 3, blocks 3-4, block 5 after ln_post), each
+    layer-normalised per frame and averaged over the clip -> (N, 2048)
+    -> standardise -> Linear(2048 -> E) = the emotion embedding -> Linear(E -> 7 emotions)
+
+Everything after the per-frame layer norm is linear, so the same projection applied to each
+frame gives the frame embeddings, and their mean is the utterance embedding (what the runtime
+does with a compact v2 file whose ``first_tuned`` is 6, i.e. no tuned blocks).
+
+Loss: class- and corpus-balanced cross-entropy on every augmentation variant of the training
+clips, plus a supervised contrastive term on the L2-normalised embeddings, AdamW with weight
+decay on random batches for a fixed number of steps (no early stopping on held-out speakers).
+
+Usage:
+    python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol folds [--metrics-out runs.jsonl]
+    python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol loco
+    python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol final --calibration T --save FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpora import speaker_folds  # noqa: E402
+from v2_train import LABELS, Cache, TunedTop, balanced_weights, collate, corpus_metrics, fit_temperature, \
+    supervised_contrastive  # noqa: E402
+
+LAYERS = [3, 4, 5, 6]
+WIDTH = 512
+
+
+@dataclass
+class Recipe:
+    embed_dim: int = 256
+    steps: int = 600
+    batch: int = 4096
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    supcon: float = 0.5
+    temperature: float = 0.1
+    supcon_batch: int = 2048
+    dropout: float = 0.2
+    seed: int = 0
+    variants: str = "clean,speed0.9,speed1.1,noise15,reverb"
+
+
+@torch.inference_mode()
+def pooled_features(cache: Cache, variant: str, batch_frames: int = 12000) -> np.ndarray:
+    """(N, len(LAYERS) * 512) per-frame layer-normalised hidden states averaged over each clip."""
+    encoder = TunedTop(cache.first_tuned, 8, 0.0)  # its blocks are the released ones (never trained here)
+    encoder.eval()
+    counts = cache.counts[variant]
+    order = np.argsort(-counts)  # longest first: each batch's first clip sets its padded length
+    out = np.zeros((len(counts), len(LAYERS) * WIDTH), np.float32)
+    position = 0
+    while position < len(order):
+        size = max(1, batch_frames // max(int(counts[order[position]]), 1))
+        batch = list(order[position : position + size])
+        position += len(batch)
+        x, lengths = collate(cache, batch, [variant] * len(batch))
+        valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        mask, keep = valid[:, None, None, :], valid[..., None].float()
+        x = x * keep
+        states = [x]
+        for i, block in enumerate(encoder.blocks):
+            x = block(x, mask) * keep
+            states.append(encoder.ln_post(x) if i == len(encoder.blocks) - 1 else x)
+        pooled = [(F.layer_norm(s, (WIDTH,)) * keep).sum(1) / lengths[:, None] for s in states]
+        out[batch] = torch.cat(pooled, dim=-1).numpy()
+    return out
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, dim_in: int, embed_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.project = nn.Linear(dim_in, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(embed_dim, len(LABELS))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.project(self.dropout(x))
+        return embedding, self.head(embedding)
+
+
+def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, recipe: Recipe) -> tuple[Bottleneck, np.ndarray, np.ndarray]:
+    """The trained bottleneck and the standardisation (mean, scale) of its input."""
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    variants = recipe.variants.split(",")
+    x = np.concatenate([features[v][indices] for v in variants])
+    y = np.tile(cache.labels[indices], len(variants))
+    w = np.tile(balanced_weights(cache, indices)[indices], len(variants))
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / scale).float()
+    yt, wt = torch.from_numpy(y), torch.from_numpy(w).float()
+    model = Bottleneck(x.shape[1], recipe.embed_dim, recipe.dropout)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, recipe.steps)
+    for step in range(recipe.steps):
+        model.train()
+        rows = torch.from_numpy(rng.choice(len(xt), min(recipe.batch, len(xt)), replace=False))
+        embedding, logits = model(xt[rows])
+        loss = (F.cross_entropy(logits, yt[rows], reduction="none") * wt[rows]).mean()
+        if recipe.supcon > 0:
+            pick = slice(0, min(recipe.supcon_batch, len(rows)))
+            loss = loss + recipe.supcon * supervised_contrastive(embedding[pick], yt[rows][pick], recipe.temperature)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 100 == 0 or step == recipe.steps - 1:
+            print(f"  step {step}: loss {float(loss.detach()):.3f}", flush=True)
+    return model.eval(), mean, scale
+
+
+@torch.inference_mode()
+def apply(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    embedding, logits = model(torch.from_numpy((x - mean) / scale).float())
+    return embedding.numpy(), torch.softmax(logits, -1).numpy()
+
+
+def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, recipe: Recipe, temperature: float,
+           description: str) -> Path:
+    """A compact model file (format v2, no tuned blocks): per-frame layer norms without affine
+    change, the standardisation folded into the projection's linear map, the head divided by the
+    calibration temperature."""
+    from emotion2vec_plus.compact import save_compact
+    from emotion2vec_plus.heads import EmotionHead
+    from emotion2vec_plus.whisper import ASSET_INFO_NAME, _asset_info
+
+    weight = model.project.weight.detach().numpy() / scale[None, :]
+    bias = model.project.bias.detach().numpy() - weight @ mean
+    projection = {f"project.norms.{i}.weight": np.ones(WIDTH, np.float32) for i in range(len(LAYERS))}
+    projection.update({f"project.norms.{i}.bias": np.zeros(WIDTH, np.float32) for i in range(len(LAYERS))})
+    projection["project.linear.weight"] = weight.astype(np.float32)
+    projection["project.linear.bias"] = bias.astype(np.float32)
+    dim = recipe.embed_dim
+    head = EmotionHead(LABELS, "logreg", dim, "compact",
+                       {"mean": np.zeros(dim, np.float32), "scale": np.ones(dim, np.float32),
+                        "weight": model.head.weight.detach().numpy() / temperature,
+                        "bias": model.head.bias.detach().numpy() / temperature},
+                       training={"recipe": asdict(recipe), "temperature": temperature, "trainer": "training/v2_frozen.py",
+                                 "licence": "non-commercial research use only: trained on RAVDESS and nEMO "
+                                            "(CC BY-NC-SA 4.0), CASIA and EMOVO (research use only)"})
+    return save_compact(path, 6, {}, LAYERS, projection, head,
+                        {"description": description, "encoder_sha256": _asset_info()["sha256"],
+                         "encoder_file": ASSET_INFO_NAME})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, required=True, help="the v2_features.py cache (block 3's input)")
+    parser.add_argument("--pooled", type=Path, required=True, help="where the pooled features are kept (made once)")
+    parser.add_argument("--protocol", choices=["folds", "loco", "final"], default="folds")
+    parser.add_argument("--folds", default="0,1,2,3")
+    parser.add_argument("--corpora", default="RAVDESS,CASIA,nEMO,EMOVO")
+    parser.add_argument("--metrics-out", type=Path, default=None)
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--save-folds", type=Path, default=None)
+    parser.add_argument("--save", type=Path, default=None)
+    parser.add_argument("--calibration", type=float, default=1.0)
+    for name, field in Recipe.__dataclass_fields__.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
+    args = parser.parse_args()
+    recipe = Recipe(**{name: getattr(args, name) for name in Recipe.__dataclass_fields__})
+    torch.set_num_threads(2)
+    variants = recipe.variants.split(",")
+    cache = Cache(args.cache, variants)
+    if cache.first_tuned != LAYERS[0]:
+        sys.exit(f"the cache holds block {cache.first_tuned}'s input; this script needs block {LAYERS[0]}'s")
+    args.pooled.mkdir(parents=True, exist_ok=True)
+    features = {}
+    for variant in variants:
+        target = args.pooled / f"{variant}.npy"
+        if not target.exists():
+            started = time.perf_counter()
+            np.save(target, pooled_features(cache, variant))
+            print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
+        features[variant] = np.load(target)
+    everything = np.arange(len(cache.clips))
+    record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",
+              "when": time.strftime("%Y-%m-%d %H:%M")}
+
+    if args.protocol == "final":
+        model, mean, scale = train(features, cache, everything, recipe)
+        export(model, mean, scale, args.save, recipe, args.calibration,
+               f"compact v2 {args.tag}: Whisper-base (as released), learned emotion embedding and head, trained on "
+               "RAVDESS, CASIA, nEMO and EMOVO")
+        data = args.save.read_bytes()
+        args.save.with_suffix(".json").write_text(json.dumps({
+            "file": args.save.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "built_by": "training/v2_frozen.py --protocol final", "recipe": asdict(recipe),
+            "calibration": args.calibration,
+            "licence": "non-commercial research use (trained on RAVDESS and nEMO, CC BY-NC-SA 4.0; CASIA and EMOVO, "
+                       "research use only)"}, indent=2) + "\n")
+        print(f"wrote {args.save}")
+        return
+
+    if args.protocol == "folds":
+        fold_of = np.array(speaker_folds(cache.clips, 4))
+        splits = [(f"fold{f}", everything[fold_of != f], everything[fold_of == f]) for f in map(int, args.folds.split(","))]
+    else:
+        splits = [(f"without {c}", everything[cache.corpus != c], everything[cache.corpus == c])
+                  for c in args.corpora.split(",")]
+    tested, all_probs, all_emb = [], [], []
+    for name, train_idx, test_idx in splits:
+        started = time.perf_counter()
+        model, mean, scale = train(features, cache, train_idx, recipe)
+        emb, probs = apply(model, mean, scale, features["clean"][test_idx])
+        reference = apply(model, mean, scale, features["clean"][train_idx])[0], cache.labels[train_idx]
+        part = corpus_metrics(cache, test_idx, probs, emb, reference)
+        print(f"{name}: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in part.items() if "ua" in m)
+              + f" ({time.perf_counter() - started:.0f} s)", flush=True)
+        print("  embedding: " + ", ".join(f"{c} kNN {m['embedding']['knn10_ua']:.3f} s-d {m['embedding']['same_minus_different']:.3f}"
+                                          for c, m in part.items()), flush=True)
+        record.setdefault("splits", {})[name] = part
+        tested.append(test_idx)
+        all_probs.append(probs)
+        all_emb.append(emb)
+        if args.save_folds is not None:
+            args.save_folds.mkdir(parents=True, exist_ok=True)
+            stem = args.save_folds / name.replace(" ", "_")
+            export(model, mean, scale, stem.with_suffix(".safetensors"), recipe, 1.0, f"{name} of {args.tag}")
+            speakers = sorted({(cache.clips[i].corpus, cache.clips[i].speaker) for i in test_idx})
+            stem.with_suffix(".json").write_text(json.dumps({"test_speakers": speakers}))
+    if args.protocol == "folds":
+        test_idx = np.concatenate(tested)
+        record["pooled"] = corpus_metrics(cache, test_idx, np.concatenate(all_probs), np.concatenate(all_emb))
+        record["temperature"] = fit_temperature(np.concatenate(all_probs), cache.labels[test_idx])
+        print(f"calibration: logits / {record['temperature']:.2f} minimise the out-of-fold NLL")
+        print("pooled out-of-fold: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in record["pooled"].items() if "ua" in m))
+    if args.metrics_out is not None:
+        with args.metrics_out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
