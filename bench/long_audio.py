@@ -6,8 +6,8 @@ order, repeated when there are too few) are joined end to end, as they are, into
 over the single clips of the same speakers ("clip" row), for all classes and for the usual 4
 (angry, happy, neutral, sad: the argmax over those four classes' scores).
 
-Held-out speakers: with ``--fold-models DIR`` (models written by ``training/v2_train.py
---save-folds DIR --export-compact``), each fold's model is run on the speakers it never saw; with
+Held-out speakers: with ``--fold-models DIR`` (models written by ``training/v2_frozen.py
+--save-folds DIR`` or ``training/v2_train.py --save-folds DIR``), each fold's model is run on the speakers it never saw; with
 ``--model NAME`` one model is run on every speaker (fair only for a model not trained on these
 corpora, e.g. emotion2vec+). Usage:
 
@@ -94,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fold-models", type=Path, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--folds", default=None, help="with --fold-models: only these folds (e.g. 0,1)")
     parser.add_argument("--corpora", default=",".join(ALL_CORPORA))
     parser.add_argument("--lengths", default="10,30,60,300")
     parser.add_argument("--window", type=float, default=None, help="the model's window_s (default: the model's own)")
@@ -116,7 +117,10 @@ def main() -> None:
     clips = read_all(corpora=tuple(corpora))
     runs: list[tuple[str, set[tuple[str, str]] | None]] = []
     if args.fold_models is not None:
+        wanted = None if args.folds is None else {f"fold{f}" for f in args.folds.split(",")}
         for info_path in sorted(args.fold_models.glob("fold*.json")):
+            if wanted is not None and info_path.stem not in wanted:
+                continue
             info = json.loads(info_path.read_text())
             runs.append((str(info_path.with_suffix(".safetensors")), {tuple(s) for s in info["test_speakers"]}))
     else:
