@@ -80,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fold-models", type=Path, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--folds", default=None, help="with --fold-models: only these folds (e.g. 0,1)")
     parser.add_argument("--corpora", default=",".join(ALL_CORPORA))
     parser.add_argument("--per-corpus", type=int, default=0, help="at most this many clips per corpus (0: all)")
     parser.add_argument("--threads", type=int, default=2)
@@ -101,7 +102,10 @@ def main() -> None:
         clips = kept
     runs = []
     if args.fold_models is not None:
+        wanted = None if args.folds is None else {f"fold{f}" for f in args.folds.split(",")}
         for info_path in sorted(args.fold_models.glob("fold*.json")):
+            if wanted is not None and info_path.stem not in wanted:
+                continue
             speakers = {tuple(s) for s in json.loads(info_path.read_text())["test_speakers"]}
             runs.append((str(info_path.with_suffix(".safetensors")), speakers))
     else:

@@ -116,10 +116,10 @@ def test_cosine_similarity_basics():
 def test_describe_similarity_bands():
     assert "identical" in describe_similarity(1.0)
     assert describe_similarity(0.8) == "very similar emotional profile"
-    assert describe_similarity(0.6) == "similar emotional profile"
-    assert describe_similarity(0.4) == "somewhat similar emotional profile"
+    assert describe_similarity(0.5) == "similar emotional profile"
+    assert describe_similarity(0.3) == "somewhat similar emotional profile"
     assert describe_similarity(0.1) == "different emotional profile"
-    assert "very different" in describe_similarity(-0.4)
+    assert describe_similarity(-0.4) == "opposite emotional profile"
     readings = [describe_similarity(v) for v in np.linspace(1, -1, 41)]
     assert len(set(readings)) == len(analytics.SIMILARITY_BANDS)  # every band is reachable, in order
     with pytest.raises(ValueError):

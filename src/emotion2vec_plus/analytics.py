@@ -71,11 +71,11 @@ EXACT_KNN_MAX = 16384
 #: Lower bounds of the bands of :func:`describe_similarity`, highest first (calibrated on the compact model).
 SIMILARITY_BANDS: tuple[tuple[float, str], ...] = (
     (0.99, "practically identical (the same clip, or the same embedding saved twice)"),
-    (0.75, "very similar emotional profile"),
-    (0.55, "similar emotional profile"),
-    (0.35, "somewhat similar emotional profile"),
-    (0.0, "different emotional profile"),
-    (-1.0, "very different profile (typical of a different language or recording setup)"),
+    (0.70, "very similar emotional profile"),
+    (0.40, "similar emotional profile"),
+    (0.20, "somewhat similar emotional profile"),
+    (-0.10, "different emotional profile"),
+    (-1.0, "opposite emotional profile"),
 )
 #: Embedding dimension of the model the bands were calibrated on (the bundled compact model).
 CALIBRATED_DIM = 256
@@ -125,25 +125,28 @@ def describe_similarity(value: float) -> str:
     A cosine has no absolute meaning: it depends on the model and is only worth comparing with
     other values from the same model (``search`` ranks that way). Embeddings that are not
     centred, such as emotion2vec+'s (768/1024-d), share a common direction, so even unrelated
-    clips score high and the useful range is squeezed towards 1. The bundled compact model
-    (3584-d, the default) standardises its features, so its cosines spread over roughly
-    -0.5..1. The bands are calibrated on the compact model with real speech, 480 RAVDESS
-    (English) and 300 CASIA (Mandarin) clips:
+    clips score high and the useful range is squeezed towards 1. The bundled compact model's
+    256-d embedding is trained so that clips of one emotion are close across speakers and
+    languages. The bands are calibrated on it with held-out speakers (``bench/embedding_similarity.py
+    --fold-models ... --folds 0``: 360 RAVDESS, 300 CASIA, 1528 nEMO and 196 EMOVO clips that the
+    model never saw; ranges over the four corpora):
 
-    - a random pair of clips: median 0.35 / 0.26 (90 % of pairs within 0.08-0.59 / -0.10-0.49);
-    - two clips of the same speaker and emotion: median 0.63 / 0.40;
-    - a clip and its nearest neighbour among the others: median 0.74 / 0.73 (95th pct 0.85 / 0.82);
-    - an English and a Mandarin clip: median -0.31.
+    - a random pair of clips: median 0.10-0.30 (90 % of pairs within about -0.3 to 0.6);
+    - two clips of different emotions: median 0.06-0.26;
+    - the same emotion by two different speakers: median 0.21-0.32;
+    - two clips of the same speaker and emotion: median 0.39-0.61;
+    - a clip and its nearest neighbour among the others: median 0.62-0.78 (95th pct 0.76-0.91);
+    - clips of two different corpora (languages): median 0.03.
 
     ==============  ===================================================================
     cosine          reading (with the compact model this is like ...)
     ==============  ===================================================================
     >= 0.99         practically identical (the same clip, or the same embedding saved twice)
-    0.75 - 0.99     very similar emotional profile (a clip's nearest neighbour)
-    0.55 - 0.75     similar emotional profile (same speaker and emotion)
-    0.35 - 0.55     somewhat similar emotional profile (closer than a typical pair)
-    0.00 - 0.35     different emotional profile (a typical unrelated pair)
-    < 0             very different profile (another language or recording setup)
+    0.70 - 0.99     very similar emotional profile (a clip's nearest neighbour)
+    0.40 - 0.70     similar emotional profile (same speaker and emotion)
+    0.20 - 0.40     somewhat similar emotional profile (same emotion, another speaker)
+    -0.10 - 0.20    different emotional profile (a typical unrelated pair)
+    < -0.10         opposite emotional profile
     ==============  ===================================================================
 
     For emotion2vec+ embeddings these bands over-state similarity (they are not calibrated
@@ -425,7 +428,7 @@ class ClusterReport:
 def _knn(data: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours (self included) of each row of L2-normalised ``data`` by cosine distance.
 
-    Exact (blocked NumPy matrix products) up to :data:`EXACT_KNN_MAX` rows: at 3584-d that is
+    Exact (blocked NumPy matrix products) up to :data:`EXACT_KNN_MAX` rows: at 3584-d (v1 embeddings) that was
     about 15 s for 16k rows on two cores, faster than compiling pynndescent, which is used
     (seeded, single-threaded) beyond that. Computed once and shared by both UMAP runs.
     """
@@ -523,9 +526,9 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int = 15, see
     RAVDESS alone (480) vs emotion               ARI 0.00                ARI 0.03                all noise
     ===========================================  ======================  ======================  ===============
 
-    The 2-D map merges neighbouring groups that 10-D keeps apart; HDBSCAN on the raw 3584-d
+    The 2-D map merges neighbouring groups that 10-D keeps apart; HDBSCAN on the raw high-dimensional
     vectors finds only gross splits (distances concentrate in high dimensions) and marks
-    everything else noise. Within one corpus, compact-model embeddings have no strong cluster
+    everything else noise. Within one corpus, v1 compact-model embeddings (3584-d) had no strong cluster
     structure: no variant recovers emotions or speakers without supervision (ARI <= 0.04 for
     emotion, <= 0.11 for speaker), and cluster counts vary with the seed there. Clusters are
     groups of similar-sounding clips, not emotion labels; ``dominant_emotion`` says how they

@@ -114,7 +114,7 @@ def _percent(value: float | None) -> str:
 
 
 def shape_text(shape: Sequence[int]) -> str:
-    """A shape as Python writes it: ``(3584,)``, ``(147, 3584)``."""
+    """A shape as Python writes it: ``(256,)``, ``(147, 256)``."""
     return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 

@@ -145,7 +145,7 @@ SIMILARITY_READINGS_ZH: dict[str, str] = {
     "similar emotional profile": "情感特征相似",
     "somewhat similar emotional profile": "情感特征有些相似",
     "different emotional profile": "情感特征不同",
-    "very different profile (typical of a different language or recording setup)": "差别很大（常见于不同语言或录音条件）",
+    "opposite emotional profile": "情感特征相反",
 }
 
 
