@@ -32,7 +32,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
-from corpora import ALL_CORPORA, read_all  # noqa: E402
+from corpora import ALL_CORPORA, fold_models, read_all  # noqa: E402
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -100,16 +100,7 @@ def main() -> None:
             members = [c for c in clips if c.corpus == corpus]
             kept += [members[i] for i in sorted(rng.permutation(len(members))[: args.per_corpus])]
         clips = kept
-    runs = []
-    if args.fold_models is not None:
-        wanted = None if args.folds is None else {f"fold{f}" for f in args.folds.split(",")}
-        for info_path in sorted(args.fold_models.glob("fold*.json")):
-            if wanted is not None and info_path.stem not in wanted:
-                continue
-            speakers = {tuple(s) for s in json.loads(info_path.read_text())["test_speakers"]}
-            runs.append((str(info_path.with_suffix(".safetensors")), speakers))
-    else:
-        runs.append((args.model, None))
+    runs = fold_models(args.fold_models, args.folds) if args.fold_models is not None else [(args.model, None)]
     embedded: dict[str, list[tuple[np.ndarray, str, str]]] = defaultdict(list)  # per run, by corpus
     by_run = []
     for model_name, speakers in runs:
@@ -150,7 +141,7 @@ def main() -> None:
     if cross:
         values = np.concatenate(cross)
         report["cross_corpus_pair"] = [float(np.percentile(values, q)) for q in (5, 50, 95)]
-        print(f"\nclips of two different corpora (languages): p5 / median / p95 = "
+        print("\nclips of two different corpora (languages): p5 / median / p95 = "
               + " / ".join(f"{v:.2f}" for v in report["cross_corpus_pair"]))
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(report, indent=2))

@@ -31,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
-from corpora import ALL_CORPORA, Clip, read_all  # noqa: E402
+from corpora import ALL_CORPORA, Clip, fold_models, read_all  # noqa: E402
 
 FOUR = ["angry", "happy", "neutral", "sad"]
 
@@ -117,12 +117,7 @@ def main() -> None:
     clips = read_all(corpora=tuple(corpora))
     runs: list[tuple[str, set[tuple[str, str]] | None]] = []
     if args.fold_models is not None:
-        wanted = None if args.folds is None else {f"fold{f}" for f in args.folds.split(",")}
-        for info_path in sorted(args.fold_models.glob("fold*.json")):
-            if wanted is not None and info_path.stem not in wanted:
-                continue
-            info = json.loads(info_path.read_text())
-            runs.append((str(info_path.with_suffix(".safetensors")), {tuple(s) for s in info["test_speakers"]}))
+        runs += fold_models(args.fold_models, args.folds)
     else:
         runs.append((args.model, None))
     names = ["clip"] + [f"{float(v):g} s" for v in args.lengths.split(",")]

@@ -8,6 +8,7 @@ never copied into this repository.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,3 +59,22 @@ def joint_folds(clips: list[Clip], n_folds: int = 4) -> list[int]:
     fold_of = {speaker: i % n_folds for i, speaker in enumerate(casia)}
     fold_of.update({speaker: i * n_folds // len(ravdess) for i, speaker in enumerate(ravdess)})
     return [fold_of[c.speaker] for c in clips]
+
+
+def save_fold_speakers(stem: Path, clips: list[Clip], test_indices) -> None:
+    """``stem.json``: the (corpus, speaker) pairs a fold's model never saw (beside ``stem.safetensors``)."""
+    speakers = sorted({(clips[i].corpus, clips[i].speaker) for i in test_indices})
+    stem.with_suffix(".json").write_text(json.dumps({"test_speakers": speakers}))
+
+
+def fold_models(directory: Path, folds: str | None = None) -> list[tuple[str, set[tuple[str, str]]]]:
+    """(model file, held-out (corpus, speaker) pairs) of each fold written by ``--save-folds``;
+    ``folds`` ("0,1") picks some of them."""
+    wanted = None if folds is None else {f"fold{f}" for f in folds.split(",")}
+    runs = []
+    for info_path in sorted(directory.glob("fold*.json")):
+        if wanted is not None and info_path.stem not in wanted:
+            continue
+        speakers = {tuple(s) for s in json.loads(info_path.read_text())["test_speakers"]}
+        runs.append((str(info_path.with_suffix(".safetensors")), speakers))
+    return runs

@@ -27,8 +27,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import speaker_folds  # noqa: E402
-from v2_train import LABELS, Cache, TunedTop, balanced_weights, collate, corpus_metrics, fit_temperature, \
-    supervised_contrastive  # noqa: E402
+from corpora import save_fold_speakers  # noqa: E402
+from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, collate, corpus_metrics, pool_folds, \
+    protocol_splits, supervised_contrastive, write_model_record  # noqa: E402
 
 LAYERS = [3, 4, 5, 6]
 WIDTH = 512
@@ -205,22 +203,11 @@ def main() -> None:
         export(model, mean, scale, args.save, recipe, args.calibration,
                f"compact v2 {args.tag}: Whisper-base (as released), learned emotion embedding and head, trained on "
                "RAVDESS, CASIA, nEMO and EMOVO")
-        data = args.save.read_bytes()
-        args.save.with_suffix(".json").write_text(json.dumps({
-            "file": args.save.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "built_by": "training/v2_frozen.py --protocol final", "recipe": asdict(recipe),
-            "calibration": args.calibration,
-            "licence": "non-commercial research use (trained on RAVDESS and nEMO, CC BY-NC-SA 4.0; CASIA and EMOVO, "
-                       "research use only)"}, indent=2) + "\n")
+        write_model_record(args.save, recipe, args.calibration, "training/v2_frozen.py --protocol final")
         print(f"wrote {args.save}")
         return
 
-    if args.protocol == "folds":
-        fold_of = np.array(speaker_folds(cache.clips, 4))
-        splits = [(f"fold{f}", everything[fold_of != f], everything[fold_of == f]) for f in map(int, args.folds.split(","))]
-    else:
-        splits = [(f"without {c}", everything[cache.corpus != c], everything[cache.corpus == c])
-                  for c in args.corpora.split(",")]
+    splits = protocol_splits(cache, args.protocol, args.folds, args.corpora)
     tested, all_probs, all_emb = [], [], []
     for name, train_idx, test_idx in splits:
         started = time.perf_counter()
@@ -240,17 +227,10 @@ def main() -> None:
             args.save_folds.mkdir(parents=True, exist_ok=True)
             stem = args.save_folds / name.replace(" ", "_")
             export(model, mean, scale, stem.with_suffix(".safetensors"), recipe, 1.0, f"{name} of {args.tag}")
-            speakers = sorted({(cache.clips[i].corpus, cache.clips[i].speaker) for i in test_idx})
-            stem.with_suffix(".json").write_text(json.dumps({"test_speakers": speakers}))
+            save_fold_speakers(stem, cache.clips, test_idx)
     if args.protocol == "folds":
-        test_idx = np.concatenate(tested)
-        record["pooled"] = corpus_metrics(cache, test_idx, np.concatenate(all_probs), np.concatenate(all_emb))
-        record["temperature"] = fit_temperature(np.concatenate(all_probs), cache.labels[test_idx])
-        print(f"calibration: logits / {record['temperature']:.2f} minimise the out-of-fold NLL")
-        print("pooled out-of-fold: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in record["pooled"].items() if "ua" in m))
-    if args.metrics_out is not None:
-        with args.metrics_out.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        pool_folds(record, cache, tested, all_probs, all_emb)
+    append_record(args.metrics_out, record)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import Clip, speaker_folds  # noqa: E402
+from corpora import Clip, save_fold_speakers, speaker_folds  # noqa: E402
 
 from emotion2vec_plus.heads import classification_metrics  # noqa: E402
 from emotion2vec_plus.whisper import load_whisper_encoder  # noqa: E402
@@ -310,6 +310,42 @@ def export_compact(model: TunedTop, path: Path, recipe: Recipe, *, temperature: 
                          "encoder_file": ASSET_INFO_NAME})
 
 
+def protocol_splits(cache: Cache, protocol: str, folds: str, corpora: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, training indices, test indices) of the ``folds`` or ``loco`` protocol."""
+    everything = np.arange(len(cache.clips))
+    if protocol == "folds":
+        fold_of = np.array(speaker_folds(cache.clips, 4))
+        return [(f"fold{f}", everything[fold_of != f], everything[fold_of == f]) for f in map(int, folds.split(","))]
+    return [(f"without {c}", everything[cache.corpus != c], everything[cache.corpus == c]) for c in corpora.split(",")]
+
+
+def pool_folds(record: dict, cache: Cache, tested: list, probs: list, embeddings: list) -> None:
+    """Out-of-fold metrics over all folds and the calibration temperature, into ``record`` and printed."""
+    test_idx = np.concatenate(tested)
+    record["pooled"] = corpus_metrics(cache, test_idx, np.concatenate(probs), np.concatenate(embeddings))
+    record["temperature"] = fit_temperature(np.concatenate(probs), cache.labels[test_idx])
+    print(f"calibration: logits / {record['temperature']:.2f} minimise the out-of-fold NLL")
+    print("pooled out-of-fold: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in record["pooled"].items() if "ua" in m))
+
+
+def append_record(path: Path | None, record: dict) -> None:
+    if path is not None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def write_model_record(model_file: Path, recipe, calibration: float, built_by: str) -> None:
+    """``model_file``'s sidecar JSON (what the package ships beside it): sha256, size, recipe, licence."""
+    import hashlib
+
+    data = model_file.read_bytes()
+    model_file.with_suffix(".json").write_text(json.dumps({
+        "file": model_file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "built_by": built_by, "recipe": asdict(recipe), "calibration": calibration,
+        "licence": "non-commercial research use (trained on RAVDESS and nEMO, CC BY-NC-SA 4.0; CASIA and EMOVO, "
+                   "research use only)"}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True)
@@ -342,22 +378,11 @@ def main() -> None:
         export_compact(model, args.save, recipe, temperature=args.calibration,
                        description=f"compact v2 {args.tag}: Whisper-base, blocks {recipe.first_tuned}-5 fine-tuned on "
                                    "RAVDESS, CASIA, nEMO and EMOVO")
-        import hashlib
-
-        data = args.save.read_bytes()
-        args.save.with_suffix(".json").write_text(json.dumps({
-            "file": args.save.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "built_by": "training/v2_train.py --protocol final", "recipe": asdict(recipe), "calibration": args.calibration,
-            "licence": "non-commercial research use (trained on RAVDESS and nEMO, CC BY-NC-SA 4.0; CASIA and EMOVO, "
-                       "research use only)"}, indent=2) + "\n")
+        write_model_record(args.save, recipe, args.calibration, "training/v2_train.py --protocol final")
         print(f"wrote {args.save} and {args.save.with_suffix('.json').name}")
         return
 
-    if args.protocol == "folds":
-        fold_of = np.array(speaker_folds(cache.clips, 4))
-        splits = [(f"fold{f}", everything[fold_of != f], everything[fold_of == f]) for f in map(int, args.folds.split(","))]
-    else:
-        splits = [(f"without {c}", everything[cache.corpus != c], everything[cache.corpus == c]) for c in args.corpora.split(",")]
+    splits = protocol_splits(cache, args.protocol, args.folds, args.corpora)
     tested, all_probs, all_emb = [], [], []
     for name, train_idx, test_idx in splits:
         started = time.perf_counter()
@@ -377,17 +402,10 @@ def main() -> None:
             args.save_folds.mkdir(parents=True, exist_ok=True)
             stem = args.save_folds / name.replace(" ", "_")
             export_compact(model, stem.with_suffix(".safetensors"), recipe, description=f"{name} of {args.tag}")
-            speakers = sorted({(cache.clips[i].corpus, cache.clips[i].speaker) for i in test_idx})
-            stem.with_suffix(".json").write_text(json.dumps({"test_speakers": speakers}))
+            save_fold_speakers(stem, cache.clips, test_idx)
     if args.protocol == "folds":
-        test_idx = np.concatenate(tested)
-        record["pooled"] = corpus_metrics(cache, test_idx, np.concatenate(all_probs), np.concatenate(all_emb))
-        record["temperature"] = fit_temperature(np.concatenate(all_probs), cache.labels[test_idx])
-        print(f"calibration: logits / {record['temperature']:.2f} minimise the out-of-fold NLL")
-        print("pooled out-of-fold: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in record["pooled"].items() if "ua" in m))
-    if args.metrics_out is not None:
-        with args.metrics_out.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        pool_folds(record, cache, tested, all_probs, all_emb)
+    append_record(args.metrics_out, record)
 
 
 if __name__ == "__main__":
