@@ -9,13 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from test_webui_browser import CHROMIUM, CHROMIUM_ARGS, _free_port
+from test_webui_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, wait_until_serving
 
 pytestmark = pytest.mark.browser
 
@@ -34,18 +32,8 @@ def service(tmp_path_factory):
         process = subprocess.Popen([sys.executable, "-m", "emotion2vec_plus.cli", "serve", "--port", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the service did not answer within 120 s:\n{log_path.read_text(errors='replace')}")
-                time.sleep(0.5)
+        wait_until_serving(process, url + "/healthz", log_path, "the service")
         yield url
     finally:
         process.terminate()

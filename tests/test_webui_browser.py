@@ -40,6 +40,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(process: subprocess.Popen, url: str, log_path: Path, what: str) -> None:
+    """Wait (up to 120 s) until ``url`` answers 200; fail with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer within 120 s:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``emotion2vec-plus webui`` on a free loopback port with a temporary outputs folder; yields its URL."""
@@ -60,20 +77,8 @@ def server(tmp_path_factory):
              str(work / "outputs"), "--max-upload-mb", "5", "--max-duration", "120"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(work))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the WebUI exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the WebUI did not answer within 120 s:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.5)
+        wait_until_serving(process, url + "/", log_path, "the WebUI")
         assert f"WebUI: {url}" in log_path.read_text(errors="replace")
         yield {"url": url, "outputs": work / "outputs", "work": work}
     finally:

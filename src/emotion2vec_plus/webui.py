@@ -250,12 +250,16 @@ def _error_html(message: str, lang: str, hint: str | None = None) -> str:
             f"<div>{html.escape(message)}</div>{extra}</div>")
 
 
+_PLACEHOLDER_START = '<div class="placeholder-box">'
+
+
 def _placeholder_html(lang: str) -> str:
-    return f'<div class="placeholder-box">{html.escape(text("result_placeholder", lang))}</div>'
+    return f'{_PLACEHOLDER_START}{html.escape(text("result_placeholder", lang))}</div>'
 
 
 def _is_placeholder(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith('<div class="placeholder-box">')
+    """Whether the result box still shows :func:`_placeholder_html` (in any language), not a result."""
+    return isinstance(value, str) and value.startswith(_PLACEHOLDER_START)
 
 
 def _user_message(exc: BaseException, lang: str) -> str:
