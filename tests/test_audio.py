@@ -27,6 +27,8 @@ from emotion2vec_plus.audio import (
     AudioInfo,
     describe_source,
     load_audio,
+    replayable_input,
+    stream_audio,
 )
 from emotion2vec_plus.errors import (
     AudioError,
@@ -385,6 +387,33 @@ def test_real_speech_stereo_44k_round_trip(speech_clip: Path, tmp_path: Path) ->
     assert abs(len(result.samples) - len(speech)) <= 1
     n = min(len(result.samples), len(speech))
     assert np.corrcoef(result.samples[:n], speech[:n])[0, 1] > 0.999
+
+
+def test_streaming_hands_out_small_blocks_that_join_into_the_loaded_samples(tmp_path: Path) -> None:
+    """A 3-minute 44.1 kHz stereo FLAC comes out in blocks of at most ~1.5 s at 16 kHz, resampled
+    across block edges exactly as the whole signal is (soxr's stream)."""
+    rng = np.random.default_rng(3)
+    audio = 0.1 * rng.standard_normal((44100 * 180, 2)).astype(np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, audio, 44100, subtype="PCM_16")
+    blocks: list[np.ndarray] = []
+    streamed = stream_audio(path, blocks.append)
+    loaded = load_audio(path)
+    assert len(blocks) > 100 and max(len(b) for b in blocks) <= 25000
+    assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    assert np.array_equal(np.concatenate(blocks), loaded.samples)
+    assert streamed.num_samples == len(loaded.samples) == 16000 * 180
+    assert streamed.info == loaded.info and streamed.warnings == loaded.warnings
+    whole = soxr.resample(sf.read(path, dtype="float32")[0].mean(axis=1), 44100, 16000, quality="HQ")
+    assert np.abs(whole - loaded.samples).max() < 1e-5
+
+
+def test_a_file_object_is_replayable_as_its_bytes(wav_path: Path) -> None:
+    with open(wav_path, "rb") as f:
+        data = replayable_input(f)
+    assert data == wav_path.read_bytes()
+    assert np.array_equal(load_audio(data).samples, load_audio(wav_path).samples)
+    assert replayable_input(str(wav_path)) == str(wav_path)
 
 
 # ---------------------------------------------------------------- errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,6 +11,8 @@ import torch
 
 from conftest import speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, CorruptAudioError, Emotion2VecPlus, ModelError
+from emotion2vec_plus.fileio import umask as _umask
+from emotion2vec_plus.numerics import FLOAT32, assert_close
 from emotion2vec_plus.segmentation import plan_pieces
 from emotion2vec_plus.vad import SpeechRegion
 
@@ -203,3 +207,77 @@ def test_non_finite_model_output_is_a_typed_error(small_checkpoint):
         model.model.blocks[0].mlp.fc1.bias.fill_(float("nan"))  # weights damaged after loading
     with pytest.raises(ModelError, match="NaN or infinite values"):
         model.predict(speech_of_length(1.0))
+
+
+def _long_recording(path, rate: int = 44100) -> np.ndarray:
+    """~25 s of real speech with pauses, written at ``rate`` (stereo); returns the 16 kHz mono samples."""
+    clips = [sf.read(p, dtype="float32")[0] for p in speech_clips(7)]
+    wav = np.concatenate([part for clip in clips for part in (clip, np.zeros(8000, np.float32))])
+    import soxr
+
+    stereo = soxr.resample(wav, 16000, rate)
+    sf.write(path, np.stack([stereo, 0.5 * stereo], axis=1), rate, subtype="PCM_16")
+    return wav
+
+
+@pytest.mark.parametrize("granularity", ["utterance", "frame"])
+def test_a_streamed_long_input_gets_the_result_of_the_same_input_held_in_memory(small_checkpoint, tmp_path,
+                                                                                granularity):
+    """Past hold_in_memory_s a file is decoded twice, streamed (VAD, then pieces cut out as they pass):
+    same pieces, same scores, same processed audio as when it is decoded whole."""
+    path = tmp_path / "long.flac"
+    _long_recording(path)
+    held = Emotion2VecPlus(small_checkpoint, window_s=4.0)
+    streamed = Emotion2VecPlus(small_checkpoint, window_s=4.0, hold_in_memory_s=8.0)
+    a = held.predict(str(path), granularity=granularity, extract_embedding=True, output_dir=tmp_path / "held")
+    b = streamed.predict(str(path), granularity=granularity, extract_embedding=True, output_dir=tmp_path / "streamed")
+    assert a.duration_s == b.duration_s > 20 and a.audio == b.audio and a.warnings == b.warnings
+    assert [(s.start_s, s.end_s, s.speech_s) for s in a.segments] == [(s.start_s, s.end_s, s.speech_s) for s in b.segments]
+    assert len(a.segments) >= 4 and b.emotion == a.emotion
+    assert b.scores == pytest.approx(a.scores, abs=1e-4)
+    assert b.embedding.shape == a.embedding.shape
+    assert_close(b.embedding, a.embedding, FLOAT32, what="embedding")
+    if granularity == "frame":
+        assert [f.start_s for f in b.frames] == [f.start_s for f in a.frames]
+    wav_a = sf.read(Path(a.output_dir) / "processed_audio.wav", dtype="int16")[0]
+    wav_b = sf.read(Path(b.output_dir) / "processed_audio.wav", dtype="int16")[0]
+    assert np.array_equal(wav_a, wav_b) and len(wav_b) == round(b.duration_s * 16000)
+    assert (Path(b.output_dir) / "processed_audio.wav").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert [p.name for p in (tmp_path / "streamed").iterdir()] == [Path(b.output_dir).name]  # no partial file left
+
+
+def test_predict_batch_streams_a_long_file_between_short_and_broken_ones(small_checkpoint, tmp_path):
+    long_path = tmp_path / "long.wav"
+    _long_recording(long_path, rate=16000)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(long_path.read_bytes()[:4000] + b"\x00" * 10)
+    short = str(speech_clips(1)[0])
+    model = Emotion2VecPlus(small_checkpoint, window_s=4.0, hold_in_memory_s=8.0)
+    results = model.predict_batch([short, str(long_path), str(broken), short])
+    assert [r.ok for r in results] == [True, True, False, True]
+    assert results[1].source == str(long_path) and len(results[1].segments) >= 4
+    assert "truncated" in results[2].error and str(broken) in results[2].error
+    assert results[0].scores == pytest.approx(results[3].scores, abs=1e-6)
+    reference = Emotion2VecPlus(small_checkpoint, window_s=4.0).predict(str(long_path))
+    assert results[1].scores == pytest.approx(reference.scores, abs=1e-4)
+
+
+def test_a_long_silent_file_is_decoded_with_bounded_memory(tmp_path):
+    """20 minutes of digital silence (a tiny FLAC, 19 M samples = 77 MB as float32) never sits in memory."""
+    import tracemalloc
+
+    from emotion2vec_plus.segmentation import LongAudio, load_input
+
+    path = tmp_path / "silence.flac"
+    with sf.SoundFile(path, "w", 16000, 1, "PCM_16", format="FLAC") as out:
+        for _ in range(20):
+            out.write(np.zeros(16000 * 60, np.int16))
+    tracemalloc.start()
+    try:
+        long = load_input(str(path), hold_in_memory_s=60.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(long, LongAudio) and long.num_samples == 20 * 60 * 16000 and long.regions == []
+    assert long.warnings and "silent" in long.warnings[0]
+    assert peak < 16e6, f"decoding 20 min took {peak / 1e6:.0f} MB of Python/NumPy memory"

@@ -10,7 +10,7 @@ import torch
 
 from conftest import speech_clips
 from emotion2vec_plus.numerics import FLOAT32, assert_close
-from emotion2vec_plus.vad import CHUNK_SAMPLES, SileroVAD, speech_probabilities, speech_regions, weights_path
+from emotion2vec_plus.vad import CHUNK_SAMPLES, SileroVAD, VadStream, speech_probabilities, speech_regions, weights_path
 
 
 def _reference_probabilities(wav: np.ndarray) -> np.ndarray:
@@ -62,3 +62,23 @@ def test_a_short_tail_chunk_and_a_tiny_input():
     model = SileroVAD.load()
     assert model(torch.zeros(100)).shape == (1,)
     assert model(torch.zeros(CHUNK_SAMPLES + 1)).shape == (2,)
+
+
+def test_a_recording_fed_in_blocks_of_any_size_gets_the_probabilities_of_the_whole():
+    """The stream carries the 64-sample context and the recurrent state across blocks: 40 s of real
+    speech fed in odd-sized blocks (one shorter than a chunk) gives what the whole recording gives."""
+    clips = [sf.read(p, dtype="float32")[0] for p in speech_clips(12)]
+    wav = np.concatenate(clips)
+    assert len(wav) > 1100 * CHUNK_SAMPLES  # longer than one step of the network
+    whole = speech_probabilities(wav)
+    stream = VadStream()
+    sizes = [100, 7000, 333, 65536, 1, 200000]
+    position = 0
+    for size in sizes * 20:
+        stream.push(wav[position : position + size])
+        position += size
+    stream.push(wav[position:])
+    streamed = stream.finish()
+    assert streamed.shape == whole.shape == (-(-len(wav) // CHUNK_SAMPLES),)
+    assert_close(streamed, whole, FLOAT32, what="streamed speech probabilities")
+    assert speech_regions(num_samples=len(wav), probabilities=streamed) == speech_regions(wav)

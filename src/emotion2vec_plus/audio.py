@@ -17,7 +17,7 @@ import math
 import operator
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +46,11 @@ __all__ = [
     "Audio",
     "AudioInfo",
     "AudioInput",
+    "StreamedAudio",
     "describe_source",
     "load_audio",
+    "replayable_input",
+    "stream_audio",
 ]
 
 SAMPLE_RATE: int = 16000
@@ -175,10 +178,47 @@ def load_audio(
         TypeError: ``audio`` is of an unsupported type.
         ValueError: ``sample_rate`` given with an encoded input, or ``max_duration_s`` is not positive.
     """
+    blocks: list[np.ndarray] = []
+    streamed = stream_audio(audio, blocks.append, sample_rate=sample_rate, name=name, max_duration_s=max_duration_s)
+    return Audio(np.concatenate(blocks), streamed.info, streamed.warnings)  # a copy even of one block: never the caller's array
+
+
+@dataclass
+class StreamedAudio:
+    """What :func:`stream_audio` decoded, without the samples (those went to its callback)."""
+
+    info: AudioInfo
+    warnings: list[str]
+    num_samples: int
+    """Samples handed out, at :data:`SAMPLE_RATE`."""
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of the 16 kHz samples in seconds."""
+        return self.num_samples / SAMPLE_RATE
+
+
+def stream_audio(
+    audio: AudioInput,
+    on_samples: Callable[[np.ndarray], None],
+    *,
+    sample_rate: int | None = None,
+    name: str | None = None,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+) -> StreamedAudio:
+    """Decode ``audio`` block by block, handing each block of 16 kHz mono float32 samples to
+    ``on_samples`` as soon as it is decoded and resampled, so memory does not grow with duration.
+
+    Takes the same inputs and raises the same errors as :func:`load_audio` (which is this function
+    collecting the blocks). Some errors can only be known at the end (a truncated file, NaN samples,
+    fewer than 25 ms of audio), so ``on_samples`` may have received blocks before one is raised: treat
+    what it received as void then. A file object is read to the end first; for a second pass over the
+    same input, pass :func:`replayable_input` of it.
+    """
     source = describe_source(audio, name)
     if max_duration_s is not None and not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive or None, got {max_duration_s!r}")
-    decoded = _Decoded(source, max_duration_s)
+    decoded = _Decoded(source, max_duration_s, on_samples)
     if isinstance(audio, (np.ndarray, tuple)):
         _decode_array(audio, sample_rate, decoded)
     else:
@@ -188,27 +228,46 @@ def load_audio(
                 f"(the output is always {SAMPLE_RATE} Hz)"
             )
         _decode_encoded(_encoded_input(audio, source), decoded)
-    return _finish(decoded)
+    return decoded.finish()
+
+
+def replayable_input(audio: AudioInput, name: str | None = None) -> AudioInput:
+    """``audio`` in a form that can be decoded more than once: a file object is read into bytes
+    (raising :class:`AudioError` naming it if it cannot be read); anything else is returned as is."""
+    if isinstance(audio, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, tuple)):
+        return audio
+    if hasattr(audio, "read"):
+        return _encoded_input(audio, describe_source(audio, name)).data
+    return audio  # stream_audio raises the TypeError
 
 
 class _Decoded:
-    """Decoded audio collected block by block as mono at the rate of the first block."""
+    """Decoded audio handed on block by block as 16 kHz mono, with what is needed to validate it:
+    clipping and peak level at the original rate, NaN samples, and the duration limit."""
 
-    def __init__(self, source: str, max_duration_s: float | None) -> None:
+    def __init__(self, source: str, max_duration_s: float | None, on_samples: Callable[[np.ndarray], None]) -> None:
         self.source = source
         self.max_duration_s = max_duration_s
+        self.on_samples = on_samples
         self.format = ""
         self.rate = 0
         self.channels = 0
         self.frames = 0
+        """Frames decoded at the original rate (of the first block, if the rate changes midway)."""
+        self.seconds = 0.0
+        self.num_samples = 0
         self.clipped_values = 0
         self.values = 0
+        self.peak = 0.0
+        self.invalid = 0
+        self.first_invalid_s = 0.0
         self.warnings: list[str] = []
-        self._blocks: list[np.ndarray] = []
+        self._resampler: soxr.ResampleStream | None = None
+        self._resampler_rate = 0
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.rate if self.rate else 0.0
+        return self.seconds
 
     def check_duration(self, duration_s: float) -> None:
         """Raise if a known total duration exceeds the limit."""
@@ -220,26 +279,73 @@ class _Decoded:
             )
 
     def add(self, block: np.ndarray, rate: int) -> None:
-        """Append a float32 block of shape (frames, channels) sampled at ``rate`` Hz."""
+        """Take a float32 block of shape (frames, channels) sampled at ``rate`` Hz."""
         if not self.rate:
             self.rate, self.channels = rate, block.shape[1]
         # Count clipping per channel: the mono mix of one clipped channel no longer reaches full scale.
         self.clipped_values += int(np.count_nonzero(np.abs(block) >= _CLIP_LEVEL))
         self.values += block.size
         mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
-        if rate != self.rate:  # a stream that changes rate midway, e.g. HE-AAC
-            mono = _resample(mono, rate, self.rate, self.source)
-        self._blocks.append(mono)
-        self.frames += len(mono)
-        if self.max_duration_s is not None and self.duration_s > self.max_duration_s:
+        finite = np.isfinite(mono)
+        if self.invalid or not finite.all():
+            if not self.invalid:
+                self.first_invalid_s = self.seconds + int(np.argmin(finite)) / rate
+            self.invalid += len(mono) - int(np.count_nonzero(finite))
+        elif len(mono):
+            self.peak = max(self.peak, float(np.max(np.abs(mono))))
+            self._hand_on(mono, rate)
+        self.frames += len(mono) if rate == self.rate else round(len(mono) * self.rate / rate)
+        self.seconds += len(mono) / rate
+        if self.max_duration_s is not None and self.seconds > self.max_duration_s:
             raise AudioTooLongError(
                 self.source,
                 f"audio is longer than the limit of {self.max_duration_s:.2f} s (decoding stopped at "
-                f"{self.duration_s:.2f} s); pass a larger max_duration_s (or None) to load it",
+                f"{self.seconds:.2f} s); pass a larger max_duration_s (or None) to load it",
             )
 
-    def samples(self) -> np.ndarray:
-        return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+    def _hand_on(self, mono: np.ndarray, rate: int, last: bool = False) -> None:
+        if rate != self._resampler_rate:  # the first block, or a stream that changes rate midway (HE-AAC)
+            self._flush()
+            self._resampler_rate = rate
+            self._resampler = None if rate == SAMPLE_RATE else _resampler(rate, self.source)
+        out = mono if self._resampler is None else _resample_chunk(self._resampler, mono, last, self.source)
+        if len(out):
+            self.num_samples += len(out)
+            self.on_samples(np.ascontiguousarray(out, dtype=np.float32))
+
+    def _flush(self) -> None:
+        if self._resampler is not None:
+            self._hand_on(np.zeros(0, np.float32), self._resampler_rate, last=True)
+            self._resampler = None
+
+    def finish(self) -> StreamedAudio:
+        """Flush the resampler, validate what was decoded and collect the warnings."""
+        source = self.source
+        if self.seconds == 0:
+            raise EmptyAudioError(source, "contains no audio samples")
+        if self.invalid:
+            raise InvalidSamplesError(
+                source, f"contains {self.invalid} NaN or infinite samples (the first at {self.first_invalid_s:.3f} s)"
+            )
+        self._flush()
+        warnings = list(self.warnings)
+        if self.peak < _SILENCE_PEAK:
+            level = f"{20 * math.log10(self.peak):.1f}" if self.peak > 0 else "-inf"
+            warnings.append(f"silent: peak level {level} dBFS; the result is not meaningful")
+        clipped = self.clipped_values / self.values
+        if clipped >= _CLIP_FRACTION:
+            warnings.append(
+                f"clipped: {clipped:.1%} of samples are at full scale; the recording is distorted "
+                "and the result may be less reliable"
+            )
+        if self.num_samples < MIN_SAMPLES:
+            raise AudioTooShortError(
+                source,
+                f"audio is {1000 * self.num_samples / SAMPLE_RATE:.1f} ms long; at least 25 ms "
+                f"({MIN_SAMPLES} samples at {SAMPLE_RATE} Hz) is needed",
+            )
+        info = AudioInfo(source, self.format, self.rate, self.channels, self.seconds)
+        return StreamedAudio(info, warnings, self.num_samples)
 
 
 def _decode_array(
@@ -651,45 +757,15 @@ def _check_ogg_pages(f: BinaryIO, out: _Decoded) -> None:
         out.warnings.append("the Ogg stream ends without an end-of-stream mark; the file may be truncated")
 
 
-def _resample(samples: np.ndarray, rate: int, target: int, source: str) -> np.ndarray:
+def _resampler(rate: int, source: str) -> soxr.ResampleStream:
     try:
-        return soxr.resample(samples, rate, target, quality="HQ")
+        return soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     except (ValueError, RuntimeError) as e:
-        raise AudioError(source, f"cannot resample from {rate} Hz to {target} Hz: {e}") from e
+        raise AudioError(source, f"cannot resample from {rate} Hz to {SAMPLE_RATE} Hz: {e}") from e
 
 
-def _finish(decoded: _Decoded) -> Audio:
-    """Validate the decoded mono samples, resample them to 16 kHz and collect warnings."""
-    source = decoded.source
-    mono = decoded.samples()
-    if len(mono) == 0:
-        raise EmptyAudioError(source, "contains no audio samples")
-    finite = np.isfinite(mono)
-    if not finite.all():
-        first_bad = int(np.argmin(finite))
-        raise InvalidSamplesError(
-            source,
-            f"contains {len(mono) - int(np.count_nonzero(finite))} NaN or infinite samples "
-            f"(the first at {first_bad / decoded.rate:.3f} s)",
-        )
-    warnings = list(decoded.warnings)
-    peak = float(np.max(np.abs(mono)))
-    if peak < _SILENCE_PEAK:
-        level = f"{20 * math.log10(peak):.1f}" if peak > 0 else "-inf"
-        warnings.append(f"silent: peak level {level} dBFS; the result is not meaningful")
-    clipped = decoded.clipped_values / decoded.values
-    if clipped >= _CLIP_FRACTION:
-        warnings.append(
-            f"clipped: {clipped:.1%} of samples are at full scale; the recording is distorted "
-            "and the result may be less reliable"
-        )
-    if decoded.rate != SAMPLE_RATE:
-        mono = _resample(mono, decoded.rate, SAMPLE_RATE, source)
-    if len(mono) < MIN_SAMPLES:
-        raise AudioTooShortError(
-            source,
-            f"audio is {1000 * len(mono) / SAMPLE_RATE:.1f} ms long; at least 25 ms "
-            f"({MIN_SAMPLES} samples at {SAMPLE_RATE} Hz) is needed",
-        )
-    info = AudioInfo(source, decoded.format, decoded.rate, decoded.channels, decoded.duration_s)
-    return Audio(np.ascontiguousarray(mono, dtype=np.float32), info, warnings)
+def _resample_chunk(resampler: soxr.ResampleStream, mono: np.ndarray, last: bool, source: str) -> np.ndarray:
+    try:
+        return resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+    except (ValueError, RuntimeError) as e:
+        raise AudioError(source, f"cannot resample to {SAMPLE_RATE} Hz: {e}") from e

@@ -20,14 +20,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
-        os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
+        os.chmod(partial, 0o666 & ~umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process's umask: from /proc (no change to process state), else by setting and restoring it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

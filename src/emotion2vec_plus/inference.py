@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -16,21 +17,21 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source, load_audio
+from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source
 from .checkpoint import load_checkpoint
 from .config import checkpoint_files
 from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, is_compact_file, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .compact import WINDOW_S as COMPACT_WINDOW_S
 from .compute import check_compute_options, choose_compute_type, make_runner
-from .errors import Emotion2VecError, ModelError
+from .errors import AudioError, Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
 from .labels import Label, label_from_name
 from .model import Emotion2vecModel
-from .outputs import write_run
+from .outputs import ProcessedAudioWriter, write_run
 from .results import AudioSummary, FrameScores, Result, Segment
-from .segmentation import Piece, plan_pieces
+from .segmentation import HOLD_IN_MEMORY_S, LongAudio, Piece, load_input, plan_pieces
 from .whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
@@ -84,6 +85,9 @@ class Emotion2VecPlus:
             of the result's ``segments``, and the utterance's scores and embedding are the
             pieces' weighted by their speech duration.
         max_duration_s: longer inputs are refused (``AudioTooLongError``).
+        hold_in_memory_s: an encoded input (path, bytes, file object) up to this long is decoded into
+            memory whole; a longer one is streamed twice (once through the voice-activity detector,
+            once cutting out the pieces to score), so memory does not grow with its length.
         head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
             replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
             been trained on this model's embeddings.
@@ -110,6 +114,7 @@ class Emotion2VecPlus:
         max_batch_seconds: float = 120.0,
         window_s: float | None = None,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+        hold_in_memory_s: float = HOLD_IN_MEMORY_S,
         head: str | os.PathLike | EmotionHead | None = None,
         compute_type: str = "float32",
         backend: str = "torch",
@@ -157,6 +162,9 @@ class Emotion2VecPlus:
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
         self.window_samples = int(window_s * SAMPLE_RATE)
         self.max_duration_s = max_duration_s
+        if hold_in_memory_s * SAMPLE_RATE < self.window_samples:
+            raise ValueError(f"hold_in_memory_s must be at least one window ({window_s} s), got {hold_in_memory_s}")
+        self.hold_in_memory_s = hold_in_memory_s
         self.custom_head: EmotionHead | None = None
         if head is not None:
             self.custom_head = self._checked_head(head)
@@ -238,7 +246,10 @@ class Emotion2VecPlus:
         """
         _check_granularity(granularity)
         started = time.perf_counter()
-        decoded = load_audio(audio, sample_rate=sample_rate, name=name, max_duration_s=self.max_duration_s)
+        decoded = load_input(audio, sample_rate=sample_rate, name=name, max_duration_s=self.max_duration_s,
+                             hold_in_memory_s=self.hold_in_memory_s)
+        if isinstance(decoded, LongAudio):
+            return self._predict_long(decoded, granularity, extract_embedding, started=started, output_dir=output_dir)
         result = self._predict_decoded([decoded], granularity, extract_embedding)[0]
         result.processing_time_s = time.perf_counter() - started
         if output_dir is not None:
@@ -258,41 +269,55 @@ class Emotion2VecPlus:
         """Recognise many inputs, batching windows of similar length together.
 
         Inputs may also be :class:`~emotion2vec_plus.audio.Audio` objects already decoded by
-        :func:`~emotion2vec_plus.audio.load_audio`. With ``errors="collect"`` (default) an input
+        :func:`~emotion2vec_plus.audio.load_audio`, or what
+        :func:`~emotion2vec_plus.segmentation.load_input` gives. An input longer than
+        :attr:`hold_in_memory_s` is streamed and scored on its own, with memory bounded whatever its
+        length. With ``errors="collect"`` (default) an input
         that cannot be decoded gives a
         ``Result`` with ``error`` set and the others are still processed; ``"raise"``
         stops at the first bad input. Results come back in input order.
         """
         _check_granularity(granularity)
         started = time.perf_counter()
-        decoded: list[Audio | None] = []
+        decoded: list[Audio | LongAudio | None] = []
         failures: dict[int, str] = {}
         for index, audio in enumerate(audios):
-            if isinstance(audio, Audio):  # already decoded, e.g. by a batch job's decoding threads
+            if isinstance(audio, (Audio, LongAudio)):  # already decoded, e.g. by a batch job's decoding threads
                 decoded.append(audio)
                 continue
             try:
-                decoded.append(load_audio(audio, max_duration_s=self.max_duration_s))
+                decoded.append(load_input(audio, max_duration_s=self.max_duration_s,
+                                          hold_in_memory_s=self.hold_in_memory_s))
             except Emotion2VecError as exc:
                 if errors == "raise":
                     raise
                 failures[index] = str(exc)
                 decoded.append(None)
-        good = [d for d in decoded if d is not None]
-        results = iter(self._predict_decoded(good, granularity, extract_embedding, batch_size=batch_size))
+        held = [d for d in decoded if isinstance(d, Audio)]
+        results = iter(self._predict_decoded(held, granularity, extract_embedding, batch_size=batch_size))
         elapsed_each = (time.perf_counter() - started) / max(len(audios), 1)
         out: list[Result] = []
         for index, item in enumerate(decoded):
             if item is None:
-                out.append(Result(source=describe_source(audios[index]), model=self.model_name,
-                                  granularity=granularity, error=failures[index]))
-                continue
-            result = next(results)
-            result.processing_time_s = elapsed_each
-            if output_dir is not None:
-                write_run(result, item.samples, output_dir)
-            out.append(result)
+                out.append(self._failed(describe_source(audios[index]), granularity, failures[index]))
+            elif isinstance(item, LongAudio):
+                try:
+                    out.append(self._predict_long(item, granularity, extract_embedding, batch_size=batch_size,
+                                                  started=time.perf_counter(), output_dir=output_dir))
+                except Emotion2VecError as exc:
+                    if errors == "raise":
+                        raise
+                    out.append(self._failed(item.info.source, granularity, str(exc)))
+            else:
+                result = next(results)
+                result.processing_time_s = elapsed_each
+                if output_dir is not None:
+                    write_run(result, item.samples, output_dir)
+                out.append(result)
         return out
+
+    def _failed(self, source: str, granularity: str, error: str) -> Result:
+        return Result(source=source, model=self.model_name, granularity=granularity, error=error)
 
     @torch.inference_mode()
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -391,23 +416,68 @@ class Emotion2VecPlus:
         per_item: list[list[_Encoded]] = [[] for _ in decoded]
         for chunk, enc in zip(chunks, encoded):
             per_item[chunk.item].append(enc)
-        results = []
-        for item, (audio, pieces) in enumerate(zip(decoded, per_item)):
-            result = self._assemble(audio, pieces, granularity, extract_embedding)
-            if item in no_speech:
-                result.warnings.append(f"no speech detected in {audio.duration_s:.1f} s: scored in equal parts "
-                                       "of the whole recording")
-            results.append(result)
-        return results
+        return [self._assemble(audio, pieces, granularity, extract_embedding, speech_found=item not in no_speech)
+                for item, (audio, pieces) in enumerate(zip(decoded, per_item))]
 
-    def _assemble(self, audio: Audio, pieces: list[_Encoded], granularity: str, extract_embedding: bool) -> Result:
+    def _predict_long(self, audio: LongAudio, granularity: str, extract_embedding: bool, *,
+                      batch_size: int | None = None, started: float,
+                      output_dir: str | os.PathLike | None = None) -> Result:
+        """Score an input too long to hold in memory: decode it again and cut its planned pieces out
+        as they pass, running the encoder whenever a batch of them is ready."""
+        keep_frames = granularity == "frame"
+        batch_size = batch_size or self.batch_size
+        pieces, found = plan_pieces(audio.num_samples, self.window_samples, cover_all=keep_frames,
+                                    regions=audio.regions)
+        encoded: list[_Encoded] = []
+        ready: list[_Chunk] = []
+        buffer = np.zeros(0, np.float32)
+        buffer_start = 0  # input position of buffer[0]
+        next_piece = 0
+
+        def encode_ready() -> None:
+            encoded.extend(self._encode_chunks(ready, keep_frames, batch_size))
+            ready.clear()
+
+        def take(block: np.ndarray) -> None:
+            nonlocal buffer, buffer_start, next_piece
+            if writer is not None:
+                writer.write(block)
+            buffer = np.concatenate([buffer, block])
+            end = buffer_start + len(buffer)
+            while next_piece < len(pieces) and pieces[next_piece].end <= end:
+                piece = pieces[next_piece]
+                ready.append(_Chunk(0, piece, buffer[piece.start - buffer_start : piece.end - buffer_start].copy()))
+                next_piece += 1
+                if len(ready) >= batch_size or sum(len(c.samples) for c in ready) >= self.max_batch_samples:
+                    encode_ready()
+            keep_from = pieces[next_piece].start if next_piece < len(pieces) else end
+            if keep_from > buffer_start:  # nothing before the next piece is needed again
+                buffer = buffer[keep_from - buffer_start :].copy()
+                buffer_start = min(keep_from, end)
+
+        with ProcessedAudioWriter(output_dir) if output_dir is not None else nullcontext() as writer:
+            audio.stream(take)
+            if next_piece < len(pieces):
+                raise AudioError(audio.info.source, "the input changed while it was being read: it is shorter "
+                                 "than on the first pass")
+            if ready:
+                encode_ready()
+            result = self._assemble(audio, encoded, granularity, extract_embedding, speech_found=found)
+            result.processing_time_s = time.perf_counter() - started
+            if writer is not None:
+                write_run(result, writer, output_dir)
+        return result
+
+    def _assemble(self, audio: Audio | LongAudio, pieces: list[_Encoded], granularity: str, extract_embedding: bool,
+                  speech_found: bool = True) -> Result:
         """One input's result from its encoded pieces: a single piece is scored whole (as FunASR
         does); several are pooled, weighted by the speech each holds."""
+        num_samples = audio.num_samples if isinstance(audio, LongAudio) else len(audio.samples)
         scored = [p for p in pieces if p.piece.speech > 0]
         weights = np.array([p.piece.speech for p in scored], dtype=np.float64)
         weights /= weights.sum()
         means = np.stack([p.mean for p in scored])
-        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == len(audio.samples)
+        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == num_samples
         utterance = (scored[0].mean if whole else weights @ means).astype(np.float32)
         info = audio.info
         result = Result(
@@ -419,6 +489,9 @@ class Emotion2VecPlus:
             audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),
             warnings=list(audio.warnings),
         )
+        if not speech_found:
+            result.warnings.append(f"no speech detected in {audio.duration_s:.1f} s: scored in equal parts "
+                                   "of the whole recording")
         frames = np.concatenate([p.frames for p in pieces]) if granularity == "frame" else None
         if extract_embedding:
             result.embedding = frames if frames is not None else utterance

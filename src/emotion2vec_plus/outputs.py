@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import soundfile as sf
 
 from .audio import SAMPLE_RATE
 from .embeddings import save_embedding
-from .fileio import atomic_write
+from .fileio import atomic_write, umask
 from .results import Result
 
 RUN_PREFIX = "outputs_"
@@ -46,11 +47,51 @@ def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | 
             suffix += 1
 
 
-def write_run(result: Result, samples: np.ndarray, outputs_root: str | os.PathLike = "outputs") -> Path:
-    """Write one recognition run: ``processed_audio.wav`` (16 kHz mono PCM16), ``result.json``
-    and, when the result carries one, ``embedding.npy``. Sets ``result.output_dir``."""
+class ProcessedAudioWriter:
+    """``processed_audio.wav`` written block by block while a long input is scored, before its run
+    folder exists (so a failed run leaves no folder); :func:`write_run` moves it into the folder.
+    Use as a context manager: the partial file is removed if it was not moved."""
+
+    def __init__(self, outputs_root: str | os.PathLike = "outputs") -> None:
+        root = Path(outputs_root)
+        root.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=root, prefix=f".{PROCESSED_AUDIO}.", suffix=".partial")
+        os.close(handle)
+        self.path = Path(partial)
+        self._file: sf.SoundFile | None = sf.SoundFile(partial, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV")
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append 16 kHz mono float samples."""
+        assert self._file is not None, "the processed audio was already finished"
+        self._file.write(np.clip(samples, -1.0, 1.0))
+
+    def finish(self) -> Path:
+        """Close the file and give its (still temporary) path."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return self.path
+
+    def __enter__(self) -> "ProcessedAudioWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finish()
+        self.path.unlink(missing_ok=True)
+
+
+def write_run(result: Result, samples: np.ndarray | ProcessedAudioWriter,
+              outputs_root: str | os.PathLike = "outputs") -> Path:
+    """Write one recognition run: ``processed_audio.wav`` (16 kHz mono PCM16; from ``samples``, or
+    moved from a :class:`ProcessedAudioWriter`), ``result.json`` and, when the result carries one,
+    ``embedding.npy``. Sets ``result.output_dir``."""
     run_dir = create_run_dir(outputs_root)
-    sf.write(run_dir / PROCESSED_AUDIO, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    if isinstance(samples, ProcessedAudioWriter):
+        written = samples.finish()
+        os.chmod(written, 0o666 & ~umask())  # mkstemp makes 0600; the run's files get the usual mode
+        os.replace(written, run_dir / PROCESSED_AUDIO)
+    else:
+        sf.write(run_dir / PROCESSED_AUDIO, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
     if result.embedding is not None:
         save_embedding(run_dir / EMBEDDING_NPY, result.embedding)
     result.output_dir = str(run_dir)

@@ -78,11 +78,17 @@ class SileroVAD(nn.Module):
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         """(N,) float waveform at 16 kHz -> (ceil(N / 512),) speech probabilities, chunk by chunk
         as the reference model sees it (each chunk with the 64 samples before it, the first
-        chunk with zeros, the last chunk zero-padded)."""
-        samples = samples.float().reshape(-1)
-        chunks = max(1, -(-samples.numel() // CHUNK_SAMPLES))
-        padded = F.pad(samples, (CONTEXT_SAMPLES, chunks * CHUNK_SAMPLES - samples.numel()))
-        windows = padded.unfold(0, CHUNK_SAMPLES + CONTEXT_SAMPLES, CHUNK_SAMPLES)  # (C, 576)
+        chunk with zeros, the last chunk zero-padded). Runs in blocks (:class:`VadStream`), so
+        memory does not grow with the recording's length."""
+        stream = VadStream(self)
+        stream.push(samples.float().reshape(-1).numpy())
+        return torch.from_numpy(stream.finish())
+
+    @torch.inference_mode()
+    def chunk_probabilities(self, windows: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+                            ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Probabilities of consecutive chunks, each given as its 576 samples (64 of context, then
+        its own 512): (C, 576) -> (C,), with the recurrent state carried in and out."""
         x = F.pad(windows, (0, 64), mode="reflect")[:, None]  # (C, 1, 640)
         x = self.stft_conv(x)
         x = (x[:, :129] ** 2 + x[:, 129:] ** 2).sqrt()
@@ -90,9 +96,58 @@ class SileroVAD(nn.Module):
         x = F.relu(self.conv2(x))
         x = F.relu(self.conv3(x))
         x = F.relu(self.conv4(x)).squeeze(-1)  # (C, 128): one step per chunk
-        states, _ = self.lstm(x[None])  # the state runs on from chunk to chunk
+        states, state = self.lstm(x[None], state)  # the state runs on from chunk to chunk
         y = self.final_conv(F.relu(states[0]).T[None])  # (1, 1, C)
-        return torch.sigmoid(y)[0, 0]
+        return torch.sigmoid(y)[0, 0], state
+
+
+#: Chunks run through the network at once (about 30 s of audio, a few MB of activations).
+_CHUNKS_PER_STEP = 1024
+
+
+class VadStream:
+    """Speech probabilities of a recording that arrives in blocks of any size.
+
+    ``push`` the 16 kHz samples as they come and call ``finish`` at the end: the probabilities are
+    the same as :class:`SileroVAD` gives for the whole recording at once (the 64 samples of
+    context and the recurrent state are carried across blocks), and memory stays a few MB
+    whatever the length.
+    """
+
+    def __init__(self, model: SileroVAD | None = None) -> None:
+        self.model = model or default_vad()
+        self._pending = np.zeros(CONTEXT_SAMPLES, np.float32)  # context of the next chunk, then its samples
+        self._state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._probabilities: list[np.ndarray] = []
+        self.num_samples = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        """Feed the next 16 kHz mono samples."""
+        self.num_samples += len(samples)
+        self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
+        complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
+        if complete >= _CHUNKS_PER_STEP:
+            self._run(complete)
+
+    def finish(self) -> np.ndarray:
+        """The probability of every 32 ms chunk fed (the last one zero-padded); ends the stream."""
+        complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
+        if complete:
+            self._run(complete)
+        if len(self._pending) > CONTEXT_SAMPLES or self.num_samples == 0:
+            tail = CHUNK_SAMPLES - (len(self._pending) - CONTEXT_SAMPLES)
+            self._pending = np.concatenate([self._pending, np.zeros(tail, np.float32)])
+            self._run(1)
+        return np.concatenate(self._probabilities) if self._probabilities else np.zeros(0, np.float32)
+
+    def _run(self, chunks: int) -> None:
+        for first in range(0, chunks, _CHUNKS_PER_STEP):
+            count = min(_CHUNKS_PER_STEP, chunks - first)
+            span = self._pending[first * CHUNK_SAMPLES : (first + count) * CHUNK_SAMPLES + CONTEXT_SAMPLES]
+            windows = torch.from_numpy(span).unfold(0, CHUNK_SAMPLES + CONTEXT_SAMPLES, CHUNK_SAMPLES)
+            probabilities, self._state = self.model.chunk_probabilities(windows, self._state)
+            self._probabilities.append(probabilities.numpy().copy())
+        self._pending = self._pending[chunks * CHUNK_SAMPLES :].copy()
 
 
 _model: SileroVAD | None = None
@@ -110,7 +165,9 @@ def default_vad() -> SileroVAD:
 
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     """Speech probability (0-1) of every 32 ms chunk of 16 kHz ``samples``."""
-    return default_vad()(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))).numpy()
+    stream = VadStream()
+    stream.push(np.ascontiguousarray(samples, dtype=np.float32))
+    return stream.finish()
 
 
 @dataclass(frozen=True)
@@ -126,8 +183,9 @@ class SpeechRegion:
 
 
 def speech_regions(
-    samples: np.ndarray,
+    samples: np.ndarray | None = None,
     *,
+    num_samples: int | None = None,
     threshold: float = 0.5,
     min_speech_s: float = 0.25,
     min_silence_s: float = 0.1,
@@ -139,10 +197,19 @@ def speech_regions(
     Speech starts at a chunk whose probability reaches ``threshold`` and ends once the
     probability has stayed below ``threshold - 0.15`` for ``min_silence_s``; regions shorter than
     ``min_speech_s`` are dropped, the rest padded by ``pad_s`` on each side (neighbours that
-    would overlap meet halfway). ``probabilities`` from :func:`speech_probabilities` may be passed
-    to avoid running the network again.
+    would overlap meet halfway). ``probabilities`` from :func:`speech_probabilities` or a
+    :class:`VadStream` may be passed, with ``num_samples`` instead of the samples, to avoid
+    running the network again or holding the recording in memory.
     """
-    probs = speech_probabilities(samples) if probabilities is None else probabilities
+    if probabilities is None:
+        if samples is None:
+            raise ValueError("speech_regions needs the samples or their probabilities")
+        probs = speech_probabilities(samples)
+    else:
+        probs = probabilities
+    total = len(samples) if samples is not None else num_samples
+    if total is None:
+        raise ValueError("speech_regions needs num_samples with probabilities and no samples")
     exit_threshold = threshold - 0.15
     min_silence = int(round(min_silence_s * SAMPLE_RATE))
     raw: list[list[int]] = []
@@ -161,13 +228,13 @@ def speech_regions(
                 raw.append([start, silence_since])
                 start, silence_since = None, None
     if start is not None:
-        raw.append([start, len(samples)])
+        raw.append([start, total])
     min_speech = int(round(min_speech_s * SAMPLE_RATE))
     kept = [(a, b) for a, b in raw if b - a >= min_speech]
     pad = int(round(pad_s * SAMPLE_RATE))
     regions = []
     for i, (a, b) in enumerate(kept):
-        low, high = max(0, a - pad), min(len(samples), b + pad)
+        low, high = max(0, a - pad), min(total, b + pad)
         if i > 0:  # padding never crosses the middle of the pause to a neighbour
             low = max(low, (kept[i - 1][1] + a) // 2)
         if i + 1 < len(kept):
