@@ -478,3 +478,20 @@ def test_sigkill_during_the_parquet_combine_then_resume(tmp_path):
     assert sorted(pq.read_table(out / "embeddings.parquet")["path"].to_pylist()) == wanted
     assert sorted(line["path"] for line in read_lines(out)) == wanted
     assert not list(out.rglob("*.tmp-*"))
+
+
+def test_a_file_longer_than_the_model_holds_in_memory_is_streamed_in_a_batch(tmp_path):
+    """A batch job decodes ahead in threads; a file past hold_in_memory_s comes through as speech
+    regions only (no samples held) and is scored streamed, with the result it gets on its own."""
+    clips = [sf.read(p, dtype="float32")[0] for p in speech_clips(6)]
+    data = tmp_path / "data"
+    data.mkdir()
+    sf.write(data / "long.flac", np.concatenate([x for c in clips for x in (c, np.zeros(8000, np.float32))]), 16000)
+    sf.write(data / "short.wav", clips[0], 16000)
+    model = Emotion2VecPlus(hold_in_memory_s=12.0)
+    summary = run_batch(model, [data], tmp_path / "out", embeddings="none", progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    lines = {Path(line["path"]).name: line for line in read_lines(tmp_path / "out")}
+    alone = Emotion2VecPlus().predict(str(data / "long.flac"))
+    assert lines["long.flac"]["duration_s"] == pytest.approx(alone.duration_s, abs=0.01) and alone.duration_s > 20
+    assert lines["long.flac"]["scores"] == pytest.approx(alone.scores, abs=1e-4)

@@ -46,10 +46,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .audio import Audio, load_audio
+from .audio import Audio
 from .cli_options import add_model_options, compute_options
 from .errors import Emotion2VecError
 from .results import Result
+from .segmentation import LongAudio, load_input
 from .terminal import terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -523,15 +524,22 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 @dataclass
 class _Decoded:
     entry: _Entry
-    audio: Audio | None = None
+    audio: Audio | LongAudio | None = None
     error: str | None = None
 
+    @property
+    def num_samples(self) -> int:
+        return self.audio.num_samples if isinstance(self.audio, LongAudio) else len(self.audio.samples) if self.audio else 0
 
-def _decode(entry: _Entry, max_duration_s: float | None) -> _Decoded:
+
+def _decode(entry: _Entry, max_duration_s: float | None, hold_in_memory_s: float) -> _Decoded:
+    """One file decoded, or, when longer than ``hold_in_memory_s``, scanned for its speech to be
+    streamed again when scored (:func:`~emotion2vec_plus.segmentation.load_input`)."""
     if entry.size is None:
         return _Decoded(entry, error=f"{entry.path}: file not found or not readable")
     try:
-        return _Decoded(entry, audio=load_audio(entry.path, name=str(entry.path), max_duration_s=max_duration_s))
+        return _Decoded(entry, audio=load_input(entry.path, name=str(entry.path), max_duration_s=max_duration_s,
+                                                hold_in_memory_s=hold_in_memory_s))
     except Emotion2VecError as exc:
         return _Decoded(entry, error=str(exc))
     except Exception as exc:  # one bad file must not stop the job
@@ -539,7 +547,7 @@ def _decode(entry: _Entry, max_duration_s: float | None) -> _Decoded:
 
 
 def _read_ahead(pool: ThreadPoolExecutor, entries: list[_Entry], window: int,
-                max_duration_s: float | None) -> Iterator[list[_Decoded]]:
+                max_duration_s: float | None, hold_in_memory_s: float) -> Iterator[list[_Decoded]]:
     """Windows of up to ``window`` decoded files, decoding the next window while one is in use."""
     pending: deque[tuple[_Entry, Future]] = deque()
     source = iter(entries)
@@ -551,7 +559,7 @@ def _read_ahead(pool: ThreadPoolExecutor, entries: list[_Entry], window: int,
             entry = next(source, None)
             if entry is None:
                 return
-            pending.append((entry, pool.submit(_decode, entry, max_duration_s)))
+            pending.append((entry, pool.submit(_decode, entry, max_duration_s, hold_in_memory_s)))
             pending_bytes += entry.size or 0
 
     fill()
@@ -706,7 +714,7 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
     window = 4 * batch_size
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotion2vec-decode")
     try:
-        for group in _read_ahead(pool, todo, window, model.max_duration_s):
+        for group in _read_ahead(pool, todo, window, model.max_duration_s, model.hold_in_memory_s):
             lines: list[dict[str, Any]] = []
             rows: list[dict[str, Any]] = []
             for item in group:
@@ -715,7 +723,7 @@ def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity
             if lines:
                 advance(len(lines))
             decoded = sorted((item for item in group if item.audio is not None),
-                             key=lambda item: len(item.audio.samples), reverse=True)
+                             key=lambda item: item.num_samples, reverse=True)
             for start in range(0, len(decoded), batch_size):
                 batch = decoded[start:start + batch_size]
                 for item, result in zip(batch, _predict(model, batch, granularity, embeddings != "none")):

@@ -87,10 +87,11 @@ class _Recognizer:
         # Only the path and whether the file could be stat-ed matter to decoding and the model.
         entries = [_Entry(Path(str(path)), None if missing else 0, None, None, "")
                    for path, missing in zip(batch["path"], batch["missing"])]
-        decoded = list(self.pool.map(lambda entry: _decode(entry, self.model.max_duration_s), entries))
+        decoded = list(self.pool.map(
+            lambda entry: _decode(entry, self.model.max_duration_s, self.model.hold_in_memory_s), entries))
         outcome: list[Result | str] = [item.error or "unknown error" if item.audio is None else "" for item in decoded]
         good = sorted((n for n, item in enumerate(decoded) if item.audio is not None),
-                      key=lambda n: len(decoded[n].audio.samples), reverse=True)  # type: ignore[union-attr]
+                      key=lambda n: decoded[n].num_samples, reverse=True)
         for start in range(0, len(good), self.batch_size):
             chunk = good[start:start + self.batch_size]
             results = _predict(self.model, [decoded[n] for n in chunk], self.granularity, self.extract_embedding)
