@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -26,10 +25,8 @@ from emotion2vec_plus.batch import (
     BatchInputError,
     BatchSummary,
     _npy_names,
-    add_batch_parser,
     find_audio_files,
     run_batch,
-    run_batch_command,
 )
 
 CLIP_S = 1.5  # real speech trimmed to this length keeps the tests fast
@@ -313,7 +310,7 @@ def test_sigkill_at_any_moment_then_resume_processes_each_file_once(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         sf.write(folder / f"clip{index:02d}.flac", speech(index, 1.0), 16000)
     out = tmp_path / "job"
-    command = [sys.executable, "-m", "emotion2vec_plus.batch", str(inputs), "--out", str(out),
+    command = [sys.executable, "-m", "emotion2vec_plus.cli", "batch", str(inputs), "--out", str(out),
                "--batch-size", "1", "--workers", "2", "--embeddings", "both", "--no-progress"]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     results = out / "results.jsonl"
@@ -343,9 +340,9 @@ def test_sigkill_at_any_moment_then_resume_processes_each_file_once(tmp_path):
 
 # ------------------------------------------------------------------------------------------ command line
 def batch_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="emotion2vec-plus")
-    add_batch_parser(parser.add_subparsers(dest="command", required=True))
-    return run_batch_command(parser.parse_args(["batch", *argv]))
+    from emotion2vec_plus.cli import main
+
+    return main(["batch", *argv])
 
 
 def test_cli_exit_codes(tree, tmp_path, capsys):
@@ -376,13 +373,10 @@ def test_cli_user_errors_are_one_line(tree, tmp_path, capsys):
 
 def test_cli_registers_the_batch_subcommand():
     from emotion2vec_plus import cli
+    from emotion2vec_plus.cli import batch as batch_command
 
-    parser = cli.build_parser()
-    try:
-        args = parser.parse_args(["batch", "x.wav", "--out", "o"])
-    except SystemExit:
-        pytest.skip("cli.py does not register the batch subcommand yet")
-    assert args.command == "batch" and args.func is run_batch_command
+    args = cli.build_parser().parse_args(["batch", "x.wav", "--out", "o"])
+    assert args.command == "batch" and args.run is batch_command.run
 
 
 def test_two_jobs_never_share_an_out_dir(model, tree, tmp_path):
@@ -457,7 +451,7 @@ def test_sigkill_during_the_parquet_combine_then_resume(tmp_path):
     for index in range(40):
         sf.write(inputs / f"clip{index:02d}.flac", speech(index, 0.6), 16000)
     out = tmp_path / "job"
-    command = [sys.executable, "-m", "emotion2vec_plus.batch", str(inputs), "--out", str(out),
+    command = [sys.executable, "-m", "emotion2vec_plus.cli", "batch", str(inputs), "--out", str(out),
                "--batch-size", "1", "--workers", "1", "--embeddings", "parquet", "--no-progress"]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

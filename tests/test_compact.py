@@ -11,7 +11,8 @@ import pytest
 
 from conftest import BUNDLED_DIM, speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, Emotion2VecPlus
-from emotion2vec_plus.compact import COMPACT_FILE, read_compact
+from emotion2vec_plus.compact import read_compact
+from emotion2vec_plus.registry import COMPACT_FILE
 from emotion2vec_plus.errors import CheckpointError
 from emotion2vec_plus.numerics import FLOAT32, assert_close
 

@@ -23,12 +23,10 @@ from emotion2vec_plus.head_training import (
     EmbedStats,
     LabelledClip,
     TrainingDataError,
-    add_train_head_parser,
     confusion_png_path,
     embed_clips,
     format_confusion,
     read_labelled_data,
-    run_train_head_command,
     train_head_from_data,
 )
 
@@ -301,17 +299,24 @@ def test_bad_arguments(tmp_path):
 
 # --------------------------------------------------------------------------- command line
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotion2vec-plus")
-    add_train_head_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
+    from emotion2vec_plus.cli import build_parser
+
+    return build_parser()
+
+
+def run_train_head_command(args: argparse.Namespace) -> int:
+    from emotion2vec_plus.cli import main
+
+    return main(args.argv)
 
 
 def test_cli_end_to_end(trained, train_csv, cache_dir, tmp_path, capsys):
     out = tmp_path / "cli" / "head.safetensors"
     # float32 like the Python API that filled the cache: embeddings of each compute type are cached apart.
-    args = _parser().parse_args(["train-head", str(train_csv), "--out", str(out), "--folds", "3",
-                                 "--cache", str(cache_dir), "--l2", "0.01", "--kind", "logreg",
-                                 "--compute-type", "float32"])
+    argv = ["train-head", str(train_csv), "--out", str(out), "--folds", "3", "--cache", str(cache_dir),
+            "--l2", "0.01", "--kind", "logreg", "--compute-type", "float32"]
+    args = _parser().parse_args(argv)
+    args.argv = argv
     assert args.command == "train-head"
     assert run_train_head_command(args) == 0
     stdout = capsys.readouterr().out
@@ -329,7 +334,9 @@ def test_cli_end_to_end(trained, train_csv, cache_dir, tmp_path, capsys):
 @pytest.mark.parametrize("source", ["missing_dir", "bad.csv"])
 def test_cli_bad_source_exits_2(tmp_path, capsys, source):
     _write(tmp_path / "bad.csv", "file,emotion\na.wav,x\n")
-    args = _parser().parse_args(["train-head", str(tmp_path / source), "--out", str(tmp_path / "h.safetensors")])
+    argv = ["train-head", str(tmp_path / source), "--out", str(tmp_path / "h.safetensors")]
+    args = _parser().parse_args(argv)
+    args.argv = argv
     assert run_train_head_command(args) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

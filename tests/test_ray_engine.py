@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -21,7 +20,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     pytest.skip(f"ray[data] is not installed (pip install 'emotion2vec-plus[ray]'): {exc}", allow_module_level=True)
 
 from emotion2vec_plus import Emotion2VecPlus
-from emotion2vec_plus.batch import add_batch_parser, run_batch, run_batch_command
+from emotion2vec_plus.batch import run_batch
+from emotion2vec_plus.cli import main as cli_main
 from emotion2vec_plus.ray_engine import _start_ray, run_batch_ray
 
 pytestmark = pytest.mark.slow
@@ -136,9 +136,7 @@ def test_the_local_ray_instance_listens_on_127_0_0_1_only():
 
 
 def batch_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="emotion2vec-plus")
-    add_batch_parser(parser.add_subparsers(dest="command", required=True))
-    return run_batch_command(parser.parse_args(["batch", *argv]))
+    return cli_main(["batch", *argv])
 
 
 def test_cli_engine_ray_writes_the_files_and_exits_1_for_a_corrupt_file(inputs, tmp_path, capsys):

@@ -458,12 +458,9 @@ def test_long_audio_through_service(model):
 
 
 def test_serve_parser_defaults_and_options():
-    import argparse
+    from emotion2vec_plus.cli import build_parser
 
-    from emotion2vec_plus.service import add_serve_parser
-
-    parser = argparse.ArgumentParser(prog="emotion2vec-plus")
-    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     args = parser.parse_args(["serve"])
     assert (args.host, args.port, args.model, args.max_upload_mb, args.max_duration) == ("127.0.0.1", 8000, None, 25, 600)
     assert (args.batch_window_ms, args.max_batch, args.queue_size) == (10, 16, 64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -25,7 +24,6 @@ from emotion2vec_plus.webui import (  # noqa: E402
     EmotionWebUI,
     ModelProvider,
     WebUISettings,
-    add_webui_parser,
     build_app,
     emotion_name,
     launch_kwargs,
@@ -251,14 +249,13 @@ def test_the_page_builds_and_serves_only_what_it_needs(ui):
 
 
 def test_the_webui_command_options():
-    parser = argparse.ArgumentParser()
-    add_webui_parser(parser.add_subparsers(dest="command"))
+    from emotion2vec_plus.cli import build_parser
+
+    parser = build_parser()
     args = parser.parse_args(["webui"])
     assert (args.host, args.port, args.model, args.outputs, args.lang) == ("127.0.0.1", 7860, None, "outputs", None)
     with pytest.raises(SystemExit):
         parser.parse_args(["webui", "--share"])
-    from emotion2vec_plus.cli import build_parser
-
     assert build_parser().parse_args(["webui", "--port", "7999", "--model", "compact"]).port == 7999
     assert os.environ.get("GRADIO_SHARE") in (None, "", "False", "false")
 

@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .defaults import MAX_DURATION_S
 from .errors import (
     AudioError,
     AudioFileNotFoundError,
@@ -55,7 +56,7 @@ __all__ = [
 
 SAMPLE_RATE: int = 16000
 MIN_SAMPLES: int = 400  # one 25 ms frame at 16 kHz
-DEFAULT_MAX_DURATION_S: float = 4 * 3600.0
+DEFAULT_MAX_DURATION_S: float = MAX_DURATION_S
 
 AudioInput = Union[
     str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, tuple[np.ndarray, int]

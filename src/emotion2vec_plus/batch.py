@@ -28,7 +28,6 @@ read-ahead window of decoded files.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .audio import Audio
-from .cli_options import add_model_options, compute_options
+from .defaults import EMBEDDING_MODES
 from .errors import Emotion2VecError
 from .results import Result
 from .segmentation import LongAudio, load_input
@@ -60,12 +59,13 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "EMBEDDING_MODES",
     "BatchInputError",
+    "BatchPlan",
     "BatchSummary",
-    "add_batch_parser",
+    "check_batch_options",
+    "discover_inputs",
     "find_audio_files",
     "read_results",
     "run_batch",
-    "run_batch_command",
     "stage_files",
     "write_results_csv",
     "zip_npy_embeddings",
@@ -75,7 +75,6 @@ __all__ = [
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".webm", ".aac"})
 #: An input file with one of these extensions is a list of paths, not audio.
 LIST_EXTENSIONS: frozenset[str] = frozenset({".txt", ".csv"})
-EMBEDDING_MODES: tuple[str, ...] = ("parquet", "npy", "both", "none")
 
 RESULTS_NAME = "results.jsonl"
 RESULTS_CSV_NAME = "results.csv"
@@ -129,7 +128,9 @@ class BatchSummary:
 
 # ---------------------------------------------------------------------------------------------- discovery
 @dataclass
-class _Plan:
+class BatchPlan:
+    """The audio files a batch job will go through (:func:`discover_inputs`)."""
+
     files: list[Path]
     roots: list[Path]
 
@@ -159,10 +160,10 @@ def find_audio_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     Raises:
         BatchInputError: an input or listed path does not exist, or a list cannot be read.
     """
-    return _discover(inputs).files
+    return discover_inputs(inputs).files
 
 
-def _discover(inputs: Sequence[str | os.PathLike]) -> _Plan:
+def discover_inputs(inputs: Sequence[str | os.PathLike]) -> BatchPlan:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
@@ -199,7 +200,7 @@ def _discover(inputs: Sequence[str | os.PathLike]) -> _Plan:
                 add(path)
         else:
             raise BatchInputError(f"input not found: {os.fspath(raw)}")
-    return _Plan(files, roots)
+    return BatchPlan(files, roots)
 
 
 def _absolute(path: Path) -> Path:
@@ -578,7 +579,7 @@ def _read_ahead(pool: ThreadPoolExecutor, entries: list[_Entry], window: int,
 # ---------------------------------------------------------------------------------------------- the job
 def run_batch(
     model: "Emotion2VecPlus",
-    inputs: Sequence[str | os.PathLike],
+    inputs: Sequence[str | os.PathLike] | BatchPlan,
     out_dir: str | os.PathLike,
     *,
     granularity: str = "utterance",
@@ -592,7 +593,8 @@ def run_batch(
 
     Args:
         model: a loaded model.
-        inputs: files, directories and ``.txt`` / ``.csv`` lists of paths.
+        inputs: files, directories and ``.txt`` / ``.csv`` lists of paths, or their
+            :func:`discover_inputs` already done.
         out_dir: where ``results.jsonl``, ``embeddings.parquet`` and ``embeddings/`` go (created).
         granularity: ``"utterance"`` or ``"frame"`` (frame features (T, D) go to ``.npy`` files).
         embeddings: ``"parquet"``, ``"npy"``, ``"both"`` or ``"none"``.
@@ -611,11 +613,12 @@ def run_batch(
         BatchInputError: missing inputs, unreadable lists, or an ``out_dir`` holding results of
             another model or granularity.
     """
-    return _run(model, _discover(inputs), out_dir, granularity=granularity, embeddings=embeddings, workers=workers,
+    plan = inputs if isinstance(inputs, BatchPlan) else discover_inputs(inputs)
+    return _run(model, plan, out_dir, granularity=granularity, embeddings=embeddings, workers=workers,
                 batch_size=batch_size, progress=progress, retry_failed=retry_failed)
 
 
-def _check_options(granularity: str, embeddings: str, workers: int, batch_size: int) -> None:
+def check_batch_options(granularity: str, embeddings: str, workers: int, batch_size: int) -> None:
     if granularity not in ("utterance", "frame"):
         raise ValueError(f"granularity must be 'utterance' or 'frame', got {granularity!r}")
     if embeddings not in EMBEDDING_MODES:
@@ -626,7 +629,7 @@ def _check_options(granularity: str, embeddings: str, workers: int, batch_size: 
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
 
-def _stat_entries(plan: _Plan) -> list[_Entry]:
+def _stat_entries(plan: BatchPlan) -> list[_Entry]:
     names = _npy_names(plan.files, plan.root)
     entries = []
     for path in plan.files:
@@ -639,9 +642,9 @@ def _stat_entries(plan: _Plan) -> list[_Entry]:
     return entries
 
 
-def _run(model: "Emotion2VecPlus", plan: _Plan, out_dir: str | os.PathLike, *, granularity: str, embeddings: str,
+def _run(model: "Emotion2VecPlus", plan: BatchPlan, out_dir: str | os.PathLike, *, granularity: str, embeddings: str,
          workers: int, batch_size: int, progress: bool | Callable[[int, int], None], retry_failed: bool) -> BatchSummary:
-    _check_options(granularity, embeddings, workers, batch_size)
+    check_batch_options(granularity, embeddings, workers, batch_size)
     started = time.perf_counter()
     with locked_output_dir(out_dir) as out:
         return _run_locked(model, plan, out, granularity=granularity, embeddings=embeddings, workers=workers,
@@ -689,7 +692,7 @@ def _remove_temporaries(out: Path) -> None:
                 Path(folder, name).unlink(missing_ok=True)
 
 
-def _run_locked(model: "Emotion2VecPlus", plan: _Plan, out: Path, *, granularity: str, embeddings: str, workers: int,
+def _run_locked(model: "Emotion2VecPlus", plan: BatchPlan, out: Path, *, granularity: str, embeddings: str, workers: int,
                 batch_size: int, progress: bool | Callable[[int, int], None], retry_failed: bool,
                 started: float) -> BatchSummary:
     _remove_temporaries(out)
@@ -981,100 +984,3 @@ def zip_npy_embeddings(out_dir: str | os.PathLike, target: str | os.PathLike | N
 
     _atomic_write(path, write)
     return path
-
-
-# ---------------------------------------------------------------------------------------------- command line
-def _configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="audio files, folders (searched recursively for wav, mp3, m4a, flac, ogg, opus, webm, "
-                             "aac) and .txt/.csv lists of paths")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: results.jsonl, embeddings.parquet, embeddings/*.npy; "
-                             "re-running the same command resumes")
-    add_model_options(parser)
-    parser.add_argument("--granularity", choices=["utterance", "frame"], default="utterance",
-                        help="utterance: one result per file; frame: also (T, D) frame features as .npy")
-    parser.add_argument("--embeddings", choices=list(EMBEDDING_MODES), default="parquet",
-                        help="where embeddings go: parquet (embeddings.parquet, default), npy (embeddings/ "
-                             "mirroring the inputs), both, or none")
-    parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
-    parser.add_argument("--batch-size", type=int, default=8, help="files per forward pass (default 8)")
-    parser.add_argument("--window", type=float, default=None,
-                        help="longest piece scored whole, in seconds; longer files are cut at their pauses "
-                             "(default: the model's, 10 for compact, 30 for emotion2vec+)")
-    parser.add_argument("--max-duration", type=float, default=None,
-                        help="refuse files longer than this many seconds (default 4 h)")
-    parser.add_argument("--head", default=None, help="a custom head file made by train-head")
-    parser.add_argument("--retry-failed", action="store_true", help="process files again that failed before")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="local: this process (default); ray: Ray Data workers (needs the 'ray' extra)")
-    parser.add_argument("--address", default=None, metavar="ADDR",
-                        help="with --engine ray: a running Ray cluster (default: start a local one on 127.0.0.1)")
-    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
-                        help="with --engine ray: model workers, each loading the model once (default 1)")
-    parser.set_defaults(func=run_batch_command)
-
-
-def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``batch`` subcommand to the ``emotion2vec-plus`` sub-parsers; returns its parser."""
-    parser = subparsers.add_parser(
-        "batch", help="recognise many files (folders, lists) into results.jsonl + embeddings; resumable",
-        description="Recognise every audio file in the inputs into --out DIR (results.jsonl, embeddings.parquet, "
-                    "embeddings/*.npy). Re-running the same command skips files already done.",
-    )
-    _configure_parser(parser)
-    return parser
-
-
-def run_batch_command(args: argparse.Namespace) -> int:
-    """Run ``emotion2vec-plus batch``; prints the summary and returns the exit code.
-
-    0 if every file of the inputs has an ``ok`` line, 1 if any failed (in this run, or in an earlier
-    run and skipped now), 2 for a user or model error (one ``error: ...`` line on stderr), 130 when
-    interrupted.
-    """
-    from .audio import DEFAULT_MAX_DURATION_S
-    from .inference import DEFAULT_MODEL, Emotion2VecPlus
-
-    try:
-        _check_options(args.granularity, args.embeddings, args.workers, args.batch_size)
-        plan = _discover(args.inputs)
-        if getattr(args, "engine", "local") == "ray":
-            from .ray_engine import run_batch_ray_command
-
-            summary = run_batch_ray_command(args)
-        else:
-            started = time.perf_counter()
-            model = Emotion2VecPlus(
-                args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
-                num_threads=args.threads, batch_size=args.batch_size, window_s=args.window,
-                max_duration_s=args.max_duration or DEFAULT_MAX_DURATION_S, head=args.head, **compute_options(args),
-            )
-            progress = not args.no_progress
-            if progress:
-                print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s; "
-                      f"{len(plan.files)} file(s)", file=sys.stderr)
-            summary = _run(model, plan, args.out, granularity=args.granularity, embeddings=args.embeddings,
-                           workers=args.workers, batch_size=args.batch_size, progress=progress,
-                           retry_failed=args.retry_failed)
-    except (Emotion2VecError, ValueError, OSError) as exc:
-        print(f"error: {terminal_safe(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; run the same command again to resume ({Path(args.out) / RESULTS_NAME})", file=sys.stderr)
-        return 130
-    print(f"{summary}\nresults in {Path(args.out) / RESULTS_NAME}")
-    return 1 if summary.failed or summary.skipped_failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m emotion2vec_plus.batch INPUT... --out DIR``: the ``batch`` subcommand on its own."""
-    parser = argparse.ArgumentParser(prog="emotion2vec-plus batch",
-                                     description="Recognise many audio files into --out DIR; resumable.")
-    _configure_parser(parser)
-    return run_batch_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,9 @@ from .fileio import atomic_write
 from .heads import EmotionHead
 from .labels import EMOTIONS, Label, default_labels
 from .model import EncoderOutput
+from .registry import default_compact_path
 from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram
 
-COMPACT_NAME = "compact"
-COMPACT_FILE = "compact_v2.safetensors"
 COMPACT_FORMAT = "emotion2vec-plus/compact"
 #: Format version 2: optionally fine-tuned top blocks, learned embedding projection. (Version 1,
 #: the standardised concatenation of 7 frozen layers, shipped before 2026-12 and is no longer read.)
@@ -154,10 +152,6 @@ class CompactEmotionModel(nn.Module):
         """Frame embeddings (B, T, E) at 50 Hz and the valid frames of each clip."""
         mel, frames = log_mel_spectrogram(wavs, num_samples)
         return self.embed_mel(mel, frames)
-
-
-def default_compact_path() -> Path:
-    return Path(str(resources.files("emotion2vec_plus") / "assets" / COMPACT_FILE))
 
 
 def _projection_keys(num_layers: int) -> set[str]:

@@ -38,12 +38,10 @@ from typing import Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
+from .defaults import BACKENDS, COMPUTE_TYPE_CHOICES, COMPUTE_TYPES
 from .model import EncoderOutput
 
-COMPUTE_TYPES: tuple[str, ...] = ("float32", "int8", "bfloat16")
 #: What a user may ask for: a compute type, or ``"auto"`` (:func:`choose_compute_type`).
-COMPUTE_TYPE_CHOICES: tuple[str, ...] = ("auto", *COMPUTE_TYPES)
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 #: Linear layers int8 mode leaves in float32: the MLP's second projection (Whisper ``mlp.2``,
 #: emotion2vec ``mlp.fc2``).

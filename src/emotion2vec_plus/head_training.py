@@ -20,14 +20,11 @@ settings; a confusion-matrix PNG is written next to it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import logging
 import os
 import re
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli_options import add_compute_options, compute_options
+from .defaults import EMBEDDING_CACHE
 from .errors import Emotion2VecError
 from .fileio import atomic_write
 from .heads import KINDS, EmotionHead, HeadMetrics, cross_validate, train_head
@@ -49,12 +46,10 @@ __all__ = [
     "LabelledClip",
     "TrainHeadReport",
     "TrainingDataError",
-    "add_train_head_parser",
     "confusion_png_path",
     "embed_clips",
     "format_confusion",
     "read_labelled_data",
-    "run_train_head_command",
     "train_head_from_data",
     "write_confusion_png",
 ]
@@ -65,7 +60,7 @@ logger = logging.getLogger(__name__)
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".aac", ".aiff", ".aif"})
 #: Where embeddings are cached when no ``cache_dir`` is given.
-DEFAULT_EMBEDDING_CACHE = Path("~/.cache/emotion2vec_plus/embeddings")
+DEFAULT_EMBEDDING_CACHE = EMBEDDING_CACHE
 #: Column names accepted for the group (speaker) of a clip in a CSV, in order of preference.
 GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker")
 _CACHE_FORMAT = 1
@@ -509,84 +504,3 @@ def train_head_from_data(
         cv="grouped" if grouped else "stratified", n_groups=n_groups, cache_hits=stats.cache_hits,
         n_embedded=stats.embedded, head=head,
     )
-
-
-# --------------------------------------------------------------------------- command line
-def add_train_head_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``train-head`` subcommand to a CLI's subparsers; returns its parser."""
-    parser = subparsers.add_parser(
-        "train-head", help="train a custom classifier head on labelled audio",
-        description="Train a custom head (logistic regression or MLP over the model's embeddings) from a folder "
-                    "of label sub-folders (DATA/angry/*.wav ...) or a CSV with columns path,label[,group]. "
-                    "Reports cross-validated UA/WA (grouped by speaker when groups are given) and writes the "
-                    "head plus a confusion-matrix PNG.")
-    parser.add_argument("data", metavar="DATA", help="folder of label sub-folders, or CSV path,label[,group|speaker]")
-    parser.add_argument("--out", required=True, help="head file to write, e.g. head.safetensors")
-    parser.add_argument("--model", default=None, help="embedding model (default: the bundled compact model)")
-    add_compute_options(parser)
-    parser.add_argument("--kind", choices=list(KINDS), default="logreg", help="classifier kind (default logreg)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    parser.add_argument("--l2", type=float, default=1e-2, help="L2 regularisation (default 0.01)")
-    parser.add_argument("--cache", default=None, metavar="DIR",
-                        help=f"embedding cache folder (default {DEFAULT_EMBEDDING_CACHE})")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
-    parser.add_argument("--seed", type=int, default=0, help="seed of folds and training (default 0)")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
-    return parser
-
-
-def run_train_head_command(args: argparse.Namespace) -> int:
-    """Run ``train-head``: 0 on success, 2 (one ``error: ...`` line on stderr) on a user error."""
-    try:
-        return _run(args)
-    except (Emotion2VecError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .inference import DEFAULT_MODEL, Emotion2VecPlus
-
-    clips = read_labelled_data(args.data)  # check the data before spending time on the model
-    counts = Counter(clip.label for clip in clips)
-    n_groups = len({c.group for c in clips}) if all(c.group is not None for c in clips) else 0
-    print(f"{len(clips)} clips, {len(counts)} labels: "
-          + ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
-          + (f"; {n_groups} groups" if n_groups else ""))
-    started = time.perf_counter()
-    model = Emotion2VecPlus(args.model or DEFAULT_MODEL, device=getattr(args, "device", "cpu"),
-                            num_threads=getattr(args, "threads", None), **compute_options(args))
-    print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr)
-    interactive = sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        if interactive:
-            print(f"\rembedding {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-    started = time.perf_counter()
-    report = train_head_from_data(
-        model, clips, args.out, kind=args.kind, folds=args.folds, l2=args.l2, cache_dir=args.cache,
-        use_cache=not getattr(args, "no_cache", False), seed=getattr(args, "seed", 0),
-        batch_size=getattr(args, "batch_size", 8), progress=progress,
-        data_source=str(Path(args.data).expanduser().resolve()),
-    )
-    elapsed = time.perf_counter() - started
-    print(f"embedded {report.n_embedded} clip(s), {report.cache_hits} from the cache ({elapsed:.1f} s)")
-    if report.failures:
-        print(f"{report.n_failed} clip(s) failed and were skipped:")
-        for path, error in report.failures:
-            print(f"  ✗ {path}: {error}")
-    else:
-        print("0 clips failed")
-    m = report.metrics
-    how = f"grouped by {n_groups} groups" if report.cv == "grouped" else "stratified"
-    print(f"cross-validation ({m.n_folds} folds, {how}, {report.metrics.n_samples} clips): "
-          f"UA {m.unweighted_accuracy * 100:.1f}%  WA {m.weighted_accuracy * 100:.1f}%")
-    print("per-fold UA: " + "  ".join(f"{ua * 100:.1f}%" for ua in m.fold_unweighted_accuracy))
-    print(format_confusion(m))
-    print(f"head written to {report.head_path}")
-    print(f"confusion matrix plot written to {report.confusion_png}")
-    return 0

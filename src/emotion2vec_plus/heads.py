@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .defaults import HEAD_KINDS
 from .errors import Emotion2VecError
 from .fileio import atomic_write
 
@@ -58,7 +59,7 @@ __all__ = [
 
 HeadKind = Literal["logreg", "mlp"]
 #: The classifier kinds a head can be.
-KINDS: tuple[str, ...] = ("logreg", "mlp")
+KINDS: tuple[str, ...] = HEAD_KINDS
 #: Value of the ``format`` metadata entry that marks a head file.
 HEAD_FORMAT = "emotion2vec_plus.head"
 #: Version of the head file layout written by :meth:`EmotionHead.save`.

@@ -20,24 +20,23 @@ import torch
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source
 from .checkpoint import load_checkpoint
 from .config import checkpoint_files
-from .compact import COMPACT_NAME, CompactEmotionModel, default_compact_path, is_compact_file, load_compact_model
+from .compact import CompactEmotionModel, is_compact_file, load_compact_model
 from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .compact import WINDOW_S as COMPACT_WINDOW_S
 from .compute import check_compute_options, choose_compute_type, make_runner
+from .defaults import DEFAULT_MODEL, GRANULARITIES
 from .errors import AudioError, Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
 from .labels import Label, label_from_name
 from .model import Emotion2vecModel
 from .outputs import ProcessedAudioWriter, write_run
+from .registry import COMPACT_NAME, default_compact_path
 from .results import AudioSummary, FrameScores, Result, Segment
 from .segmentation import HOLD_IN_MEMORY_S, LongAudio, Piece, load_input, plan_pieces
 from .whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
-GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
-#: The model that ships inside the package; emotion2vec+ models are one name away.
-DEFAULT_MODEL = COMPACT_NAME
 #: emotion2vec+'s default window: clips up to 30 s are scored whole, as FunASR scores them.
 EMOTION2VEC_WINDOW_S = 30.0
 
@@ -191,6 +190,12 @@ class Emotion2VecPlus:
     def labels(self) -> list[Label]:
         """Classes reported in results, in model order (placeholder ``unuse`` classes left out)."""
         return [label for label in self._labels if not label.unused]
+
+    @property
+    def all_labels(self) -> list[Label]:
+        """Every class of the head in its output order, placeholder ``unuse`` classes included
+        (the order of an exported graph's scores)."""
+        return list(self._labels)
 
     def describe(self) -> str:
         """One line for logs: model, dimension, compute type (and why, when chosen by ``"auto"``), backend."""

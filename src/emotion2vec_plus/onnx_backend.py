@@ -20,14 +20,12 @@ only here, only when needed.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -38,12 +36,13 @@ import torch
 from torch import nn
 
 from .compact import CompactEmotionModel
+from .defaults import ONNX_OPSET
 from .errors import ModelError
 from .model import Emotion2vecModel, EncoderOutput
 from .numerics import FLOAT32, Tolerance, drift
 from .whisper import HOP_LENGTH, N_FFT, _mel_tensor, sha256_file
 
-OPSET = 17
+OPSET = ONNX_OPSET
 #: Bump when the exported graph changes, so cached exports are rebuilt.
 EXPORT_VERSION = 4
 INPUT_NAMES = ["waveforms", "lengths"]
@@ -365,41 +364,3 @@ def load_onnx_runner(model: nn.Module, *, model_name: str, source_files: Sequenc
     require_onnxruntime()
     path = cached_export(model, model_name=model_name, source_files=source_files, int8=int8, cache_dir=cache_dir)
     return OnnxRunner(path, num_threads=num_threads)
-
-
-# --------------------------------------------------------------------------- command line
-
-def add_export_onnx_parser(sub) -> None:
-    from .cli_options import MODEL_HELP
-
-    parser = sub.add_parser("export-onnx", help="export the full model (head and padding mask included) to ONNX")
-    parser.add_argument("--model", default=None, help=MODEL_HELP)
-    parser.add_argument("--hub", choices=["hf", "ms"], default=None, help="hf = Hugging Face, ms = ModelScope")
-    parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
-    parser.add_argument("--out", default=None, help="the .onnx file to write (default: <model>[-int8].onnx); "
-                                                   "a .json sidecar is written beside it")
-    parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the transformer MatMuls")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
-
-
-def run_export_onnx_command(args: argparse.Namespace) -> int:
-    import time
-
-    from .inference import DEFAULT_MODEL, Emotion2VecPlus
-
-    require_onnxruntime()
-    started = time.perf_counter()
-    m = Emotion2VecPlus(args.model or DEFAULT_MODEL, device="cpu", hub=args.hub, cache_dir=args.cache_dir,
-                        num_threads=args.threads)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(m.model_name).name)
-    out = Path(args.out or f"{name}{'-int8' if args.int8 else ''}.onnx")
-    labels = [label.english for label in m._labels] if m.model.head is not None else []
-    export_onnx(m.model, out, int8=args.int8, opset=args.opset,
-                metadata={"model": m.model_name, "labels": labels,
-                          "used_labels": [label.english for label in m.labels] if labels else []})
-    info = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, "
-          f"{'int8' if args.int8 else 'float32'}, sha256 {info['sha256'][:12]}...) and {sidecar_path(out)} "
-          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0

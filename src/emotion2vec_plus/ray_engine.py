@@ -21,7 +21,6 @@ Needs the ``ray`` extra (``pip install "emotion2vec-plus[ray]"``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -34,10 +33,10 @@ import numpy as np
 from .batch import (
     BatchSummary,
     RESULTS_NAME,
-    _check_options,
+    check_batch_options,
     _commit,
     _decode,
-    _discover,
+    discover_inputs,
     _Entry,
     _error_line,
     _finish,
@@ -51,11 +50,10 @@ from .batch import (
     _stat_entries,
     locked_output_dir,
 )
-from .cli_options import compute_options
 from .errors import Emotion2VecError
 from .results import Result
 
-__all__ = ["RayEngineError", "run_batch_ray", "run_batch_ray_command"]
+__all__ = ["RayEngineError", "run_batch_ray"]
 
 #: CPUs of the local Ray instance started when no ``address`` is given.
 LOCAL_NUM_CPUS = 2
@@ -231,14 +229,14 @@ def run_batch_ray(
     """
     from .inference import Emotion2VecPlus
 
-    _check_options(granularity, embeddings, workers, batch_size)
+    check_batch_options(granularity, embeddings, workers, batch_size)
     num_workers = 1 if num_workers is None else int(num_workers)
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}")
     if cpus_per_worker is None:
         cpus_per_worker = max(1, LOCAL_NUM_CPUS // num_workers) if address is None else 1
     model_kwargs = dict(model_kwargs or {})
-    plan = _discover(inputs)
+    plan = discover_inputs(inputs)
     started = time.perf_counter()
     with locked_output_dir(out_dir) as out:
         _remove_temporaries(out)
@@ -316,27 +314,3 @@ def _run_on_ray(todo: list[_Entry], out: Path, model, address: str | None, worke
         if started_ray:
             ray.shutdown()
     return audio_s
-
-
-# ---------------------------------------------------------------------------------------------- command line
-def run_batch_ray_command(args: argparse.Namespace) -> BatchSummary:
-    """The ``batch`` command's ``--engine ray`` path (called by ``batch.run_batch_command``)."""
-    import sys
-
-    from .audio import DEFAULT_MAX_DURATION_S
-    from .inference import DEFAULT_MODEL
-
-    progress = not args.no_progress
-    if progress:
-        where = f"the Ray cluster at {args.address}" if args.address else "a local Ray instance (127.0.0.1)"
-        print(f"engine ray: {args.ray_workers or 1} worker(s) on {where}", file=sys.stderr)
-    return run_batch_ray(
-        args.model or DEFAULT_MODEL, args.inputs, args.out, address=args.address, granularity=args.granularity,
-        embeddings=args.embeddings, batch_size=args.batch_size, num_workers=args.ray_workers, workers=args.workers,
-        progress=progress,
-        retry_failed=args.retry_failed,
-        model_kwargs={"device": args.device, "hub": args.hub, "cache_dir": args.cache_dir, "num_threads": args.threads,
-                      "batch_size": args.batch_size, "window_s": args.window,
-                      "max_duration_s": args.max_duration or DEFAULT_MAX_DURATION_S, "head": args.head,
-                      **compute_options(args)},
-    )

@@ -46,7 +46,6 @@ Design:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hmac
@@ -54,7 +53,6 @@ import io
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -70,20 +68,20 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .cli_options import add_model_options, compute_options
+from .defaults import API_KEY_ENV
+from .registry import all_models, bundled_model
 from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from .audio import Audio, load_audio
-from .compute import model_thread, on_model_thread
+from .compute import model_thread
 from .embeddings import NPY_MAGIC, load_embedding
 from .errors import AudioError, EmbeddingFileError, NotAudioError
 from .inference import Emotion2VecPlus
 
-__all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app", "add_serve_parser", "run_serve_command"]
+__all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app"]
 
 log = logging.getLogger("emotion2vec_plus.service")
 
 #: Environment variable holding the API key when ``create_app(api_key=None)``.
-API_KEY_ENV = "EMOTION2VEC_API_KEY"
 _READ_CHUNK = 1 << 20
 #: How often a gathering batch re-checks whether requests are still on their way.
 _ARRIVAL_POLL_S = 0.002
@@ -665,70 +663,10 @@ def _loaded_model_info(model: Emotion2VecPlus) -> dict[str, Any]:
 
 
 def _known_models() -> list[dict[str, Any]]:
-    from .compact import COMPACT_NAME, read_compact
-    from .hub import list_models
-
-    compact = read_compact()
-    known = [{"name": COMPACT_NAME, "embed_dim": compact.embed_dim, "has_head": compact.head is not None,
-              "cached": True, "bundled": True, "description": "bundled Whisper-base emotion model (offline)"}]
+    """Every model by name (:func:`~emotion2vec_plus.registry.all_models`); the loaded one is in ``loaded``."""
     try:
-        statuses = list_models()
+        entries = all_models()
     except Exception as exc:  # a broken cache must not break the listing of the loaded model
         log.warning("could not list cached models: %s", exc)
-        statuses = []
-    for status in statuses:
-        spec = status.spec
-        known.append({"name": spec.name, "embed_dim": spec.embed_dim, "has_head": spec.has_head,
-                      "cached": status.cached, "bundled": False, "size_mb": spec.size_mb,
-                      "hf_repo": spec.hf_repo, "ms_repo": spec.ms_repo, "description": spec.description})
-    return known
-
-
-# --------------------------------------------------------------------------- command line
-def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``serve`` to an ``add_subparsers()`` object."""
-    serve = subparsers.add_parser(
-        "serve", help="run the REST API (FastAPI; docs at /docs)",
-        description="Serve the model over HTTP: POST /v1/recognize, /v1/embed, /v1/similarity; "
-                    f"GET /v1/models, /healthz. Set {API_KEY_ENV} to require 'Authorization: Bearer <key>' "
-                    "on /v1/*.")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--head", default=None, help="a custom head file made by train-head (replaces the model's classes)")
-    add_model_options(serve)
-    serve.add_argument("--max-upload-mb", type=float, default=25, help="largest upload per file in MB (default 25)")
-    serve.add_argument("--max-duration", type=float, default=600,
-                       help="refuse audio longer than this many seconds (default 600)")
-    serve.add_argument("--max-response-mb", type=float, default=64,
-                       help="largest response body in MB: frame-by-frame JSON or a frame embedding .npy (default 64)")
-    serve.add_argument("--batch-window-ms", type=float, default=10,
-                       help="longest wait for requests still being received before a model call (default 10 ms)")
-    serve.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
-    serve.add_argument("--queue-size", type=int, default=64,
-                       help="requests allowed to wait; beyond that 503 (default 64)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    return serve
-
-
-def run_serve_command(args: argparse.Namespace) -> int:
-    """Load the model once, print the address, and run uvicorn until interrupted."""
-    import uvicorn
-
-    from .inference import DEFAULT_MODEL
-
-    started = time.perf_counter()
-    # Loaded on the thread that will run it: one OpenMP team in the process (see model_thread).
-    model = on_model_thread(Emotion2VecPlus, args.model or DEFAULT_MODEL, device=args.device, hub=args.hub,
-                            cache_dir=args.cache_dir, num_threads=args.threads,
-                            max_duration_s=args.max_duration, head=args.head, **compute_options(args))
-    app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
-                     max_response_mb=args.max_response_mb, max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)
-    if not os.environ.get(API_KEY_ENV) and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
-              file=sys.stderr)
-    sys.stderr.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
-    return 0
+        entries = [bundled_model()]
+    return [{**entry.to_dict(), "bundled": entry.repo is None} for entry in entries]

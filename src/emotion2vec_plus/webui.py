@@ -21,11 +21,9 @@ under the outputs root (upload names only appear, sanitised, as names inside tho
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .cli_options import add_model_options, compute_options
+from .defaults import SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
 from .compute import on_model_thread
 from .errors import Emotion2VecError
 from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
@@ -50,15 +48,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import Result
 
 __all__ = [
-    "DEFAULT_PORT", "EmotionWebUI", "ModelProvider", "WebUISettings", "add_webui_parser", "build_app",
-    "emotion_name", "run_webui_command",
+    "DEFAULT_PORT", "EmotionWebUI", "ModelProvider", "WebUISettings", "build_app",
+    "emotion_name",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD_MB = 50.0
-DEFAULT_MAX_DURATION_S = 600.0
+DEFAULT_PORT = WEBUI_PORT
+DEFAULT_MAX_UPLOAD_MB = WEBUI_MAX_UPLOAD_MB
+DEFAULT_MAX_DURATION_S = SERVER_MAX_DURATION_S
 BATCH_PREFIX = "batch_"
 BATCH_INPUTS = "inputs"
 #: File types offered by the upload dialogs (the decoder sniffs content, not the extension).
@@ -166,8 +164,8 @@ class ModelProvider:
 
     def choices(self) -> list[str]:
         """Model names for the dropdown: the default first, then compact, then cached emotion2vec+ models."""
-        from .compact import COMPACT_NAME
         from .hub import list_models
+        from .registry import COMPACT_NAME
 
         names = [self.default_name]
         if COMPACT_NAME not in names:
@@ -860,53 +858,3 @@ def launch_kwargs(ui: EmotionWebUI) -> dict[str, Any]:
         "ssr_mode": False,
         "show_error": False,
     }
-
-
-# --------------------------------------------------------------------------------------------- command line
-def add_webui_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``webui`` to the ``emotion2vec-plus`` sub-parsers; returns its parser."""
-    parser = subparsers.add_parser(
-        "webui", help=f"start the WebUI (Gradio page, http://127.0.0.1:{DEFAULT_PORT})",
-        description="Start the WebUI: recognise, batch, compare, explore and history tabs on one page. "
-                    "Listens on loopback by default; there is no public share link.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    add_model_options(parser)
-    parser.add_argument("--outputs", default="outputs", metavar="DIR",
-                        help="where runs are saved and read back for History (default outputs)")
-    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
-                        help=f"largest upload per file in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
-    parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION_S,
-                        help=f"refuse audio longer than this many seconds (default {DEFAULT_MAX_DURATION_S:g})")
-    parser.add_argument("--lang", choices=list(LANGUAGES), default=None,
-                        help="interface language (default: the browser's, else Chinese; ?lang=en in the address)")
-    parser.set_defaults(func=run_webui_command)
-    return parser
-
-
-def run_webui_command(args: argparse.Namespace) -> int:
-    """Load the model once (printing progress), print the address and serve the page until interrupted."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from .inference import DEFAULT_MODEL
-
-    if args.max_upload_mb <= 0 or args.max_duration <= 0:
-        raise ValueError("--max-upload-mb and --max-duration must be positive")
-    settings = WebUISettings(outputs_root=Path(args.outputs), max_upload_mb=args.max_upload_mb,
-                             max_duration_s=args.max_duration, language=args.lang)
-    provider = ModelProvider(args.model or DEFAULT_MODEL, device=args.device, hub=args.hub, cache_dir=args.cache_dir,
-                             num_threads=args.threads, max_duration_s=args.max_duration, **compute_options(args))
-    print(f"loading model {provider.default_name} ...", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    loaded = provider.load_default()
-    print(f"{loaded.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    ui = EmotionWebUI(provider, settings)
-    demo = build_app(ui)
-    demo.queue(default_concurrency_limit=1)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{args.port}"
-    print(f"WebUI: {url}  (outputs in {ui.outputs_root}; Ctrl+C to stop)", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach it can use the page and read its outputs",
-              file=sys.stderr, flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, quiet=True, **launch_kwargs(ui))
-    return 0

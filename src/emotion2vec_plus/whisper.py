@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointError, ModelNotFoundError
+from .registry import WHISPER_FILE
 
 __all__ = [
     "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "N_MELS", "N_SAMPLES_30S", "N_FRAMES_30S",
@@ -56,7 +57,7 @@ N_MELS = 80
 N_SAMPLES_30S = 30 * SAMPLE_RATE          # 480000
 N_FRAMES_30S = N_SAMPLES_30S // HOP_LENGTH  # 3000 mel frames -> 1500 encoder frames
 
-ASSET_NAME = "whisper_base_encoder.safetensors"
+ASSET_NAME = WHISPER_FILE
 ASSET_INFO_NAME = "whisper_base_encoder.json"
 
 
