@@ -5,7 +5,7 @@
 # Usage: bash scripts/demo.sh [more audio files]     (WEBUI_PORT=7861 for another port, NO_WEBUI=1 to skip it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+EXTRAS=${EXTRAS:-webui} bash scripts/install.sh   # the package and the WebUI only, not the test tools
 . .venv/bin/activate
 emotion2vec-plus predict src/emotion2vec_plus/samples/*.wav "$@" --embedding --output-dir outputs
 if [ "${NO_WEBUI:-0}" != "1" ]; then

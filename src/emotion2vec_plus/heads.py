@@ -23,6 +23,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -124,22 +125,22 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
         raise ValueError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")
     if len(y_true) == 0:
         raise ValueError("cannot compute metrics of zero samples")
-    index = {label: i for i, label in enumerate(labels)}
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+
+    known = set(labels)
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
-        unknown = sorted({str(v) for v in values if v not in index})
+        unknown = sorted({str(v) for v in values if v not in known})
         if unknown:
             raise ValueError(f"{name} holds labels not in labels {labels}: {unknown}")
-    for truth, guess in zip(y_true, y_pred):
-        confusion[index[truth], index[guess]] += 1
-    support = confusion.sum(axis=1)
-    present = support > 0
-    recalls = np.diag(confusion)[present] / support[present]
-    unweighted = float(recalls.mean())
+    confusion = confusion_matrix(y_true, y_pred, labels=labels)
+    present = [label for label in labels if label in set(y_true)]
+    # Balanced accuracy over the classes present in the truth (sklearn's balanced_accuracy_score,
+    # without its warning when a prediction names a class the truth lacks).
+    unweighted = float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
     return HeadMetrics(
         labels=labels,
         unweighted_accuracy=unweighted,
-        weighted_accuracy=float(np.trace(confusion) / len(y_true)),
+        weighted_accuracy=float(accuracy_score(y_true, y_pred)),
         confusion=confusion.tolist(),
         n_samples=len(y_true),
         n_folds=1,
@@ -576,26 +577,30 @@ def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
 
 def _fit_logreg(z: np.ndarray, y: np.ndarray, class_weights: np.ndarray, n_classes: int,
                 l2: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Multinomial logistic regression by full-batch L-BFGS; returns weight, bias and iterations."""
-    features = torch.from_numpy(z)
-    targets = torch.from_numpy(y)
-    sample_weights = torch.from_numpy(class_weights[y])
-    total_weight = sample_weights.sum()
-    weight = torch.zeros(n_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=LBFGS_MAX_ITER, tolerance_grad=1e-7,
-                                  tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    """Multinomial logistic regression (scikit-learn, L-BFGS); returns weight, bias and iterations.
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        losses = F.cross_entropy(features @ weight.T + bias, targets, reduction="none")
-        loss = (losses * sample_weights).sum() / total_weight + 0.5 * l2 * weight.square().sum()
-        loss.backward()
-        return loss
+    scikit-learn minimises ``C * sum_i w_i CE_i + ||W||^2 / 2``; with ``C = 1 / (l2 * sum_i w_i)`` that
+    is :func:`train_head`'s objective (weighted mean cross-entropy + ``l2 / 2 * ||W||^2``) scaled.
+    Classes without examples (in a cross-validation fold) get zero weights and a bias far below
+    the others, i.e. near-zero probability.
+    """
+    from sklearn.linear_model import LogisticRegression
 
-    optimizer.step(closure)
-    n_iter = int(optimizer.state[weight]["n_iter"])
-    return weight.detach().numpy(), bias.detach().numpy(), n_iter
+    sample_weights = class_weights[y]
+    strength = 1.0 / (max(l2, 1e-12) * sample_weights.sum())
+    model = LogisticRegression(C=strength, solver="lbfgs", max_iter=LBFGS_MAX_ITER, tol=1e-8)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)  # e.g. "l1_ratio" / penalty deprecations
+        model.fit(z, y, sample_weight=sample_weights)
+    seen = model.classes_
+    coef, intercept = model.coef_, model.intercept_
+    if len(seen) == 2:  # scikit-learn's binary case: one row for class 1; softmax over (-z/2, z/2) is the same
+        coef = np.stack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = np.zeros((n_classes, z.shape[1]))
+    bias = np.full(n_classes, intercept.min() - 30.0)
+    weight[seen], bias[seen] = coef, intercept
+    return weight, bias, int(np.max(model.n_iter_))
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -639,49 +644,35 @@ Fold = tuple[np.ndarray, np.ndarray]
 
 
 def group_folds(groups: Sequence[Hashable], n_folds: int) -> list[Fold]:
-    """Deterministic (train, test) index arrays in which no group is on both sides.
+    """Deterministic (train, test) index arrays in which no group is on both sides (scikit-learn's
+    ``GroupKFold``: groups placed largest first, each into the fold with the fewest samples).
 
     Uses ``min(n_folds, number of groups)`` folds (so with few groups it is leave-one-group-out).
-    Groups are placed largest first, ties in order of first appearance, each into the fold with
-    the fewest samples so far (as scikit-learn's ``GroupKFold``); every fold gets a group.
     """
+    from sklearn.model_selection import GroupKFold
+
     groups = list(groups)
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    members: dict[Hashable, list[int]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(group, []).append(i)
-    if len(members) < 2:
-        raise ValueError(f"grouped cross-validation needs at least 2 groups, got {len(members)}")
-    k = min(n_folds, len(members))
-    fold_of_sample = np.empty(len(groups), dtype=np.int64)
-    fold_sizes = np.zeros(k, dtype=np.int64)
-    for indices in sorted(members.values(), key=len, reverse=True):
-        fold = int(fold_sizes.argmin())
-        fold_of_sample[indices] = fold
-        fold_sizes[fold] += len(indices)
-    return _folds_from_assignment(fold_of_sample, k)
+    codes = {group: code for code, group in enumerate(dict.fromkeys(groups))}  # any hashable, e.g. 42 and "a"
+    if len(codes) < 2:
+        raise ValueError(f"grouped cross-validation needs at least 2 groups, got {len(codes)}")
+    split = GroupKFold(n_splits=min(n_folds, len(codes)))
+    return list(split.split(np.zeros(len(groups)), groups=[codes[g] for g in groups]))
 
 
 def stratified_folds(labels: Sequence[str], n_folds: int, seed: int = 0) -> list[Fold]:
-    """(train, test) index arrays of a stratified k-fold split, deterministic for ``seed``.
+    """(train, test) index arrays of a stratified k-fold split (scikit-learn's ``StratifiedKFold``,
+    shuffled), deterministic for ``seed``: every fold has about the same size and class proportions."""
+    from sklearn.model_selection import StratifiedKFold
 
-    Each class's samples are shuffled and dealt round-robin over the folds (continuing from
-    class to class), so every fold has about the same size and class proportions.
-    """
     labels = list(labels)
     if not 2 <= n_folds <= len(labels):
         raise ValueError(f"n_folds must be between 2 and the number of samples ({len(labels)}), got {n_folds}")
-    rng = np.random.default_rng(seed)
-    values = np.array(labels, dtype=object)
-    dealt = np.concatenate([rng.permutation(np.flatnonzero(values == label)) for label in sorted(set(labels))])
-    fold_of_sample = np.empty(len(labels), dtype=np.int64)
-    fold_of_sample[dealt] = np.arange(len(labels)) % n_folds
-    return _folds_from_assignment(fold_of_sample, n_folds)
-
-
-def _folds_from_assignment(fold_of_sample: np.ndarray, k: int) -> list[Fold]:
-    return [(np.flatnonzero(fold_of_sample != fold), np.flatnonzero(fold_of_sample == fold)) for fold in range(k)]
+    split = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer members than folds is fine: it is in fewer test sets
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return list(split.split(np.zeros(len(labels)), labels))
 
 
 def cross_validate(

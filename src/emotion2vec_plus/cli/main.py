@@ -9,6 +9,13 @@ from typing import Sequence
 from . import analytics, batch, export_onnx, models, predict, serve, train_head, webui
 from ..terminal import terminal_safe
 
+#: Optional packages -> the extra that installs them (``pip install "emotion2vec-plus[EXTRA]"``).
+EXTRA_OF_MODULE = {
+    "fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "multipart": "serve", "swagger_ui": "serve",
+    "gradio": "webui", "matplotlib": "analytics", "plotly": "analytics", "umap": "analytics",
+    "sklearn": "analytics", "ray": "ray", "onnx": "onnx", "onnxruntime": "onnx", "modelscope": "modelscope",
+}
+
 #: Modules whose ``add_parser`` registers their command(s), in ``--help`` order.
 COMMANDS = (predict, models, batch, analytics, train_head, serve, export_onnx, webui)
 
@@ -39,6 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Emotion2VecError, ValueError, OSError) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         print(f"error: {terminal_safe(message)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: '{args.command}' needs the {exc.name} package, which is not installed: "
+              f"pip install \"emotion2vec-plus[{extra}]\"", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
