@@ -38,3 +38,27 @@ def test_help_and_models_do_not_import_torch_or_numpy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_every_error_class_lives_in_errors_and_is_exported():
+    import ast
+    import inspect
+
+    import emotion2vec_plus
+    from emotion2vec_plus import errors
+
+    classes = [obj for _, obj in inspect.getmembers(errors, inspect.isclass) if obj.__module__ == errors.__name__]
+    assert len(classes) >= 20
+    for cls in classes:
+        assert issubclass(cls, emotion2vec_plus.Emotion2VecError), cls
+        assert getattr(emotion2vec_plus, cls.__name__) is cls and cls.__name__ in emotion2vec_plus.__all__
+    elsewhere = []
+    for path in import_graph.PACKAGE.rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # Private signals (audio._CannotOpen, service._BodyTooLarge) never leave their module.
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and (node.name.endswith("Error") or any(
+                    getattr(base, "id", "") in ("Exception", "RuntimeError", "ValueError") for base in node.bases)):
+                elsewhere.append(f"{path.name}: {node.name}")
+    assert elsewhere == []

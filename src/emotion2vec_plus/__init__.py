@@ -26,7 +26,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "AudioError", "AudioFileNotFoundError", "AudioTooLongError", "AudioTooShortError", "CheckpointError",
         "CorruptAudioError", "Emotion2VecError", "EmbeddingFileError", "EmptyAudioError", "InvalidSamplesError",
-        "ModelError", "ModelNotFoundError", "NotAudioError"], "errors"),
+        "ModelError", "ModelNotFoundError", "NotAudioError", "IndexFileError", "HeadFileError", "HeadMismatchError",
+        "TrainingDataError", "BatchInputError", "RayEngineError", "ServiceError", "QueueFullError"], "errors"),
     "Emotion2VecPlus": "inference",
     **dict.fromkeys(["EMOTIONS", "EMOTIONS_ZH", "EMOJI"], "labels"),
     **dict.fromkeys(["FrameScores", "Result", "Segment"], "results"),
@@ -53,7 +54,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .embeddings import load_embedding, save_embedding
     from .errors import (AudioError, AudioFileNotFoundError, AudioTooLongError, AudioTooShortError, CheckpointError,
                          CorruptAudioError, EmbeddingFileError, Emotion2VecError, EmptyAudioError, InvalidSamplesError,
-                         ModelError, ModelNotFoundError, NotAudioError)
+                         ModelError, ModelNotFoundError, NotAudioError, IndexFileError, HeadFileError,
+                         HeadMismatchError, TrainingDataError, BatchInputError, RayEngineError, ServiceError,
+                         QueueFullError)
     from .inference import Emotion2VecPlus
     from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
     from .results import FrameScores, Result, Segment

@@ -48,6 +48,7 @@ import numpy as np
 
 from .embeddings import NPY_MAGIC, load_embedding
 from .errors import EmbeddingFileError
+from .errors import IndexFileError  # defined in errors.py; importable from here too
 
 __all__ = [
     "ANALYTICS_COMMANDS", "CLUSTER_DIMS", "FAISS_THRESHOLD", "SIMILARITY_BANDS", "ClusterReport", "ComparedInput",
@@ -79,10 +80,6 @@ CALIBRATED_DIM = 256
 REQUIRED_COLUMNS = ("path", "embedding")
 OPTIONAL_COLUMNS = ("emotion", "confidence")
 PARQUET_MAGIC = b"PAR1"
-
-
-class IndexFileError(EmbeddingFileError):
-    """An embeddings Parquet file is missing, not Parquet, or lacks / mis-shapes a column."""
 
 
 # --------------------------------------------------------------------------- similarity

@@ -51,6 +51,7 @@ from .errors import Emotion2VecError
 from .results import Result
 from .segmentation import LongAudio, load_input
 from .terminal import terminal_safe
+from .errors import BatchInputError  # defined in errors.py; importable from here too
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Emotion2VecPlus
@@ -93,10 +94,6 @@ _PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME_BYTES = 200
-
-
-class BatchInputError(Emotion2VecError, ValueError):
-    """A user error in a batch job's inputs or output folder (missing input, unreadable list, ...)."""
 
 
 @dataclass

@@ -62,3 +62,46 @@ class CheckpointError(ModelError):
 
 class EmbeddingFileError(Emotion2VecError):
     """An embedding file is missing, not a NumPy ``.npy`` file, unsafe (pickle), or mis-shaped."""
+
+
+class IndexFileError(EmbeddingFileError):
+    """An embeddings Parquet file is missing, not Parquet, or lacks / mis-shapes a column."""
+
+
+class HeadFileError(Emotion2VecError):
+    """A head file is missing, not safetensors, damaged, or its tensors/metadata are inconsistent."""
+
+
+class HeadMismatchError(HeadFileError):
+    """A head is applied to embeddings from another embedding model or of another dimension."""
+
+
+class TrainingDataError(Emotion2VecError, ValueError):
+    """Labelled training data is missing, malformed or insufficient; the message names the file (and line)."""
+
+
+class BatchInputError(Emotion2VecError, ValueError):
+    """A user error in a batch job's inputs or output folder (missing input, unreadable list, ...)."""
+
+
+class RayEngineError(Emotion2VecError, RuntimeError):
+    """Ray is missing, could not start or connect, or a Ray worker failed."""
+
+
+class ServiceError(Emotion2VecError):
+    """A REST request refused: answered as JSON ``{"detail": message, "error": kind}`` with ``status``."""
+
+    def __init__(self, status: int, detail: str, kind: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind or type(self).__name__
+        self.headers = headers
+
+
+class QueueFullError(ServiceError):
+    """The REST service's request queue is full (503, retry shortly)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(503, f"server busy: the request queue is full ({size} waiting); retry shortly",
+                         "QueueFull", {"Retry-After": "1"})

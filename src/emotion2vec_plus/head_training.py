@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from .defaults import EMBEDDING_CACHE
-from .errors import Emotion2VecError
 from .fileio import atomic_write
 from .heads import KINDS, EmotionHead, HeadMetrics, cross_validate, train_head
+from .errors import TrainingDataError  # defined in errors.py; importable from here too
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -64,10 +64,6 @@ DEFAULT_EMBEDDING_CACHE = EMBEDDING_CACHE
 #: Column names accepted for the group (speaker) of a clip in a CSV, in order of preference.
 GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker")
 _CACHE_FORMAT = 1
-
-
-class TrainingDataError(Emotion2VecError, ValueError):
-    """Labelled training data is missing, malformed or insufficient; the message names the file (and line)."""
 
 
 # --------------------------------------------------------------------------- reading the data

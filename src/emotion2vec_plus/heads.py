@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .defaults import HEAD_KINDS
-from .errors import Emotion2VecError
 from .fileio import atomic_write
+from .errors import HeadFileError, HeadMismatchError  # defined in errors.py; importable from here too
 
 __all__ = [
     "HEAD_FORMAT",
@@ -79,14 +79,6 @@ MIN_SCALE = 1e-8
 #: L-BFGS iteration cap for logistic regression (a few hundred examples converge in far fewer).
 LBFGS_MAX_ITER = 500
 _PICKLE_OR_TORCH_PREFIXES = (b"\x80", b"PK\x03\x04")
-
-
-class HeadFileError(Emotion2VecError):
-    """A head file is missing, not safetensors, damaged, or its tensors/metadata are inconsistent."""
-
-
-class HeadMismatchError(HeadFileError):
-    """A head is applied to embeddings from another embedding model or of another dimension."""
 
 
 # --------------------------------------------------------------------------- metrics

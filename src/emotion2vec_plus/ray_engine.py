@@ -50,18 +50,14 @@ from .batch import (
     _stat_entries,
     locked_output_dir,
 )
-from .errors import Emotion2VecError
 from .results import Result
+from .errors import RayEngineError  # defined in errors.py; importable from here too
 
 __all__ = ["RayEngineError", "run_batch_ray"]
 
 #: CPUs of the local Ray instance started when no ``address`` is given.
 LOCAL_NUM_CPUS = 2
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class RayEngineError(Emotion2VecError, RuntimeError):
-    """Ray is missing, could not start or connect, or a Ray worker failed."""
 
 
 # ---------------------------------------------------------------------------------------------- worker side

@@ -76,6 +76,7 @@ from .compute import model_thread
 from .embeddings import NPY_MAGIC, load_embedding
 from .errors import AudioError, EmbeddingFileError, NotAudioError
 from .inference import Emotion2VecPlus
+from .errors import ServiceError, QueueFullError  # defined in errors.py; importable from here too
 
 __all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app"]
 
@@ -89,23 +90,6 @@ _MB = 1024 * 1024  # limits are in MiB, as most upload limits are
 #: Room for multipart boundaries, part headers and small form fields on top of the file bytes.
 _MULTIPART_OVERHEAD = 64 * 1024
 _FILES_PER_ROUTE = {"/v1/similarity": 2}
-
-
-class ServiceError(Exception):
-    """An error answered as JSON ``{"detail": message, "error": kind}`` with ``status``."""
-
-    def __init__(self, status: int, detail: str, kind: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.kind = kind or type(self).__name__
-        self.headers = headers
-
-
-class QueueFullError(ServiceError):
-    def __init__(self, size: int) -> None:
-        super().__init__(503, f"server busy: the request queue is full ({size} waiting); retry shortly",
-                         "QueueFull", {"Retry-After": "1"})
 
 
 #: Media type of the .npy files the service returns.
