@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .embeddings import NPY_MAGIC, load_embedding
+from .embeddings import NPY_MAGIC, load_embedding, utterance_embedding
 from .errors import EmbeddingFileError
 from .errors import IndexFileError  # defined in errors.py; importable from here too
 
@@ -88,7 +88,7 @@ def _as_vector(x: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         if array.shape[0] == 0:
             raise ValueError(f"{name}: frame embedding has no frames (shape {array.shape})")
-        array = array.mean(axis=0)
+        array = utterance_embedding(array)
     if array.ndim != 1 or array.shape[0] == 0:
         raise ValueError(f"{name}: expected an embedding of shape (D,) or (T, D), got {np.shape(x)}")
     if not np.isfinite(array).all():
@@ -816,42 +816,66 @@ class Comparison:
     calibrated: bool
 
 
-def _compared(path: Path, name: str, model: Any, output_dir: str | os.PathLike | None) -> ComparedInput:
-    if not path.is_file():
-        raise EmbeddingFileError(f"{name}: file not found")
-    if is_embedding_file(path):
-        try:
-            array = load_embedding(path, mmap=False)
-        except EmbeddingFileError as exc:
-            raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
-        vector = array.mean(axis=0) if array.ndim == 2 else array
-        item = ComparedInput(name, "embedding", vector, tuple(array.shape))
-        if model is not None and getattr(model, "has_head", False) and vector.shape[0] == model.embed_dim:
-            item.scores = model.classify_embedding(vector)
-            item.emotion, item.confidence = max(item.scores.items(), key=lambda kv: kv[1])
-        return item
-    if model is None:
-        raise EmbeddingFileError(f"{name}: not a .npy embedding, and no model to embed audio with")
-    result = model.predict(str(path), extract_embedding=True, name=name, output_dir=output_dir)
-    vector = np.asarray(result.embedding, dtype=np.float32)
-    return ComparedInput(name, "audio", vector, tuple(vector.shape), result=result, scores=result.scores or None,
-                         emotion=result.emotion, confidence=result.confidence)
+def _embedding_side(path: Path, name: str) -> ComparedInput:
+    try:
+        array = load_embedding(path, mmap=False)
+    except EmbeddingFileError as exc:
+        raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
+    return ComparedInput(name, "embedding", utterance_embedding(array), tuple(array.shape))
+
+
+def _classify_side(item: ComparedInput, model: Any) -> None:
+    if model is not None and getattr(model, "has_head", False) and item.vector.shape[0] == model.embed_dim:
+        item.scores = model.classify_embedding(item.vector)
+        item.emotion, item.confidence = max(item.scores.items(), key=lambda kv: kv[1])
 
 
 def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None, *, names: tuple[str, str] | None = None,
                    output_dir: str | os.PathLike | None = None) -> Comparison:
-    """Compare two inputs, each an audio file or a ``.npy`` embedding (recognised by content).
+    """Compare two inputs, each an audio file or a ``.npy`` embedding (recognised by content): the one
+    comparison behind the CLI's ``similarity``, the REST ``/v1/similarity`` and the WebUI's Compare tab.
 
-    Audio is recognised by ``model`` (an :class:`~emotion2vec_plus.Emotion2VecPlus`; each run is
-    saved under ``output_dir`` when given); embeddings are loaded with the safe loader (no
-    pickle) and, when their size fits the model, classified by it. ``names`` are the display
-    names used in messages (e.g. upload names) instead of the paths. Raises
-    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file and
-    ``ValueError`` when the two embeddings differ in size.
+    Audio is recognised by ``model``: an :class:`~emotion2vec_plus.Emotion2VecPlus`, or a function
+    returning one, called only when an input is audio (each run is saved under ``output_dir`` when
+    given). Embeddings are loaded first, with the safe loader (no pickle), and, when a model is at
+    hand and their size fits it, classified by it. ``names`` are the display names used in messages
+    (e.g. upload names) instead of the paths. Raises
+    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file or an
+    embedding the model cannot have made, and ``ValueError`` when the two embeddings differ in size.
     """
     display = names or (str(a), str(b))
-    first = _compared(Path(a), display[0], model, output_dir)
-    second = _compared(Path(b), display[1], model, output_dir)
+    paths = (Path(a), Path(b))
+    for path, name in zip(paths, display):
+        if not path.is_file():
+            raise EmbeddingFileError(f"{name}: file not found" if not path.exists() else f"{name}: not a file")
+    sides: list[ComparedInput | None] = [None, None]
+    for i, path in enumerate(paths):  # embeddings first: cheap, and their errors come before any model load
+        if is_embedding_file(path):
+            sides[i] = _embedding_side(path, display[i])
+    embedded = [side for side in sides if side is not None]
+    if len(embedded) == 2 and embedded[0].vector.shape[0] != embedded[1].vector.shape[0]:
+        raise ValueError(f"{display[1]}: embedding is {embedded[1].vector.shape[0]}-d but {display[0]} is "
+                         f"{embedded[0].vector.shape[0]}-d (made by different models?)")
+    loaded = model if model is None or not callable(model) else None
+    for i, path in enumerate(paths):
+        if sides[i] is not None:
+            continue
+        if model is None:
+            raise EmbeddingFileError(f"{display[i]}: not a .npy embedding, and no model to embed audio with")
+        loaded = loaded if loaded is not None else model()
+        for side in embedded:
+            if side.vector.shape[0] != loaded.embed_dim:
+                raise EmbeddingFileError(f"{side.source}: embedding is {side.vector.shape[0]}-d but model "
+                                         f"{loaded.model_name} gives {loaded.embed_dim}-d embeddings; use the model "
+                                         "that made it")
+        result = loaded.predict(str(path), extract_embedding=True, name=display[i], output_dir=output_dir)
+        vector = np.asarray(result.embedding, dtype=np.float32)
+        sides[i] = ComparedInput(display[i], "audio", vector, tuple(vector.shape), result=result,
+                                 scores=result.scores or None, emotion=result.emotion, confidence=result.confidence)
+    for side in embedded:
+        _classify_side(side, loaded)
+    first, second = sides
+    assert first is not None and second is not None
     if first.vector.shape[0] != second.vector.shape[0]:
         raise ValueError(f"{display[1]}: embedding is {second.vector.shape[0]}-d but {display[0]} is "
                          f"{first.vector.shape[0]}-d (made by different models?)")
@@ -890,7 +914,7 @@ def load_vector(path: str | os.PathLike, model_factory: Callable[[], Any] | None
         raise EmbeddingFileError(f"{file}: not a file")
     if is_embedding_file(file):
         array = load_embedding(file)  # a .npy without the magic gets load_embedding's precise error
-        return array.mean(axis=0) if array.ndim == 2 else array
+        return utterance_embedding(array)
     if model_factory is None:
         raise EmbeddingFileError(f"{file}: not a .npy embedding, and no model to embed audio with")
     model = model_factory()

@@ -41,12 +41,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .audio import Audio
-from .defaults import EMBEDDING_MODES
+from .defaults import AUDIO_EXTENSIONS, EMBEDDING_MODES
+from .embeddings import utterance_embedding
+from .fileio import atomic_write
 from .errors import Emotion2VecError
 from .results import Result
 from .segmentation import LongAudio, load_input
@@ -73,7 +75,6 @@ __all__ = [
 ]
 
 #: Extensions (lower-case) picked up when a directory is searched.
-AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".webm", ".aac"})
 #: An input file with one of these extensions is a list of paths, not audio.
 LIST_EXTENSIONS: frozenset[str] = frozenset({".txt", ".csv"})
 
@@ -375,13 +376,9 @@ def _parse_result_lines(data: bytes) -> list[dict[str, Any]]:
 
 
 def _rewrite_results(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path, durable=True, temp_name=f"{path.name}.tmp-{os.getpid()}") as handle:
         for record in records:
             handle.write(_encode_line(record))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _encode_line(record: dict[str, Any]) -> bytes:
@@ -499,18 +496,11 @@ class _ParquetParts:
         return len(latest)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``write(handle)`` to a temporary name, fsync, then rename it into place."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(handle)``: complete and on disk, or not at all (a killed job
+    leaves ``NAME.tmp-PID``, which the next run deletes)."""
+    with atomic_write(path, durable=True, temp_name=f"{path.name}.tmp-{os.getpid()}") as handle:
+        write(handle)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -851,7 +841,7 @@ def _outputs(entry: _Entry, result: Result, out: Path, granularity: str,
     row = None
     if result.embedding is not None:
         array = np.asarray(result.embedding, dtype=np.float32)
-        utterance = array.mean(axis=0) if array.ndim == 2 else array
+        utterance = utterance_embedding(array)
         if write_npy:
             embedding_file = f"{NPY_DIR}/{entry.npy_name}"
             _save_npy(out / NPY_DIR / Path(*entry.npy_name.split("/")), array)

@@ -15,6 +15,13 @@ MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
 _FLOAT_KINDS = (np.float16, np.float32, np.float64)
 
 
+def utterance_embedding(embedding: np.ndarray) -> np.ndarray:
+    """An utterance embedding (D,) from (D,) itself or from frame features (T, D), averaged over the
+    frames: exactly how the model pools a clip it scores whole."""
+    array = np.asarray(embedding)
+    return array.mean(axis=0) if array.ndim == 2 else array
+
+
 def save_embedding(path: str | os.PathLike, embedding: np.ndarray) -> Path:
     """Write ``embedding`` ((D,) or (T, D)) as a float32 ``.npy`` file; returns the path."""
     array = np.asarray(embedding)

@@ -11,15 +11,26 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike, *, durable: bool = False, temp_name: str | None = None) -> Iterator[BinaryIO]:
     """Write through a temporary file beside ``path`` that replaces it in one step on success
-    (``os.replace``) and is removed on any error. Creates the parent folder."""
+    (``os.replace``) and is removed on any error. Creates the parent folder. ``durable`` also
+    flushes the data to disk (``fsync``) before the rename, so a power loss or a killed process
+    leaves the old file or the whole new one (batch jobs resume from what they wrote).
+    ``temp_name`` names the temporary file (default: a unique hidden ``.NAME.*.partial``); batch
+    jobs use ``NAME.tmp-PID`` so a later run can find and delete what a killed one left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    if temp_name is None:
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    else:
+        partial = str(path.parent / temp_name)
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.chmod(partial, 0o666 & ~umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(partial, path)
     except BaseException:

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .defaults import EMBEDDING_CACHE
+from .defaults import AUDIO_EXTENSIONS, EMBEDDING_CACHE
+from .embeddings import utterance_embedding
 from .fileio import atomic_write
 from .heads import KINDS, EmotionHead, HeadMetrics, cross_validate, train_head
 from .errors import TrainingDataError  # defined in errors.py; importable from here too
@@ -57,8 +58,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: File extensions taken as audio when scanning a folder of labels (case-insensitive).
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".aac", ".aiff", ".aif"})
 #: Where embeddings are cached when no ``cache_dir`` is given.
 DEFAULT_EMBEDDING_CACHE = EMBEDDING_CACHE
 #: Column names accepted for the group (speaker) of a clip in a CSV, in order of preference.
@@ -305,9 +304,7 @@ def embed_clips(
                     prefix = f"{result.source}: "
                     fail(index, error[len(prefix):] if error.startswith(prefix) else error)
                     continue
-                vector = np.asarray(result.embedding, dtype=np.float32)
-                if vector.ndim == 2:  # frame features: average to the utterance
-                    vector = vector.mean(axis=0)
+                vector = utterance_embedding(np.asarray(result.embedding, dtype=np.float32))
                 if vector.shape != (embed_dim,) or not np.isfinite(vector).all():
                     fail(index, f"bad embedding of shape {vector.shape}")
                     continue

@@ -25,6 +25,7 @@ from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .compact import WINDOW_S as COMPACT_WINDOW_S
 from .compute import check_compute_options, choose_compute_type, make_runner
 from .defaults import DEFAULT_MODEL, GRANULARITIES
+from .embeddings import utterance_embedding
 from .errors import AudioError, Emotion2VecError, ModelError
 from .hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
@@ -224,9 +225,7 @@ class Emotion2VecPlus:
         first, exactly as the model scores a whole clip. ``head`` scores with a custom head
         (trained on this model's embeddings) instead of the model's own.
         """
-        array = np.asarray(embedding, dtype=np.float32)
-        if array.ndim == 2:
-            array = array.mean(axis=0)
+        array = utterance_embedding(np.asarray(embedding, dtype=np.float32))
         if array.ndim != 1 or array.shape[0] != self.embed_dim:
             raise ValueError(f"expected an embedding of shape ({self.embed_dim},) or (T, {self.embed_dim}), got {np.shape(embedding)}")
         if head is not None:

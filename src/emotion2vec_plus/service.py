@@ -73,7 +73,7 @@ from .registry import all_models, bundled_model
 from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from .audio import Audio, load_audio
 from .compute import model_thread
-from .embeddings import NPY_MAGIC, load_embedding
+from .embeddings import NPY_MAGIC, load_embedding, utterance_embedding
 from .errors import AudioError, EmbeddingFileError, NotAudioError
 from .inference import Emotion2VecPlus
 from .errors import ServiceError, QueueFullError  # defined in errors.py; importable from here too
@@ -627,7 +627,7 @@ def _load_npy_bytes(data: bytes, name: str) -> np.ndarray:
             array = load_embedding(path, mmap=False)
         except EmbeddingFileError as exc:
             raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
-    return array.mean(axis=0) if array.ndim == 2 else array
+    return utterance_embedding(array)
 
 
 def _version() -> str:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .defaults import SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
+from .defaults import AUDIO_EXTENSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
 from .compute import on_model_thread
 from .errors import Emotion2VecError
 from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
@@ -60,7 +60,7 @@ DEFAULT_MAX_DURATION_S = SERVER_MAX_DURATION_S
 BATCH_PREFIX = "batch_"
 BATCH_INPUTS = "inputs"
 #: File types offered by the upload dialogs (the decoder sniffs content, not the extension).
-AUDIO_FILE_TYPES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".webm", ".aac")
+AUDIO_FILE_TYPES: tuple[str, ...] = AUDIO_EXTENSIONS
 #: One colour per emotion, used by every chart.
 EMOTION_COLOURS: dict[str, str] = {
     "angry": "#d62728", "disgusted": "#8c564b", "fearful": "#9467bd", "happy": "#ffbf00", "neutral": "#7f7f7f",

@@ -68,43 +68,23 @@ def _fmt_conf(value: float | None) -> str:
 
 
 def _run_similarity(args: argparse.Namespace) -> int:
-    from ..analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity, is_embedding_file, load_vector
-    from ..errors import EmbeddingFileError
+    from ..analytics import compare_inputs
 
     model = _LazyModel(args)
-    inputs = [Path(args.a), Path(args.b)]
-    # Embedding files first (cheap, and their errors come before any model load).
-    vectors = {}
-    for i, p in enumerate(inputs):
-        if p.is_file() and is_embedding_file(p):
-            vectors[i] = load_vector(p)
-        elif not p.exists() or not p.is_file():
-            load_vector(p)  # raises "file not found" / "not a file"
-    dims = {i: v.shape[0] for i, v in vectors.items()}
-    if len(dims) == 2 and dims[0] != dims[1]:
-        raise EmbeddingFileError(f"{inputs[1]}: embedding is {dims[1]}-d but {inputs[0]} is {dims[0]}-d "
-                                 "(made by different models?)")
-    for i, p in enumerate(inputs):
-        if i not in vectors:
-            m = model()
-            for j, d in dims.items():
-                if d != m.embed_dim:
-                    raise EmbeddingFileError(f"{inputs[j]}: embedding is {d}-d but model {m.model_name} gives "
-                                             f"{m.embed_dim}-d embeddings; pass the --model that made it")
-            vectors[i] = load_vector(p, model)
-    value = cosine_similarity(vectors[0], vectors[1])
-    reading = describe_similarity(value)
+    comparison = compare_inputs(args.a, args.b, model)
+    dim = int(comparison.a.vector.shape[0])
     if args.json:
-        print(json.dumps({"a": str(inputs[0]), "b": str(inputs[1]), "cosine_similarity": value,
-                          "reading": reading, "reading_calibrated": int(vectors[0].shape[0]) == CALIBRATED_DIM,
-                          "dim": int(vectors[0].shape[0]),
+        print(json.dumps({"a": args.a, "b": args.b, "cosine_similarity": comparison.similarity,
+                          "reading": comparison.reading, "reading_calibrated": comparison.calibrated, "dim": dim,
                           "model": model.model.model_name if model.model is not None else None}, ensure_ascii=False))
     else:
-        print(f"cosine similarity: {value:.4f}")
-        print(f"reading: {reading}")
-        if vectors[0].shape[0] != CALIBRATED_DIM:
+        from ..analytics import CALIBRATED_DIM
+
+        print(f"cosine similarity: {comparison.similarity:.4f}")
+        print(f"reading: {comparison.reading}")
+        if not comparison.calibrated:
             print(f"note: the reading is calibrated on the compact model ({CALIBRATED_DIM}-d); for "
-                  f"{vectors[0].shape[0]}-d embeddings compare values with each other, not with the bands")
+                  f"{dim}-d embeddings compare values with each other, not with the bands")
     return 0
 
 

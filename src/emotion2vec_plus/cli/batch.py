@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..defaults import EMBEDDING_MODES, GRANULARITIES
+from ..defaults import AUDIO_EXTENSIONS, EMBEDDING_MODES, GRANULARITIES
 from .options import add_length_options, add_model_options, model_from_args, model_kwargs
 
 
@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "embeddings/*.npy). Re-running the same command skips files already done.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="audio files, folders (searched recursively for wav, mp3, m4a, flac, ogg, opus, webm, "
-                             "aac) and .txt/.csv lists of paths")
+                        help="audio files, folders (searched recursively for "
+                             f"{', '.join(e[1:] for e in AUDIO_EXTENSIONS)}) and .txt/.csv lists of paths")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder: results.jsonl, embeddings.parquet, embeddings/*.npy; "
                              "re-running the same command resumes")
