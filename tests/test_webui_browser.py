@@ -341,3 +341,29 @@ def test_history_lists_earlier_runs_with_their_files(page):
 def test_no_stray_output_outside_the_outputs_folder(server):
     written = {p.name for p in server["work"].iterdir()}
     assert written <= {"outputs", "gradio-tmp", "server.log", ".gradio"}, written
+
+
+@pytest.mark.parametrize(("browser_locale", "start", "switch_to", "drop_text"), [
+    ("zh-CN", "zh", "English", "Drop Audio Here"),
+    ("en-US", "en", "中文", "拖放"),
+    ("zh-CN", "en", None, "Drop Audio Here"),  # ?lang=en in a Chinese browser: English from the start
+])
+def test_gradio_built_in_texts_follow_the_page_language_not_the_browser(browser, server, browser_locale, start,
+                                                                         switch_to, drop_text):
+    """The audio drop zone's own text (Gradio's, not ours) is in the page's language."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale=browser_locale)
+    page = context.new_page()
+    try:
+        page.set_default_timeout(RESULT_TIMEOUT_MS)
+        page.goto(server["url"] + f"/?lang={start}")
+        page.wait_for_selector("#audio-input")
+        if switch_to is not None:
+            page.locator("#language label", has_text=switch_to).click()
+        page.wait_for_function(f"(document.querySelector('#audio-input')?.innerText || '').includes({drop_text!r})",
+                               timeout=15_000)
+        text = page.locator("#audio-input").inner_text()
+        english = drop_text.isascii()
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in text) is not english, text
+        shot(page, f"09_drop_zone_{browser_locale}_{start}_to_{switch_to or start}")
+    finally:
+        context.close()

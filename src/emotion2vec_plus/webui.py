@@ -22,6 +22,7 @@ under the outputs root (upload names only appear, sanitised, as names inside tho
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import threading
@@ -246,6 +247,32 @@ def _error_html(message: str, lang: str, hint: str | None = None) -> str:
     extra = f'<div class="error-hint">{html.escape(hint)}</div>' if hint else ""
     return (f'<div class="error-box" id="error-message"><b>{html.escape(text("error_title", lang))}</b>'
             f"<div>{html.escape(message)}</div>{extra}</div>")
+
+
+#: Gradio's own texts (the drop zone's "Drop Audio Here", "Click to Upload", ...) follow the browser's
+#: locale, not the page's language switch. Its i18n module exports ``changeLocale``; this file name
+#: (hashed per Gradio release) is looked up in the installed Gradio, and the module imported by URL
+#: is the very instance the page runs, so switching it relabels every built-in text.
+_GRADIO_LOCALES: dict[str, str] = {"zh": "zh-CN", "en": "en"}
+
+
+def _gradio_i18n_module() -> str | None:
+    """``assets/core-<hash>.js`` of the installed Gradio's front end, or None if not found."""
+    import gradio
+
+    found = sorted((Path(gradio.__file__).parent / "templates" / "frontend" / "assets").glob("core-*.js"))
+    return f"assets/{found[0].name}" if len(found) == 1 else None
+
+
+def _set_gradio_locale_js() -> str:
+    """Client-side function of the language radio: set Gradio's locale to the page's language."""
+    module = _gradio_i18n_module()
+    if module is None:
+        return "(lang) => lang"
+    locales = {lang: _GRADIO_LOCALES[lang] for lang in LANGUAGES}
+    return ("(lang) => { const locales = " + json.dumps(locales) + "; "
+            "import(new URL(" + json.dumps(module) + ", document.baseURI).href)"
+            ".then((m) => m.changeLocale(locales[lang] || 'en')).catch(() => {}); return lang; }")
 
 
 _PLACEHOLDER_START = '<div class="placeholder-box">'
@@ -830,6 +857,29 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
 
         components = [component for component, _ in relabel]
         language.change(lambda lang: [make(lang) for _, make in relabel], inputs=[language], outputs=components)
+        set_gradio_locale = _set_gradio_locale_js()
+
+        def follow_language(event: Any, when: Callable[..., Any]) -> None:
+            """Set Gradio's locale to the page's language, then, if ``when`` says so, mount the upload
+            box anew (hidden, then shown; its value is kept): it reads its texts only when mounted."""
+            event.then(None, inputs=[language], outputs=None, js=set_gradio_locale, queue=False,
+                       show_progress="hidden").then(
+                when, inputs=[language], outputs=[audio], queue=False, show_progress="hidden").then(
+                lambda: gr.update(visible=True), outputs=[audio], queue=False, show_progress="hidden")
+
+        def hide_always(lang: str) -> Any:
+            return gr.update(visible=False)
+
+        def hide_unless_browser_language(lang: str, request: gr.Request) -> Any:
+            """At page load the box was mounted in the browser's locale: only remount it if that differs."""
+            header = (request.headers.get("accept-language") or "") if request is not None else ""
+            primary = header.split(",")[0].split(";")[0].strip().lower()
+            browser_lang = "zh" if primary.startswith("zh") else "en" if primary.startswith("en") else None
+            return gr.update() if browser_lang == lang else gr.update(visible=False)
+
+        hide_unless_browser_language.__annotations__["request"] = gr.Request  # this module defers annotations
+        follow_language(language.input(lambda lang: lang, inputs=[language], outputs=None, queue=False,
+                                       show_progress="hidden"), hide_always)
         # The result box shows the placeholder in the chosen language until there is a result.
         language.change(lambda lang, current: _placeholder_html(lang) if _is_placeholder(current) else gr.update(),
                         inputs=[language, result_html], outputs=[result_html], queue=False, show_progress="hidden")
@@ -844,7 +894,7 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
 
         initial_language.__annotations__["request"] = gr.Request  # resolved here: this module defers annotations
 
-        demo.load(initial_language, inputs=None, outputs=[language])
+        follow_language(demo.load(initial_language, inputs=None, outputs=[language]), hide_unless_browser_language)
     return demo
 
 
