@@ -115,12 +115,23 @@ def test_shipped_compact_file_checksum():
 
 def test_golden_output_on_a_bundled_clip(compact):
     """Recorded when compact_v2 was built; catches a changed model file or a broken implementation."""
-    result = compact.predict(str(SAMPLES / "en_excited.wav"), extract_embedding=True)
+    result = compact.predict(str(SAMPLES / "en_neutral_2.wav"), extract_embedding=True)
     golden = {"angry": 0.0150, "fearful": 0.0066, "happy": 0.1269, "neutral": 0.8448, "sad": 0.0046}
     assert result.emotion == "neutral"
     for name, value in golden.items():
         assert result.scores[name] == pytest.approx(value, abs=2e-3)
     assert result.embedding[:4] == pytest.approx([1.4860, -3.0387, -2.1911, -2.4930], abs=2e-2)
+
+
+def test_every_bundled_sample_is_named_for_what_the_bundled_model_says(compact):
+    """A sample called "excited" that the model calls neutral misleads a new user (issue 14):
+    the emotion in each file's name is the model's answer."""
+    samples = sorted(SAMPLES.glob("*.wav"))
+    assert len(samples) == 5
+    for path in samples:
+        named = path.stem.split("_")[1]
+        result = compact.predict(str(path))
+        assert named in EMOTIONS and result.emotion == named, (path.name, result.emotion, result.confidence)
 
 
 def test_a_compact_model_file_of_ones_own_loads_by_path(tmp_path):

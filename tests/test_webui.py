@@ -73,7 +73,7 @@ def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
 
 
 def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, uploads):
-    view = ui.recognise(str(uploads / "en_excited.wav"), "utterance", False, "compact", "en")
+    view = ui.recognise(str(uploads / "en_neutral_2.wav"), "utterance", False, "compact", "en")
     assert '<div id="result-emoji">' in view.result_html
     emoji = view.result_html.split('<div id="result-emoji">')[1][0]
     assert emoji in EMOJIS
@@ -89,26 +89,26 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
     run = Path(view.downloads[0]).parent
     assert run.parent == ui.outputs_root and run.name.startswith("outputs_")
     saved = json.loads((run / "result.json").read_text(encoding="utf-8"))
-    assert saved["source"] == "en_excited.wav" and saved["emotion"] == en
-    for line in ("file: en_excited.wav", "original format: wav, 16000 Hz, 1 channel(s), 2.95 s",
+    assert saved["source"] == "en_neutral_2.wav" and saved["emotion"] == en
+    for line in ("file: en_neutral_2.wav", "original format: wav, 16000 Hz, 1 channel(s), 2.95 s",
                  f"model: compact ({BUNDLED_DIM}-d)", "time taken: "):
         assert line in view.log_text
 
 
 def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads):
-    view = ui.recognise(str(uploads / "zh_calm.wav"), "utterance", True, None, "en")
+    view = ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", True, None, "en")
     assert view.embedding_notice == {"__type__": "update", "value": f"Embedding generated: embedding.npy ({BUNDLED_DIM},)",
                                      "visible": True}
     assert [Path(f).name for f in view.downloads] == ["embedding.npy", "result.json", "processed_audio.wav"]
     assert load_embedding(view.downloads[0]).shape == (BUNDLED_DIM,)
-    frame = ui.recognise(str(uploads / "zh_calm.wav"), "frame", True, None, "zh")
+    frame = ui.recognise(str(uploads / "zh_neutral_1.wav"), "frame", True, None, "zh")
     frames = load_embedding(frame.downloads[0])
     assert frames.ndim == 2 and frame.embedding_notice["value"].endswith(f"embedding.npy ({frames.shape[0]}, {BUNDLED_DIM})")
     assert frame.embedding_notice["value"].startswith("已生成情感向量")
 
 
 def test_frame_granularity_gives_a_timeline_and_a_segments_table_covering_the_clip(ui, uploads):
-    view = ui.recognise(str(uploads / "en_calm.wav"), "frame", False, "compact", "en")
+    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", False, "compact", "en")
     assert view.timeline_plot["visible"] is True
     traces = view.timeline_plot["value"].data
     assert len(traces) >= 2 and all(max(t.y) <= 100 for t in traces)
@@ -131,7 +131,7 @@ def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, 
     assert "Traceback" not in view.result_html + view.log_text and str(uploads) not in view.result_html
     assert view.scores_plot is None and view.downloads is None and view.embedding_notice["visible"] is False
     assert list(ui.outputs_root.glob("outputs_*")) == []
-    good = ui.recognise(str(uploads / "zh_excited.wav"), "utterance", False, "compact", "en")
+    good = ui.recognise(str(uploads / "zh_neutral_2.wav"), "utterance", False, "compact", "en")
     assert 'id="result-emoji"' in good.result_html
 
 
@@ -145,15 +145,15 @@ def test_only_offered_models_load(ui):
     assert ui.provider.choices()[0] == "compact"
     with pytest.raises(Exception, match="not available"):
         ui.provider.get("emotion2vec/../../etc")
-    view = ui.recognise(str(SAMPLES / "en_low.wav"), "utterance", False, "no-such-model", "en")
+    view = ui.recognise(str(SAMPLES / "en_neutral_3.wav"), "utterance", False, "no-such-model", "en")
     assert "not available here" in view.result_html
 
 
 def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
-    files = [str(uploads / "en_calm.wav"), str(uploads / "broken.wav"), str(uploads / "zh_excited.wav")]
+    files = [str(uploads / "en_neutral_1.wav"), str(uploads / "broken.wav"), str(uploads / "zh_neutral_2.wav")]
     view = ui.run_batch_job(files, "compact", "en")
     table = view.table
-    assert list(table["file"]) == ["en_calm.wav", "broken.wav", "zh_excited.wav"]
+    assert list(table["file"]) == ["en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav"]
     assert list(table["status / error"].str.startswith("✗")) == [False, True, False]
     assert "broken.wav: file is truncated or corrupt" in table.iloc[1]["status / error"]
     assert str(ui.outputs_root) not in table.iloc[1]["status / error"]  # errors name the upload, not server paths
@@ -166,17 +166,17 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     parquet = pq.read_table(view.downloads[2])
     assert parquet.num_rows == 2 and len(parquet["embedding"][0].as_py()) == BUNDLED_DIM
     with zipfile.ZipFile(view.downloads[3]) as archive:
-        assert sorted(archive.namelist()) == ["en_calm.npy", "zh_excited.npy"]
-        assert np.load(io.BytesIO(archive.read("en_calm.npy")), allow_pickle=False).shape == (BUNDLED_DIM,)
+        assert sorted(archive.namelist()) == ["en_neutral_1.npy", "zh_neutral_2.npy"]
+        assert np.load(io.BytesIO(archive.read("en_neutral_1.npy")), allow_pickle=False).shape == (BUNDLED_DIM,)
     assert ui.run_batch_job([], "compact", "en").downloads is None
 
 
 def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, uploads, tmp_path):
     secret = tmp_path / "secret.wav"
-    shutil.copy(SAMPLES / "en_low.wav", secret)
+    shutil.copy(SAMPLES / "en_neutral_3.wav", secret)
     listing = uploads / "paths.txt"
     listing.write_text(f"{secret}\n")  # a list would make the server read other files: refused
-    view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_low.wav")], None, "en")
+    view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_neutral_3.wav")], None, "en")
     assert list(view.table["status / error"].str.startswith("✗")) == [True, True, False]
     assert "not an audio file" in view.table.iloc[0]["status / error"]
     assert "above the limit" in view.table.iloc[1]["status / error"]
@@ -185,12 +185,12 @@ def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, upload
 
 
 def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_path):
-    html = ui.compare(str(uploads / "en_calm.wav"), str(uploads / "zh_excited.wav"), "compact", "en")
+    html = ui.compare(str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav"), "compact", "en")
     value = float(html.split('id="compare-similarity">cosine similarity: ')[1].split("<")[0])
     assert -1 <= value <= 1 and 'id="compare-reading"' in html and html.count('class="emoji"') == 2
-    npy = tmp_path / "en_calm.npy"
-    np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_calm.wav")))
-    same = ui.compare(str(uploads / "en_calm.wav"), str(npy), None, "zh")
+    npy = tmp_path / "en_neutral_1.npy"
+    np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
+    same = ui.compare(str(uploads / "en_neutral_1.wav"), str(npy), None, "zh")
     assert "余弦相似度: 1.0000" in same and "几乎相同" in same and f".npy 向量 ({BUNDLED_DIM},)" in same
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
@@ -198,7 +198,7 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
     assert 'class="error-box"' in refused and "pickle" in refused and str(tmp_path) not in refused
     small = tmp_path / "small.npy"
     np.save(small, np.ones(768, np.float32))
-    mismatch = ui.compare(str(small), str(uploads / "en_calm.wav"), None, "en")
+    mismatch = ui.compare(str(small), str(uploads / "en_neutral_1.wav"), None, "en")
     assert 'class="error-box"' in mismatch and "768" in mismatch
     assert 'class="error-box"' in ui.compare(None, str(npy), None, "en")
 
@@ -223,10 +223,10 @@ def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
 
 def test_history_lists_runs_newest_first_with_links_and_files(ui, uploads):
     assert ui.history("en").table.empty
-    ui.recognise(str(uploads / "en_low.wav"), "utterance", True, "compact", "en")
-    ui.recognise(str(uploads / "zh_calm.wav"), "utterance", False, "compact", "en")
+    ui.recognise(str(uploads / "en_neutral_3.wav"), "utterance", True, "compact", "en")
+    ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", False, "compact", "en")
     view = ui.history("en")
-    assert list(view.table["file"]) == ["zh_calm.wav", "en_low.wav"]
+    assert list(view.table["file"]) == ["zh_neutral_1.wav", "en_neutral_3.wav"]
     assert view.table.iloc[0]["emotion"].split(" ")[0] in EMOJIS and view.table.iloc[0]["confidence"].endswith("%")
     links = view.table.iloc[1]["files"]
     assert "[embedding.npy](/gradio_api/file=" in links and "[result.json](" in links
@@ -263,7 +263,7 @@ def test_the_webui_command_options():
 def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
     windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample is cut at its pauses, like a long recording
     ui = EmotionWebUI(ModelProvider("compact", preloaded=windowed), WebUISettings(outputs_root=tmp_path / "outputs"))
-    view = ui.recognise(str(SAMPLES / "en_calm.wav"), "utterance", False, None, "en")
+    view = ui.recognise(str(SAMPLES / "en_neutral_1.wav"), "utterance", False, None, "en")
     assert view.timeline_plot["visible"] is True and view.segments_table["visible"] is True
     table = view.segments_table["value"]
     # three stretches of speech, the last ending where the speech does (the file runs to 4.68 s)
@@ -272,12 +272,12 @@ def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
 
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):
-    batch = ui.run_batch_job([str(uploads / "en_low.wav")], None, "en")
+    batch = ui.run_batch_job([str(uploads / "en_neutral_3.wav")], None, "en")
     assert batch.parquet == batch.downloads[2] and ui.embeddings_for_explore(batch.parquet) == [batch.parquet]
     elsewhere = tmp_path / "embeddings.parquet"
     shutil.copy(batch.downloads[2], elsewhere)
     assert ui.embeddings_for_explore(str(elsewhere)) is None
-    assert ui.embeddings_for_explore(str(uploads / "en_low.wav")) is None
+    assert ui.embeddings_for_explore(str(uploads / "en_neutral_3.wav")) is None
     assert ui.embeddings_for_explore(None) is None
 
 
@@ -288,5 +288,5 @@ def test_compute_options_reach_the_model_and_the_log(tmp_path):
     assert (args.compute_type, args.backend) == ("int8", "torch")
     provider = ModelProvider("compact", compute_type=args.compute_type, backend=args.backend)
     ui = EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs"))
-    view = ui.recognise(str(SAMPLES / "en_excited.wav"), "utterance", False, None, "en")
+    view = ui.recognise(str(SAMPLES / "en_neutral_2.wav"), "utterance", False, None, "en")
     assert provider.get(None).compute_type == "int8" and f"model: compact ({BUNDLED_DIM}-d, int8)" in view.log_text

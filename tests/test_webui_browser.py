@@ -149,7 +149,7 @@ def recognise(page) -> None:
 
 
 def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
-    upload_clip(page, SAMPLES / "en_excited.wav")
+    upload_clip(page, SAMPLES / "en_neutral_2.wav")
     recognise(page)
     emoji = page.locator("#result-emoji").inner_text().strip()
     label = page.locator("#result-label").inner_text()
@@ -160,14 +160,14 @@ def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
     assert "confidence" in confidence and confidence.strip().endswith("%")
     page.wait_for_selector("#scores-plot .js-plotly-plot")
     assert page.locator("#scores-plot .bars .point").count() == 9
-    assert "en_excited.wav" in page.locator("#log textarea").input_value()
+    assert "en_neutral_2.wav" in page.locator("#log textarea").input_value()
     assert "16000 Hz" in page.locator("#log textarea").input_value()
     assert not page.locator("#timeline-plot").is_visible()
     shot(page, "01_recognise_utterance")
 
 
 def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, server):
-    upload_clip(page, SAMPLES / "zh_excited.wav")
+    upload_clip(page, SAMPLES / "zh_neutral_2.wav")
     page.locator("#extract-embedding input[type=checkbox]").check()
     recognise(page)
     notice = page.locator("#embedding-notice")
@@ -187,7 +187,7 @@ def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, serve
 
 
 def test_frame_granularity_shows_the_timeline_and_segments(page):
-    upload_clip(page, SAMPLES / "en_calm.wav")
+    upload_clip(page, SAMPLES / "en_neutral_1.wav")
     page.locator("#granularity label", has_text="frame").click()
     recognise(page)
     page.wait_for_selector("#timeline-plot .js-plotly-plot")
@@ -208,7 +208,7 @@ def test_a_corrupt_file_shows_an_error_and_a_good_file_still_works(page, tmp_pat
     assert "broken.wav" in message and "Traceback" not in page.content()
     shot(page, "04_corrupt_file_error")
     clear_clip(page)
-    upload_clip(page, SAMPLES / "zh_calm.wav")
+    upload_clip(page, SAMPLES / "zh_neutral_1.wav")
     recognise(page)
     assert page.locator("#result-emoji").inner_text().strip()
     assert not page.locator("#error-message").count()
@@ -223,7 +223,7 @@ def test_an_upload_above_the_size_limit_is_refused_in_the_page(page, tmp_path):
     toast.first.wait_for(state="visible")
     assert "big.wav" in toast.first.inner_text()
     shot(page, "04b_upload_too_large")
-    upload_clip(page, SAMPLES / "en_low.wav")
+    upload_clip(page, SAMPLES / "en_neutral_3.wav")
     recognise(page)
     assert page.locator("#result-emoji").inner_text().strip()
 
@@ -267,8 +267,8 @@ def test_batch_with_one_corrupt_file_gives_five_results_one_error_row_and_the_ma
 
 def test_compare_two_clips_shows_both_results_and_the_similarity(page):
     page.locator("button[role=tab]:has-text('Compare')").first.click()
-    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_calm.wav"))
-    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "en_low.wav"))
+    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_neutral_1.wav"))
+    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "en_neutral_3.wav"))
     page.wait_for_function("document.querySelectorAll('#compare-file-a a, #compare-file-b a').length >= 2")
     page.locator("#compare-start").click()
     page.wait_for_selector("#compare-similarity")
@@ -287,7 +287,7 @@ def test_explore_maps_the_sample_clips(page):
     assert f"5 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
     page.wait_for_selector("#explore-map .js-plotly-plot")
     assert page.locator("#explore-map .scatterlayer .point").count() == 5
-    assert "en_calm.wav" in page.locator("#explore-table").inner_text()
+    assert "en_neutral_1.wav" in page.locator("#explore-table").inner_text()
     shot(page, "07b_explore")
 
 
@@ -313,7 +313,7 @@ def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
     assert "Sample clips" in page.locator("#examples").inner_text()
     page.locator("#language label", has_text="中文").click()
     page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
-    upload_clip(page, SAMPLES / "zh_calm.wav")
+    upload_clip(page, SAMPLES / "zh_neutral_1.wav")
     recognise(page)
     assert "置信度" in page.locator("#result-confidence").inner_text()
     page.wait_for_selector("#scores-plot .js-plotly-plot")
@@ -324,11 +324,11 @@ def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
 
 
 def test_history_lists_earlier_runs_with_their_files(page):
-    upload_clip(page, SAMPLES / "en_low.wav")
+    upload_clip(page, SAMPLES / "en_neutral_3.wav")
     recognise(page)
     page.locator("button[role=tab]:has-text('History')").first.click()
     page.wait_for_selector("#history-table")
-    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_low.wav')")
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_neutral_3.wav')")
     table = page.locator("#history-table").inner_text()
     assert "result.json" in table and "processed_audio.wav" in table
     link = page.locator("#history-table a", has_text="result.json").first
