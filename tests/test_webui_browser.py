@@ -302,17 +302,23 @@ def test_an_english_page_has_no_chinese_before_and_after_a_sample_click(page):
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in text), text
 
 
+def switch_language(page, name: str) -> None:
+    """Click the language radio and wait until the switch is complete: our texts and Gradio's drop zone
+    (mounted anew in the new locale) both in the chosen language."""
+    start, drop = ("开始识别", "拖放") if name == "中文" else ("Recognise", "Drop Audio Here")
+    page.locator("#language label", has_text=name).click()
+    page.wait_for_function(f"document.querySelector('#start').innerText.includes({start!r}) && "
+                           f"(document.querySelector('#audio-input')?.innerText || '').includes({drop!r})")
+
+
 def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
-    page.locator("#language label", has_text="中文").click()
-    page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
+    switch_language(page, "中文")
     assert "语音情感识别" in page.locator("#page-title").inner_text()
     page.wait_for_function("document.querySelector('#result').innerText.includes('开始识别')")  # placeholder follows
     assert "示例音频" in page.locator("#examples").inner_text()
-    page.locator("#language label", has_text="English").click()
-    page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')")
+    switch_language(page, "English")
     assert "Sample clips" in page.locator("#examples").inner_text()
-    page.locator("#language label", has_text="中文").click()
-    page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
+    switch_language(page, "中文")
     upload_clip(page, SAMPLES / "zh_neutral_1.wav")
     recognise(page)
     assert "置信度" in page.locator("#result-confidence").inner_text()
