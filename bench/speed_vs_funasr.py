@@ -210,7 +210,7 @@ def _throughput(model, args) -> dict[str, Any]:
         wall = time.perf_counter() - started
         ok = sum(1 for r in results if len(r.get("scores", [])) > 0)
     else:
-        from emotion2vec_plus.batch import run_batch
+        from emotion2vec_plus.jobs import run_batch
 
         ours_predict(model, str(warm))
         with tempfile.TemporaryDirectory() as out:

@@ -21,13 +21,8 @@ import soundfile as sf
 
 from conftest import BUNDLED_DIM, speech_clips
 from emotion2vec_plus import Emotion2VecPlus
-from emotion2vec_plus.batch import (
-    BatchInputError,
-    BatchSummary,
-    _npy_names,
-    find_audio_files,
-    run_batch,
-)
+from emotion2vec_plus.jobs import BatchInputError, BatchSummary, find_audio_files, run_batch
+from emotion2vec_plus.jobs.store import npy_names
 
 CLIP_S = 1.5  # real speech trimmed to this length keeps the tests fast
 
@@ -132,7 +127,7 @@ def test_npy_names_mirror_the_tree_sanitised_and_without_collisions(tmp_path):
     root = tmp_path
     files = [root / "a" / "clip.wav", root / "a" / "clip.mp3", root / "a" / "Other.FLAC",
              root / "b" / 'we:ird<name>?.wav', root / "b" / "..wav"]
-    names = _npy_names(files, root)
+    names = npy_names(files, root)
     assert names[files[0]] == "a/clip.wav.npy" and names[files[1]] == "a/clip.mp3.npy"
     assert names[files[2]] == "a/Other.npy"
     assert names[files[3]] == "b/we_ird_name__.npy"
@@ -392,7 +387,7 @@ def test_two_jobs_never_share_an_out_dir(model, tree, tmp_path):
 
 
 def test_stage_files_uses_safe_unique_names_inside_the_folder(tmp_path):
-    from emotion2vec_plus.batch import stage_files
+    from emotion2vec_plus.jobs import stage_files
 
     source = tmp_path / "upload.bin"
     source.write_bytes(b"abc")
@@ -410,7 +405,7 @@ def test_stage_files_uses_safe_unique_names_inside_the_folder(tmp_path):
 def test_results_csv_and_npy_zip_for_people(tmp_path):
     import zipfile
 
-    from emotion2vec_plus.batch import read_results, write_results_csv, zip_npy_embeddings
+    from emotion2vec_plus.jobs import read_results, write_results_csv, zip_npy_embeddings
 
     out = tmp_path / "job"
     (out / "embeddings" / "sub").mkdir(parents=True)

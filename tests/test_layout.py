@@ -16,6 +16,7 @@ def test_no_import_cycles_and_argparse_only_in_the_cli():
     assert "emotion2vec_plus.inference" in edges and edges["emotion2vec_plus.cli.predict"]  # the graph is real
     assert import_graph.cycles(edges) == []
     assert import_graph.argparse_outside_cli() == []
+    assert import_graph.private_imports() == []
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -20,9 +20,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     pytest.skip(f"ray[data] is not installed (pip install 'emotion2vec-plus[ray]'): {exc}", allow_module_level=True)
 
 from emotion2vec_plus import Emotion2VecPlus
-from emotion2vec_plus.batch import run_batch
+from emotion2vec_plus.jobs import run_batch
 from emotion2vec_plus.cli import main as cli_main
-from emotion2vec_plus.ray_engine import _start_ray, run_batch_ray
+from emotion2vec_plus.jobs.ray import _start_ray, run_batch_ray
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ Reads the source (no imports run). Every ``from .x import`` / ``import emotion2v
 at module level or inside a function (a lazy import is still a dependency). Usage:
 
     python tools/import_graph.py            # module -> the package modules it imports, then cycles
-    python tools/import_graph.py --check    # exit 1 if there is a cycle or a library module imports argparse
+    python tools/import_graph.py --check    # exit 1 on a cycle, argparse outside cli/, or a private name imported
 """
 
 from __future__ import annotations
@@ -92,6 +92,17 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def private_imports() -> list[str]:
+    """``from .x import _name``: one module reaching into another's private names."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("emotion2vec_plus")):
+                found += [f"{module_name(path)}: {alias.name} from {'.' * node.level}{node.module or ''}"
+                          for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
 def argparse_outside_cli() -> list[str]:
     return [module_name(p) for p in sorted(PACKAGE.rglob("*.py"))
             if "argparse" in imports_of(p)[1] and not module_name(p).startswith("emotion2vec_plus.cli")]
@@ -102,7 +113,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     edges = graph()
-    loops, parsers = cycles(edges), argparse_outside_cli()
+    loops, parsers, private = cycles(edges), argparse_outside_cli(), private_imports()
     if not args.check:
         short = lambda m: m.removeprefix("emotion2vec_plus.") or "emotion2vec_plus"  # noqa: E731
         for module, targets in edges.items():
@@ -111,7 +122,9 @@ def main() -> int:
         print("cycle: " + " -> ".join(loop), file=sys.stderr)
     for module in parsers:
         print(f"{module} imports argparse (only emotion2vec_plus.cli may)", file=sys.stderr)
-    return 1 if loops or parsers else 0
+    for line in private:
+        print(f"private name imported: {line}", file=sys.stderr)
+    return 1 if loops or parsers or private else 0
 
 
 if __name__ == "__main__":

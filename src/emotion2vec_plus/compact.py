@@ -35,7 +35,7 @@ from .heads import EmotionHead
 from .labels import EMOTIONS, Label, default_labels
 from .model import EncoderOutput
 from .registry import default_compact_path
-from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram
+from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram, log_mel_spectrogram_traceable
 
 COMPACT_FORMAT = "emotion2vec-plus/compact"
 #: Format version 2: optionally fine-tuned top blocks, learned embedding projection. (Version 1,
@@ -140,7 +140,7 @@ class CompactEmotionModel(nn.Module):
     def embed_mel(self, mel: torch.Tensor, mel_frames: torch.Tensor) -> EncoderOutput:
         """Frame embeddings (B, T, E) from a padded log-mel batch: everything after the front end.
 
-        The ONNX export traces this with its own (export-friendly) log-mel, so the network has one
+        :meth:`traceable_forward` runs it after the export-friendly log-mel, so the network has one
         copy. Frames past a clip's end are zero; callers use ``lengths``."""
         out = self.encoder(mel, mel_frames, return_layers=self.layers != [len(self.encoder.blocks)])
         states = [out.last_hidden_state] if out.hidden_states is None else [out.hidden_states[i] for i in self.layers]
@@ -152,6 +152,12 @@ class CompactEmotionModel(nn.Module):
         """Frame embeddings (B, T, E) at 50 Hz and the valid frames of each clip."""
         mel, frames = log_mel_spectrogram(wavs, num_samples)
         return self.embed_mel(mel, frames)
+
+    def traceable_forward(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
+        """:meth:`forward` as ONNX export traces it: the same network after a log-mel whose STFT is
+        a matrix product (:func:`~emotion2vec_plus.whisper.log_mel_spectrogram_traceable`); traced
+        with a padded batch, so the masked path (exact for every batch) is the one recorded."""
+        return self.embed_mel(*log_mel_spectrogram_traceable(wavs, num_samples))
 
 
 def _projection_keys(num_layers: int) -> set[str]:

@@ -496,6 +496,10 @@ class Emotion2vecModel(nn.Module):
             padding = padding.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
         return AttentionBias(alibi, padding, layer_scales, config.num_heads, config.num_alibi_heads)
 
+    def traceable_forward(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
+        """:meth:`forward` as ONNX export traces it (its masked path is already traceable)."""
+        return self(wavs, num_samples)
+
     def forward(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> EncoderOutput:
         """Encode a padded batch of waveforms.
 

@@ -40,7 +40,7 @@ from .defaults import ONNX_OPSET
 from .errors import ModelError
 from .model import Emotion2vecModel, EncoderOutput
 from .numerics import FLOAT32, Tolerance, drift
-from .whisper import HOP_LENGTH, N_FFT, _mel_tensor, sha256_file
+from .whisper import sha256_file
 
 OPSET = ONNX_OPSET
 #: Bump when the exported graph changes, so cached exports are rebuilt.
@@ -69,52 +69,6 @@ def _masked_mean(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (frames * valid[..., None]).sum(1) / lengths.clamp_min(1)[:, None].to(frames.dtype)
 
 
-def _emotion2vec_frames(model: Emotion2vecModel, wavs: torch.Tensor,
-                        num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`Emotion2vecModel.forward`, which takes its masked, traceable path under export."""
-    out = model(wavs, num_samples)
-    return out.frames, out.lengths
-
-
-def _log_mel(wavs: torch.Tensor, num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`whisper.log_mel_spectrogram` (true length) with the STFT as a matrix product.
-
-    ONNX's STFT is not exported by PyTorch for complex output; framing by gather and a DFT
-    matrix (Hann window folded in, float64 so the spectrum matches the FFT) is exact enough
-    and runs everywhere.
-    """
-    n_max = wavs.shape[1]
-    pad = N_FFT // 2
-    index = (torch.arange(n_max + 2 * pad) - pad).abs()[None, :]
-    last = (num_samples - 1)[:, None]
-    index = torch.where(index > last, 2 * last - index, index).clamp_min(0)
-    padded = torch.gather(wavs.float(), 1, index.expand(wavs.shape[0], -1))
-    starts = torch.arange(n_max // HOP_LENGTH) * HOP_LENGTH  # the last STFT frame is dropped, as Whisper does
-    framed = padded[:, starts[:, None] + torch.arange(N_FFT)[None, :]]  # (B, F, 400)
-    bins = N_FFT // 2 + 1
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    angle = 2 * math.pi * torch.outer(torch.arange(N_FFT, dtype=torch.float64),
-                                      torch.arange(bins, dtype=torch.float64)) / N_FFT
-    basis = torch.cat([window[:, None] * torch.cos(angle), -window[:, None] * torch.sin(angle)], dim=1)
-    spectrum = framed.double() @ basis
-    power = (spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2).float()
-    mel = power @ _mel_tensor(80, torch.device("cpu")).t()  # (B, F, 80)
-    log_spec = torch.clamp(mel, min=1e-10).log10().transpose(1, 2)
-    frames = torch.div(num_samples, HOP_LENGTH, rounding_mode="floor")
-    valid = (torch.arange(log_spec.shape[-1])[None, :] < frames[:, None])[:, None, :]
-    ceiling = log_spec.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
-    log_spec = (torch.maximum(log_spec, ceiling - 8.0) + 4.0) / 4.0
-    return log_spec.masked_fill(~valid, 0.0), frames
-
-
-def _compact_frames(model: CompactEmotionModel, wavs: torch.Tensor,
-                    num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`CompactEmotionModel.forward` with the export-friendly log-mel; the encoder is traced
-    with a padded batch, so its masked path (exact for every batch) is the one recorded."""
-    out = model.embed_mel(*_log_mel(wavs, num_samples))
-    return out.frames, out.lengths
-
-
 class ExportGraph(nn.Module):
     """(waveforms, lengths) -> (frames, frame_lengths, embedding[, logits]) for export."""
 
@@ -125,10 +79,8 @@ class ExportGraph(nn.Module):
         self.model = model
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
-        if isinstance(self.model, CompactEmotionModel):
-            frames, frame_lengths = _compact_frames(self.model, waveforms, lengths)
-        else:
-            frames, frame_lengths = _emotion2vec_frames(self.model, waveforms, lengths)
+        out = self.model.traceable_forward(waveforms, lengths)  # the model's own forward, export-friendly
+        frames, frame_lengths = out.frames, out.lengths
         embedding = _masked_mean(frames, frame_lengths)
         head = self.model.head
         if head is None:

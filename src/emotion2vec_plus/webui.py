@@ -6,7 +6,7 @@ A thin layer over the Python API. Tabs:
   of every class score, for frame granularity or long audio a timeline and a segments table; the
   run is saved as ``outputs/outputs_YYYYMMDD_HHMMSS/`` (:func:`emotion2vec_plus.outputs.write_run`)
   and its files offered for download; a processing log.
-- **Batch** — many files → :func:`emotion2vec_plus.batch.run_batch` into ``outputs/batch_*/``, a
+- **Batch** — many files → :func:`emotion2vec_plus.jobs.run_batch` into ``outputs/batch_*/``, a
   table and downloads (CSV, JSONL, Parquet, zip of ``.npy``).
 - **Compare** — two clips or ``.npy`` embeddings → :func:`emotion2vec_plus.analytics.compare_inputs`.
 - **Explore** — clips or an embeddings Parquet → :func:`emotion2vec_plus.analytics.cluster_embeddings`.
@@ -481,8 +481,8 @@ class EmotionWebUI:
     # ------------------------------------------------------------------ batch
     def run_batch_job(self, files: Sequence[str] | None, model_name: str | None = None, lang: str = DEFAULT_LANGUAGE,
                       progress: Any = None) -> BatchView:
-        """Recognise many uploads with :func:`emotion2vec_plus.batch.run_batch` into ``outputs/batch_*/``."""
-        from .batch import (LIST_EXTENSIONS, NPY_ZIP_NAME, PARQUET_NAME, RESULTS_NAME, read_results, run_batch,
+        """Recognise many uploads with :func:`emotion2vec_plus.jobs.run_batch` into ``outputs/batch_*/``."""
+        from .jobs import (LIST_EXTENSIONS, NPY_ZIP_NAME, PARQUET_NAME, RESULTS_NAME, read_results, run_batch,
                             stage_files, write_results_csv, zip_npy_embeddings)
         from .outputs import create_run_dir
 
@@ -553,7 +553,7 @@ class EmotionWebUI:
     def embeddings_for_explore(self, parquet: str | None) -> list[str] | None:
         """The batch run's ``embeddings.parquet`` for Explore, as Batch recorded it on the server (the
         download box holds Gradio's copies, elsewhere); only a file under the outputs root."""
-        from .batch import PARQUET_NAME
+        from .jobs import PARQUET_NAME
 
         served = servable_file(parquet, self.outputs_root) if parquet else None
         return [str(served)] if served is not None and served.name == PARQUET_NAME else None

@@ -45,7 +45,7 @@ from .registry import WHISPER_FILE
 __all__ = [
     "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "N_MELS", "N_SAMPLES_30S", "N_FRAMES_30S",
     "ASSET_NAME", "ASSET_INFO_NAME",
-    "mel_filterbank", "log_mel_spectrogram", "sinusoids",
+    "mel_filterbank", "log_mel_spectrogram", "log_mel_spectrogram_traceable", "sinusoids",
     "WhisperEncoderConfig", "WhisperEncoderOutput", "WhisperEncoder",
     "default_weights_path", "load_whisper_encoder", "read_safetensors", "sha256_file",
 ]
@@ -210,6 +210,37 @@ def log_mel_spectrogram(
 
 
 # --------------------------------------------------------------------------- encoder
+
+def log_mel_spectrogram_traceable(wavs: torch.Tensor, num_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`log_mel_spectrogram` (true-length mode) with the STFT as a matrix product, for ONNX export.
+
+    ONNX's STFT is not exported by PyTorch for complex output; framing by gather and a DFT
+    matrix (Hann window folded in, float64 so the spectrum matches the FFT) is exact enough
+    and runs everywhere.
+    """
+    n_max = wavs.shape[1]
+    pad = N_FFT // 2
+    index = (torch.arange(n_max + 2 * pad) - pad).abs()[None, :]
+    last = (num_samples - 1)[:, None]
+    index = torch.where(index > last, 2 * last - index, index).clamp_min(0)
+    padded = torch.gather(wavs.float(), 1, index.expand(wavs.shape[0], -1))
+    starts = torch.arange(n_max // HOP_LENGTH) * HOP_LENGTH  # the last STFT frame is dropped, as Whisper does
+    framed = padded[:, starts[:, None] + torch.arange(N_FFT)[None, :]]  # (B, F, 400)
+    bins = N_FFT // 2 + 1
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    angle = 2 * math.pi * torch.outer(torch.arange(N_FFT, dtype=torch.float64),
+                                      torch.arange(bins, dtype=torch.float64)) / N_FFT
+    basis = torch.cat([window[:, None] * torch.cos(angle), -window[:, None] * torch.sin(angle)], dim=1)
+    spectrum = framed.double() @ basis
+    power = (spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2).float()
+    mel = power @ _mel_tensor(N_MELS, torch.device("cpu")).t()  # (B, F, 80)
+    log_spec = torch.clamp(mel, min=1e-10).log10().transpose(1, 2)
+    frames = torch.div(num_samples, HOP_LENGTH, rounding_mode="floor")
+    valid = (torch.arange(log_spec.shape[-1])[None, :] < frames[:, None])[:, None, :]
+    ceiling = log_spec.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
+    log_spec = (torch.maximum(log_spec, ceiling - 8.0) + 4.0) / 4.0
+    return log_spec.masked_fill(~valid, 0.0), frames
+
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000) -> torch.Tensor:
     """Whisper's sinusoidal positional embedding ``(length, channels)`` (float32).

@@ -47,14 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """0 if every file of the inputs has an ``ok`` line, 1 if any failed (in this run, or in an
     earlier run and skipped now), 130 when interrupted (the next run resumes)."""
-    from ..batch import RESULTS_NAME, check_batch_options, discover_inputs, run_batch
+    from ..jobs import RESULTS_NAME, check_batch_options, discover_inputs, run_batch
 
     check_batch_options(args.granularity, args.embeddings, args.workers, args.batch_size)
     plan = discover_inputs(args.inputs)  # errors in the inputs come before the model loads
     progress = not args.no_progress
     try:
         if args.engine == "ray":
-            from ..ray_engine import run_batch_ray
+            from ..jobs.ray import run_batch_ray
 
             if progress:
                 where = f"the Ray cluster at {args.address}" if args.address else "a local Ray instance (127.0.0.1)"

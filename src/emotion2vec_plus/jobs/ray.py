@@ -1,8 +1,8 @@
 """The ``batch`` job on Ray Data: ``emotion2vec-plus batch ... --engine ray [--address ADDR]``.
 
-:func:`run_batch_ray` does the same job as :func:`emotion2vec_plus.batch.run_batch` and writes the
+:func:`run_batch_ray` does the same job as :func:`emotion2vec_plus.jobs.run_batch` and writes the
 same files (``results.jsonl``, ``embeddings.parquet``, ``embeddings/*.npy``) with the same
-resume rules, through the same writer code in :mod:`emotion2vec_plus.batch`:
+resume rules, through the same writer code in :mod:`emotion2vec_plus.jobs`:
 
 - the driver discovers the inputs, takes the ``out`` lock and drops the files already in
   ``results.jsonl`` *before* anything is sent to Ray;
@@ -30,28 +30,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .batch import (
-    BatchSummary,
-    RESULTS_NAME,
-    check_batch_options,
-    _commit,
-    _decode,
-    discover_inputs,
-    _Entry,
-    _error_line,
-    _finish,
-    _open_outputs,
-    _outputs,
-    _predict,
-    _progress_bar,
-    _remove_temporaries,
-    _ResultsLog,
-    _resume_plan,
-    _stat_entries,
-    locked_output_dir,
-)
-from .results import Result
-from .errors import RayEngineError  # defined in errors.py; importable from here too
+from .discovery import discover_inputs
+from .local import check_batch_options, stat_entries
+from .store import (RESULTS_NAME, BatchSummary, ResultsLog, commit_window, finish_job, locked_output_dir, open_outputs,
+                    remove_temporaries, resume_plan, Entry)
+from .work import decode_entry, error_line, predict_decoded, progress_bar, result_outputs
+from ..results import Result
+from ..errors import RayEngineError
 
 __all__ = ["RayEngineError", "run_batch_ray"]
 
@@ -66,7 +51,7 @@ class _Recognizer:
 
     def __init__(self, model_name: str, model_kwargs: dict[str, Any], granularity: str, extract_embedding: bool,
                  batch_size: int, decode_threads: int = 2) -> None:
-        from .inference import Emotion2VecPlus
+        from ..inference import Emotion2VecPlus
 
         self.model = Emotion2VecPlus(model_name, **model_kwargs)
         self.granularity = granularity
@@ -79,16 +64,16 @@ class _Recognizer:
 
         indices = [int(i) for i in batch["index"]]
         # Only the path and whether the file could be stat-ed matter to decoding and the model.
-        entries = [_Entry(Path(str(path)), None if missing else 0, None, None, "")
+        entries = [Entry(Path(str(path)), None if missing else 0, None, None, "")
                    for path, missing in zip(batch["path"], batch["missing"])]
         decoded = list(self.pool.map(
-            lambda entry: _decode(entry, self.model.max_duration_s, self.model.hold_in_memory_s), entries))
+            lambda entry: decode_entry(entry, self.model.max_duration_s, self.model.hold_in_memory_s), entries))
         outcome: list[Result | str] = [item.error or "unknown error" if item.audio is None else "" for item in decoded]
         good = sorted((n for n, item in enumerate(decoded) if item.audio is not None),
                       key=lambda n: decoded[n].num_samples, reverse=True)
         for start in range(0, len(good), self.batch_size):
             chunk = good[start:start + self.batch_size]
-            results = _predict(self.model, [decoded[n] for n in chunk], self.granularity, self.extract_embedding)
+            results = predict_decoded(self.model, [decoded[n] for n in chunk], self.granularity, self.extract_embedding)
             for n, result in zip(chunk, results):
                 outcome[n] = result if result.ok else (result.error or "unknown error")
 
@@ -200,12 +185,12 @@ def run_batch_ray(
     retry_failed: bool = False,
     model_kwargs: dict[str, Any] | None = None,
 ) -> BatchSummary:
-    """:func:`~emotion2vec_plus.batch.run_batch` on Ray Data; same outputs, same resume rules.
+    """:func:`~emotion2vec_plus.jobs.run_batch` on Ray Data; same outputs, same resume rules.
 
     Args:
         model_name: the model every worker loads (``"compact"``, ``"large"``, a hub id, a local directory).
         inputs: files, directories and ``.txt`` / ``.csv`` lists of paths.
-        out_dir: the output folder (see :mod:`emotion2vec_plus.batch`).
+        out_dir: the output folder (see :mod:`emotion2vec_plus.jobs`).
         address: a running Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); ``None``
             starts a local instance on 127.0.0.1 with 2 CPUs and shuts it down at the end.
         granularity, embeddings, retry_failed: as for ``run_batch``.
@@ -223,7 +208,7 @@ def run_batch_ray(
         BatchInputError: as ``run_batch``.
         RayEngineError: Ray is not installed, cannot start or connect, or a worker failed.
     """
-    from .inference import Emotion2VecPlus
+    from ..inference import Emotion2VecPlus
 
     check_batch_options(granularity, embeddings, workers, batch_size)
     num_workers = 1 if num_workers is None else int(num_workers)
@@ -235,13 +220,13 @@ def run_batch_ray(
     plan = discover_inputs(inputs)
     started = time.perf_counter()
     with locked_output_dir(out_dir) as out:
-        _remove_temporaries(out)
-        entries = _stat_entries(plan)
+        remove_temporaries(out)
+        entries = stat_entries(plan)
         # The driver's copy of the model gives the name, labels and size the outputs are checked against.
         model = Emotion2VecPlus(model_name, **model_kwargs)
         results_path = out / RESULTS_NAME
-        todo, ok_keys, summary = _resume_plan(entries, results_path, model.model_name, granularity, retry_failed)
-        parts, write_npy = _open_outputs(out, model, granularity, embeddings)
+        todo, ok_keys, summary = resume_plan(entries, results_path, model.model_name, granularity, retry_failed)
+        parts, write_npy = open_outputs(out, model, granularity, embeddings)
         audio_s = 0.0
         if todo:
             worker_kwargs = dict(model_kwargs)
@@ -253,17 +238,17 @@ def run_batch_ray(
                                   cpus_per_worker=cpus_per_worker, parts=parts, write_npy=write_npy,
                                   summary=summary, ok_keys=ok_keys, progress=progress, started=started,
                                   model_name=str(model_name), decode_threads=workers)
-        return _finish(parts, ok_keys, summary, audio_s, started)
+        return finish_job(parts, ok_keys, summary, audio_s, started)
 
 
-def _run_on_ray(todo: list[_Entry], out: Path, model, address: str | None, worker_kwargs: dict[str, Any], *,
+def _run_on_ray(todo: list[Entry], out: Path, model, address: str | None, worker_kwargs: dict[str, Any], *,
                 granularity: str, embeddings: str, batch_size: int, num_workers: int, cpus_per_worker: float,
                 parts, write_npy: bool, summary: BatchSummary, ok_keys: set, progress: bool, started: float,
                 model_name: str, decode_threads: int) -> float:
     ray, started_ray = _start_ray(address)
     audio_s = 0.0
-    bar = _progress_bar(len(todo)) if progress else None
-    log = _ResultsLog(out / RESULTS_NAME)
+    bar = progress_bar(len(todo)) if progress else None
+    log = ResultsLog(out / RESULTS_NAME)
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -286,15 +271,15 @@ def _run_on_ray(todo: list[_Entry], out: Path, model, address: str | None, worke
                 for row in block.to_pylist():
                     entry = todo[row["index"]]
                     if row["status"] != "ok":
-                        lines.append(_error_line(entry, row["error"] or "unknown error", model, granularity))
+                        lines.append(error_line(entry, row["error"] or "unknown error", model, granularity))
                         continue
                     result = _result_of(row, granularity)
-                    line, parquet_row = _outputs(entry, result, out, granularity, write_npy)
+                    line, parquet_row = result_outputs(entry, result, out, granularity, write_npy)
                     lines.append(line)
                     if parquet_row is not None:
                         rows.append(parquet_row)
                     audio_s += result.duration_s
-                _commit(parts, log, lines, rows, summary, ok_keys, bar)
+                commit_window(parts, log, lines, rows, summary, ok_keys, bar)
                 if bar is not None:
                     bar.update(len(lines))
                     elapsed = max(time.perf_counter() - started, 1e-9)
