@@ -25,6 +25,7 @@ from emotion2vec_plus.analytics import (
     write_cluster_report,
 )
 from emotion2vec_plus.embeddings import save_embedding
+from emotion2vec_plus.errors import EmbeddingFileError
 
 BLOB_EMOTIONS = ("happy", "sad", "angry")
 SCORE_NAMES = ("angry", "happy", "neutral", "sad")
@@ -225,7 +226,7 @@ def test_search_exact_cosine(blob_index, monkeypatch):
     with pytest.raises(ValueError, match="top"):
         search(blob_index, query, top=0)
     # The large-index path: FAISS when importable, otherwise the same NumPy search.
-    monkeypatch.setattr(analytics, "FAISS_THRESHOLD", 10)
+    monkeypatch.setattr(analytics.index, "FAISS_THRESHOLD", 10)
     assert [h.row for h in search(blob_index, query, top=5)] == [h.row for h in hits]
 
 
@@ -289,7 +290,7 @@ def test_report_with_noise_and_awkward_names(tmp_path):
     names = [f"dir/<b>clip {i}</script>.wav" for i in range(len(emb))]
     index = EmbeddingIndex.from_arrays(names, emb, ["happy"] * len(emb), [0.9] * len(emb))
     report = ClusterReport(labels=np.array([0] * 40 + [1] * 40 + [-1] * 6), coords=rng.standard_normal((86, 2)),
-                           summary=analytics._summarise(index, np.array([0] * 40 + [1] * 40 + [-1] * 6)))
+                           summary=analytics.cluster._summarise(index, np.array([0] * 40 + [1] * 40 + [-1] * 6)))
     assert report.summary[-1]["cluster"] == -1 and report.summary[-1]["size"] == 6
     written = write_cluster_report(report, index, tmp_path)
     page = written["html"].read_text(encoding="utf-8")
@@ -525,9 +526,9 @@ def test_compare_inputs_of_embeddings_without_a_model(tmp_path):
         compare_inputs(a, c)
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(analytics.EmbeddingFileError, match="upload.npy.*pickle"):
+    with pytest.raises(EmbeddingFileError, match="upload.npy.*pickle"):
         compare_inputs(pickled, a, names=("upload.npy", "a"))
-    with pytest.raises(analytics.EmbeddingFileError, match="no model"):
+    with pytest.raises(EmbeddingFileError, match="no model"):
         compare_inputs(a, _text_file(tmp_path))
 
 
