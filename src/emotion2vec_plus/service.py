@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
@@ -412,59 +412,71 @@ def _add_offline_docs(app: FastAPI) -> None:
                                    swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png")
 
 
-def create_app(
-    model: Emotion2VecPlus,
-    *,
-    max_upload_mb: float = 25,
-    max_duration_s: float = 600,
-    max_response_mb: float = 64,
-    max_batch: int = 16,
-    batch_window_ms: float = 10,
-    queue_size: int = 64,
-    api_key: str | None = None,
-    decode_threads: int = 2,
-) -> FastAPI:
-    """A FastAPI app serving ``model`` (see the module docstring for endpoints and status codes).
+@dataclass
+class _Service:
+    """What every endpoint works with: the model, its batcher, the decoding threads and the limits
+    (``app.state.service``; endpoints get it through :func:`_service`)."""
 
-    ``api_key=None`` reads ``EMOTION2VEC_API_KEY``; an empty key means no authentication.
-    The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes).
-    """
-    if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or None
-    max_upload_bytes = int(max_upload_mb * _MB)
-    max_response_bytes = int(max_response_mb * _MB)
-    if max_upload_bytes <= 0 or max_response_bytes <= 0:
-        raise ValueError(f"max_upload_mb and max_response_mb must be positive, got {max_upload_mb}, {max_response_mb}")
-    if not max_duration_s > 0:
-        raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
-    batcher = MicroBatcher(model, max_batch=max_batch, window_s=batch_window_ms / 1000, queue_size=queue_size)
-    decoder = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="emotion2vec-decode")
+    model: Emotion2VecPlus
+    batcher: MicroBatcher
+    decoder: ThreadPoolExecutor
+    max_upload_mb: float
+    max_duration_s: float
+    max_response_mb: float
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher._ensure_started()
-        try:
-            yield
-        finally:
-            await batcher.close()
-            decoder.shutdown(wait=False, cancel_futures=True)
+    async def read_upload(self, upload: UploadFile) -> tuple[str, bytes]:
+        """The upload's sanitised name and bytes, read in chunks and refused past the limit."""
+        name = sanitise_filename(upload.filename)
+        chunks, size = [], 0
+        while chunk := await upload.read(_READ_CHUNK):
+            size += len(chunk)
+            if size > self.max_upload_mb * _MB:
+                raise ServiceError(413, f"{name}: upload too large: the limit is {self.max_upload_mb:g} MB per file",
+                                   "PayloadTooLarge")
+            chunks.append(chunk)
+        return name, b"".join(chunks)
 
-    app = FastAPI(
-        title="emotion2vec-plus",
-        version=_version(),
-        description="Speech emotion recognition and emotion embeddings. Uploads are decoded by content "
-                    "(the extension is ignored). With an API key configured, /v1/* needs "
-                    "`Authorization: Bearer <key>`; /healthz and /docs are open.",
-        lifespan=lifespan,
-        docs_url=None,  # replaced by _add_offline_docs: FastAPI's own page loads Swagger UI from a CDN
-        redoc_url=None,
-    )
-    _add_offline_docs(app)
-    app.state.model = model
-    app.state.batcher = batcher
-    app.state.max_upload_bytes = max_upload_bytes
-    app.state.max_duration_s = max_duration_s
-    app.add_middleware(_GuardMiddleware, api_key=api_key, max_upload_mb=max_upload_mb)
+    async def decode(self, name: str, data: bytes) -> Audio:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decoder,
+                                          lambda: load_audio(data, name=name, max_duration_s=self.max_duration_s))
+
+    def check_response_size(self, name: str, what: str, size: int) -> None:
+        if size > self.max_response_mb * _MB:
+            raise ServiceError(422, f"{name}: the {what} would be {size / _MB:.1f} MB; the limit is "
+                                    f"{self.max_response_mb:g} MB per response (a shorter file, or serve "
+                                    "--max-response-mb)", "ResponseTooLarge")
+
+    async def recognise(self, upload: UploadFile, granularity: str, frame_response: tuple[str, int] | None = None):
+        """Decode and run one upload. ``frame_response`` (what, bytes per frame) refuses a
+        frame-level answer that would pass the response limit as soon as the duration is known,
+        before any inference."""
+        self.batcher.check_capacity()
+        with self.batcher.arriving():
+            name, data = await self.read_upload(upload)
+            started = time.perf_counter()
+            audio = await self.decode(name, data)
+        if frame_response is not None:
+            what, per_frame = frame_response
+            self.check_response_size(name, what, (int(audio.duration_s * self.model.frame_rate) + 1) * per_frame)
+        result = await self.batcher.submit(audio, granularity)
+        result.processing_time_s = time.perf_counter() - started
+        return result
+
+    async def load_vector(self, upload: UploadFile) -> tuple[str, np.ndarray | Audio]:
+        """An uploaded ``.npy`` embedding (recognised by content) or the decoded audio."""
+        name, data = await self.read_upload(upload)
+        if data[: len(NPY_MAGIC)] == NPY_MAGIC:
+            return name, await asyncio.get_running_loop().run_in_executor(self.decoder, _load_npy_bytes, data, name)
+        return name, await self.decode(name, data)
+
+
+def _service(request: Request) -> _Service:
+    return request.app.state.service
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"detail", "error"}`` with the status of the module docstring's table."""
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -492,129 +504,157 @@ def create_app(
         log.exception("unexpected error on %s", request.url.path)
         return _error_response(500, "internal server error (see the server log)", "InternalError")
 
-    async def read_upload(upload: UploadFile) -> tuple[str, bytes]:
-        """The upload's sanitised name and bytes, read in chunks and refused past the limit."""
-        name = sanitise_filename(upload.filename)
-        chunks, size = [], 0
-        while chunk := await upload.read(_READ_CHUNK):
-            size += len(chunk)
-            if size > max_upload_bytes:
-                raise ServiceError(413, f"{name}: upload too large: the limit is {max_upload_mb:g} MB per file",
-                                   "PayloadTooLarge")
-            chunks.append(chunk)
-        return name, b"".join(chunks)
 
-    async def decode(name: str, data: bytes) -> Audio:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(decoder, lambda: load_audio(data, name=name, max_duration_s=max_duration_s))
+v1 = APIRouter(prefix="/v1", tags=["v1"])
 
-    def check_response_size(name: str, what: str, size: int) -> None:
-        if size > max_response_bytes:
-            raise ServiceError(422, f"{name}: the {what} would be {size / _MB:.1f} MB; the limit is "
-                                    f"{max_response_mb:g} MB per response (a shorter file, or serve --max-response-mb)",
-                               "ResponseTooLarge")
 
-    async def recognise(upload: UploadFile, granularity: str, frame_response: tuple[str, int] | None = None):
-        """Decode and run one upload. ``frame_response`` (what, bytes per frame) refuses a
-        frame-level answer that would pass the response limit as soon as the duration is known,
-        before any inference."""
-        batcher.check_capacity()
-        with batcher.arriving():
-            name, data = await read_upload(upload)
-            started = time.perf_counter()
-            audio = await decode(name, data)
-        if frame_response is not None:
-            what, per_frame = frame_response
-            check_response_size(name, what, (int(audio.duration_s * model.frame_rate) + 1) * per_frame)
-        result = await batcher.submit(audio, granularity)
-        result.processing_time_s = time.perf_counter() - started
-        return result
+@v1.post("/recognize", summary="Recognise the emotion of one audio file")
+async def recognize(
+    file: UploadFile = File(..., description="audio: wav, flac, mp3, m4a, ogg, webm, ... (sniffed)"),
+    granularity: Literal["utterance", "frame"] = Form("utterance"),
+    embedding: bool = Form(False, description="include the utterance embedding (D,) as JSON numbers; "
+                                              "frame embeddings come from POST /v1/embed as a .npy file"),
+    service: _Service = Depends(_service),
+) -> dict[str, Any]:
+    if embedding and granularity == "frame":
+        raise ServiceError(422, "frame embeddings ((T, D) floats) are not sent as JSON numbers: POST /v1/embed "
+                                "with granularity=frame returns them as a .npy file", "ValidationError")
+    json_per_frame = _JSON_BYTES_PER_FRAME + 12 * len(service.model.labels)
+    result = await service.recognise(file, granularity,
+                                     ("frame-by-frame result", json_per_frame) if granularity == "frame" else None)
+    if result.frames is not None:
+        service.check_response_size(sanitise_filename(file.filename), "frame-by-frame result",
+                                    len(result.frames) * json_per_frame)
+    if not embedding:
+        result.embedding = None
+    return result.to_dict(include_embedding=embedding)
 
-    bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
-    v1 = dict(dependencies=[Depends(bearer)] if api_key else [])
 
-    @app.post("/v1/recognize", tags=["v1"], summary="Recognise the emotion of one audio file", **v1)
-    async def recognize(
-        file: UploadFile = File(..., description="audio: wav, flac, mp3, m4a, ogg, webm, ... (sniffed)"),
-        granularity: Literal["utterance", "frame"] = Form("utterance"),
-        embedding: bool = Form(False, description="include the utterance embedding (D,) as JSON numbers; "
-                                                  "frame embeddings come from POST /v1/embed as a .npy file"),
-    ) -> dict[str, Any]:
-        if embedding and granularity == "frame":
-            raise ServiceError(422, "frame embeddings ((T, D) floats) are not sent as JSON numbers: POST /v1/embed "
-                                    "with granularity=frame returns them as a .npy file", "ValidationError")
-        json_per_frame = _JSON_BYTES_PER_FRAME + 12 * len(model.labels)
-        result = await recognise(file, granularity,
-                                 ("frame-by-frame result", json_per_frame) if granularity == "frame" else None)
-        if result.frames is not None:
-            check_response_size(sanitise_filename(file.filename), "frame-by-frame result",
-                                len(result.frames) * json_per_frame)
-        if not embedding:
-            result.embedding = None
-        return result.to_dict(include_embedding=embedding)
+@v1.post("/embed", summary="Emotion embedding of one audio file (utterance: JSON; frame: .npy)",
+         responses={200: {"content": {"application/json": {}, NPY_MEDIA_TYPE: {}},
+                          "description": "utterance: JSON {model, embedding_dim, embedding}; frame: a float32 "
+                                         ".npy file of shape (T, D), with X-Embedding-Shape"}})
+async def embed(file: UploadFile = File(...), granularity: Literal["utterance", "frame"] = Form("utterance"),
+                service: _Service = Depends(_service)) -> Any:
+    model = service.model
+    result = await service.recognise(file, granularity,
+                                     ("frame embedding file", 4 * model.embed_dim) if granularity == "frame" else None)
+    if granularity == "utterance":
+        return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
+                "embedding": result.embedding.astype(float).tolist()}
+    name = sanitise_filename(file.filename)
+    frames = np.ascontiguousarray(result.embedding, dtype=np.float32)
+    service.check_response_size(name, "frame embedding file", frames.nbytes + 128)
+    buffer = io.BytesIO()
+    np.save(buffer, frames, allow_pickle=False)
+    stem = Path(name).stem or "audio"
+    return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers={
+        "Content-Disposition": f'attachment; filename="{stem}.frames.npy"',
+        "X-Embedding-Shape": ",".join(str(n) for n in frames.shape), "X-Model": model.model_name})
 
-    @app.post("/v1/embed", tags=["v1"], summary="Emotion embedding of one audio file (utterance: JSON; frame: .npy)",
-              responses={200: {"content": {"application/json": {}, NPY_MEDIA_TYPE: {}},
-                               "description": "utterance: JSON {model, embedding_dim, embedding}; frame: a float32 "
-                                              ".npy file of shape (T, D), with X-Embedding-Shape"}}, **v1)
-    async def embed(file: UploadFile = File(...),
-                    granularity: Literal["utterance", "frame"] = Form("utterance")) -> Any:
-        result = await recognise(file, granularity,
-                                 ("frame embedding file", 4 * model.embed_dim) if granularity == "frame" else None)
-        if granularity == "utterance":
-            return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
-                    "embedding": result.embedding.astype(float).tolist()}
-        name = sanitise_filename(file.filename)
-        frames = np.ascontiguousarray(result.embedding, dtype=np.float32)
-        check_response_size(name, "frame embedding file", frames.nbytes + 128)
-        buffer = io.BytesIO()
-        np.save(buffer, frames, allow_pickle=False)
-        stem = Path(name).stem or "audio"
-        return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers={
-            "Content-Disposition": f'attachment; filename="{stem}.frames.npy"',
-            "X-Embedding-Shape": ",".join(str(n) for n in frames.shape), "X-Model": model.model_name})
 
-    async def load_vector(upload: UploadFile) -> tuple[str, np.ndarray | Audio]:
-        name, data = await read_upload(upload)
-        if data[: len(NPY_MAGIC)] == NPY_MAGIC:
-            return name, await asyncio.get_running_loop().run_in_executor(decoder, _load_npy_bytes, data, name)
-        return name, await decode(name, data)
+@v1.post("/similarity", summary="Cosine similarity of two clips or .npy embeddings")
+async def similarity(
+    a: UploadFile = File(..., description="audio file or .npy embedding"),
+    b: UploadFile = File(..., description="audio file or .npy embedding"),
+    service: _Service = Depends(_service),
+) -> dict[str, Any]:
+    # Not analytics.compare_inputs: audio here goes through the micro-batcher with other requests.
+    model = service.model
+    loaded = [await service.load_vector(a), await service.load_vector(b)]
+    audio_items = [i for i, (_, v) in enumerate(loaded) if isinstance(v, Audio)]
+    vectors: list[np.ndarray | None] = [v if isinstance(v, np.ndarray) else None for _, v in loaded]
+    for i, (name, v) in enumerate(loaded):
+        if vectors[i] is not None and audio_items and vectors[i].shape[-1] != model.embed_dim:
+            raise ServiceError(422, f"{name}: embedding is {vectors[i].shape[-1]}-d but model "
+                                    f"{model.model_name} gives {model.embed_dim}-d embeddings", "EmbeddingFileError")
+    if audio_items:
+        service.batcher.check_capacity()
+        results = await asyncio.gather(*(service.batcher.submit(loaded[i][1], "utterance") for i in audio_items))
+        for i, result in zip(audio_items, results):
+            vectors[i] = result.embedding
+    try:
+        value = cosine_similarity(vectors[0], vectors[1])
+    except ValueError as exc:
+        raise ServiceError(422, f"{loaded[0][0]} vs {loaded[1][0]}: {exc}", "EmbeddingFileError") from None
+    dim = int(vectors[0].shape[-1])
+    return {"similarity": value, "reading": describe_similarity(value),
+            "reading_calibrated": dim == CALIBRATED_DIM, "embedding_dim": dim,
+            "a": loaded[0][0], "b": loaded[1][0]}
 
-    @app.post("/v1/similarity", tags=["v1"], summary="Cosine similarity of two clips or .npy embeddings", **v1)
-    async def similarity(
-        a: UploadFile = File(..., description="audio file or .npy embedding"),
-        b: UploadFile = File(..., description="audio file or .npy embedding"),
-    ) -> dict[str, Any]:
-        loaded = [await load_vector(a), await load_vector(b)]
-        audio_items = [i for i, (_, v) in enumerate(loaded) if isinstance(v, Audio)]
-        vectors: list[np.ndarray | None] = [v if isinstance(v, np.ndarray) else None for _, v in loaded]
-        for i, (name, v) in enumerate(loaded):
-            if vectors[i] is not None and audio_items and vectors[i].shape[-1] != model.embed_dim:
-                raise ServiceError(422, f"{name}: embedding is {vectors[i].shape[-1]}-d but model "
-                                        f"{model.model_name} gives {model.embed_dim}-d embeddings", "EmbeddingFileError")
-        if audio_items:
-            batcher.check_capacity()
-            results = await asyncio.gather(*(batcher.submit(loaded[i][1], "utterance") for i in audio_items))
-            for i, result in zip(audio_items, results):
-                vectors[i] = result.embedding
+
+@v1.get("/models", summary="The loaded model and the known ones")
+def models(service: _Service = Depends(_service)) -> dict[str, Any]:
+    return {"loaded": _loaded_model_info(service.model), "available": _known_models()}
+
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz", summary="Liveness and queue length (no API key needed; HEAD too)")
+@health.head("/healthz", include_in_schema=False)
+async def healthz(service: _Service = Depends(_service)) -> dict[str, Any]:
+    return {"status": "ok", "model": service.model.model_name, "queue": service.batcher.pending,
+            "batches": service.batcher.stats.to_dict()}
+
+
+def create_app(
+    model: Emotion2VecPlus,
+    *,
+    max_upload_mb: float = 25,
+    max_duration_s: float = 600,
+    max_response_mb: float = 64,
+    max_batch: int = 16,
+    batch_window_ms: float = 10,
+    queue_size: int = 64,
+    api_key: str | None = None,
+    decode_threads: int = 2,
+) -> FastAPI:
+    """A FastAPI app serving ``model`` (see the module docstring for endpoints and status codes).
+
+    ``api_key=None`` reads ``EMOTION2VEC_API_KEY``; an empty key means no authentication.
+    The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes).
+    """
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    if max_upload_mb <= 0 or max_response_mb <= 0:
+        raise ValueError(f"max_upload_mb and max_response_mb must be positive, got {max_upload_mb}, {max_response_mb}")
+    if not max_duration_s > 0:
+        raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
+    batcher = MicroBatcher(model, max_batch=max_batch, window_s=batch_window_ms / 1000, queue_size=queue_size)
+    decoder = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="emotion2vec-decode")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher._ensure_started()
         try:
-            value = cosine_similarity(vectors[0], vectors[1])
-        except ValueError as exc:
-            raise ServiceError(422, f"{loaded[0][0]} vs {loaded[1][0]}: {exc}", "EmbeddingFileError") from None
-        dim = int(vectors[0].shape[-1])
-        return {"similarity": value, "reading": describe_similarity(value),
-                "reading_calibrated": dim == CALIBRATED_DIM, "embedding_dim": dim,
-                "a": loaded[0][0], "b": loaded[1][0]}
+            yield
+        finally:
+            await batcher.close()
+            decoder.shutdown(wait=False, cancel_futures=True)
 
-    @app.get("/v1/models", tags=["v1"], summary="The loaded model and the known ones", **v1)
-    def models() -> dict[str, Any]:
-        return {"loaded": _loaded_model_info(model), "available": _known_models()}
-
-    @app.get("/healthz", tags=["health"], summary="Liveness and queue length (no API key needed; HEAD too)")
-    @app.head("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": model.model_name, "queue": batcher.pending, "batches": batcher.stats.to_dict()}
-
+    app = FastAPI(
+        title="emotion2vec-plus",
+        version=_version(),
+        description="Speech emotion recognition and emotion embeddings. Uploads are decoded by content "
+                    "(the extension is ignored). With an API key configured, /v1/* needs "
+                    "`Authorization: Bearer <key>`; /healthz and /docs are open.",
+        lifespan=lifespan,
+        docs_url=None,  # replaced by _add_offline_docs: FastAPI's own page loads Swagger UI from a CDN
+        redoc_url=None,
+    )
+    _add_offline_docs(app)
+    app.state.service = _Service(model, batcher, decoder, max_upload_mb, max_duration_s, max_response_mb)
+    app.state.model = model
+    app.state.batcher = batcher
+    app.state.max_upload_bytes = int(max_upload_mb * _MB)
+    app.state.max_duration_s = max_duration_s
+    app.add_middleware(_GuardMiddleware, api_key=api_key, max_upload_mb=max_upload_mb)
+    _add_error_handlers(app)
+    # The bearer scheme only documents the key in /docs; _GuardMiddleware checks it.
+    bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
+    app.include_router(v1, dependencies=[Depends(bearer)] if api_key else [])
+    app.include_router(health)
     return app
 
 
