@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -694,172 +695,200 @@ class EmotionWebUI:
 
 
 # --------------------------------------------------------------------------------------------- the page
+def _granularity_choices(lang: str) -> list[tuple[str, str]]:
+    return [(text("granularity_utterance", lang), "utterance"), (text("granularity_frame", lang), "frame")]
+
+
+def _colour_choices(lang: str) -> list[tuple[str, str]]:
+    return [(text("colour_cluster", lang), "cluster"), (text("colour_emotion", lang), "emotion")]
+
+
 def _samples() -> list[Path]:
     folder = Path(__file__).resolve().parent / "samples"
     return sorted(folder.glob("*.wav"))
 
 
-def build_app(ui: EmotionWebUI) -> "gr.Blocks":
-    """The Gradio page over ``ui``'s callbacks (call ``.launch()`` on it, see :func:`launch_kwargs`)."""
-    import gradio as gr
+class _Page:
+    """Builds the Gradio page over ``ui``'s callbacks, one method per tab; every component whose text
+    depends on the language is registered in :attr:`relabel` (component, update for a language)."""
 
-    start_lang: Language = ui.settings.language or DEFAULT_LANGUAGE
-    relabel: list[tuple[Any, Callable[[str], Any]]] = []
+    def __init__(self, ui: EmotionWebUI) -> None:
+        import gradio as gr
 
-    def label(component: Any, key: str) -> Any:
-        relabel.append((component, lambda lang, k=key: gr.update(label=text(k, lang))))
+        self.gr = gr
+        self.ui = ui
+        self.start_lang: Language = ui.settings.language or DEFAULT_LANGUAGE
+        self.relabel: list[tuple[Any, Callable[[str], Any]]] = []
+        self.model_choices = ui.provider.choices()
+
+    def T(self, key: str) -> str:  # noqa: N802 - short name for the initial text
+        return text(key, self.start_lang)
+
+    def label(self, component: Any, key: str) -> Any:
+        """Register ``component`` to get the text ``key`` as its label in each language."""
+        self.relabel.append((component, lambda lang, k=key: self.gr.update(label=text(k, lang))))
         return component
 
-    def value(component: Any, key: str, fmt: Callable[[str], str] | None = None) -> Any:
-        relabel.append((component, lambda lang, k=key: gr.update(value=fmt(lang) if fmt else text(k, lang))))
+    def value(self, component: Any, key: str, fmt: Callable[[str], str] | None = None) -> Any:
+        """Register ``component`` to get the text ``key`` (or ``fmt(lang)``) as its value in each language."""
+        self.relabel.append((component, lambda lang, k=key: self.gr.update(value=fmt(lang) if fmt else text(k, lang))))
         return component
 
-    def granularity_choices(lang: str) -> list[tuple[str, str]]:
-        return [(text("granularity_utterance", lang), "utterance"), (text("granularity_frame", lang), "frame")]
-
-    def colour_choices(lang: str) -> list[tuple[str, str]]:
-        return [(text("colour_cluster", lang), "cluster"), (text("colour_emotion", lang), "emotion")]
-
-    model_choices = ui.provider.choices()
-    T = lambda key: text(key, start_lang)  # noqa: E731 - short name for the initial text
-
-    # delete_cache: uploads in Gradio's cache older than a day are removed every hour (runs in outputs/ are kept).
-    with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+    def header(self) -> Any:
+        """Title, subtitle and the language radio (returned)."""
+        gr, ui = self.gr, self.ui
         with gr.Row():
             with gr.Column(scale=5):
-                value(gr.Markdown(f"# {T('title')}", elem_id="page-title"), "title",
-                      lambda lang: f"# {text('title', lang)}")
-                value(gr.Markdown(T("subtitle").format(model=ui.provider.default_name)), "subtitle",
-                      lambda lang: text("subtitle", lang).format(model=ui.provider.default_name))
+                self.value(gr.Markdown(f"# {self.T('title')}", elem_id="page-title"), "title",
+                           lambda lang: f"# {text('title', lang)}")
+                self.value(gr.Markdown(self.T("subtitle").format(model=ui.provider.default_name)), "subtitle",
+                           lambda lang: text("subtitle", lang).format(model=ui.provider.default_name))
             with gr.Column(scale=1, min_width=180):
-                language = gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=start_lang,
-                                    label=T("language"), elem_id="language")
-        with gr.Tabs(elem_id="tabs") as tabs:
-            # ---------------------------------------------------------- Recognise
-            with label(gr.Tab(T("tab_recognise"), id="recognise", elem_id="tab-recognise"), "tab_recognise"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        audio = label(gr.Audio(sources=["upload", "microphone"], type="filepath", label=T("audio_input"),
-                                               elem_id="audio-input"), "audio_input")
-                        examples = gr.Examples(examples=[[str(p)] for p in _samples()], inputs=[audio],
-                                               label=T("examples"), elem_id="examples")
-                        label(examples.dataset, "examples")
-                        granularity = gr.Radio(granularity_choices(start_lang), value="utterance", label=T("granularity"),
-                                               elem_id="granularity")
-                        relabel.append((granularity, lambda lang: gr.update(label=text("granularity", lang),
-                                                                            choices=granularity_choices(lang))))
-                        embedding = label(gr.Checkbox(False, label=T("extract_embedding"), elem_id="extract-embedding"),
-                                          "extract_embedding")
-                        model = gr.Dropdown(model_choices, value=model_choices[0], label=T("model"), info=T("model_info"),
-                                            elem_id="model")
-                        relabel.append((model, lambda lang: gr.update(label=text("model", lang), info=text("model_info", lang))))
-                        start = value(gr.Button(T("start"), variant="primary", elem_id="start"), "start")
-                    with gr.Column(scale=1):
-                        result_html = gr.HTML(_placeholder_html(start_lang), elem_id="result")
-                        notice = gr.Markdown("", visible=False, elem_id="embedding-notice")
-                        downloads = label(gr.File(label=T("downloads"), file_count="multiple", interactive=False,
-                                                  elem_id="downloads"), "downloads")
-                        scores = label(gr.Plot(label=T("scores_plot"), elem_id="scores-plot"), "scores_plot")
-                        timeline = label(gr.Plot(label=T("timeline_plot"), visible=False, elem_id="timeline-plot"),
-                                         "timeline_plot")
-                        segments = label(gr.Dataframe(label=T("segments"), visible=False, interactive=False,
-                                                      elem_id="segments"), "segments")
-                        log_box = label(gr.Textbox(label=T("log"), lines=7, interactive=False, elem_id="log"), "log")
-                start.click(
-                    lambda a, g, e, m, lang, progress=gr.Progress(): ui.recognise(a, g, e, m, lang, progress),
-                    inputs=[audio, granularity, embedding, model, language],
-                    outputs=[result_html, scores, timeline, segments, notice, downloads, log_box],
-                )
-            # ---------------------------------------------------------- Batch
-            with label(gr.Tab(T("tab_batch"), id="batch", elem_id="tab-batch"), "tab_batch"):
-                value(gr.Markdown(T("batch_intro")), "batch_intro")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        batch_files = label(gr.File(file_count="multiple", file_types=list(AUDIO_FILE_TYPES),
-                                                    label=T("batch_files"), elem_id="batch-files"), "batch_files")
-                        batch_start = value(gr.Button(T("batch_start"), variant="primary", elem_id="batch-start"),
-                                            "batch_start")
-                        batch_summary = gr.HTML("", elem_id="batch-summary-box")
-                        batch_downloads = label(gr.File(label=T("batch_downloads"), file_count="multiple",
-                                                        interactive=False, elem_id="batch-downloads"), "batch_downloads")
-                        batch_to_explore = value(gr.Button(T("batch_to_explore"), elem_id="batch-to-explore"),
-                                                 "batch_to_explore")
-                    with gr.Column(scale=2):
-                        batch_table = label(gr.Dataframe(label=T("batch_table"), interactive=False, wrap=True,
-                                                         column_widths=["25%", "17%", "13%", "13%", "32%"],
-                                                         max_height=1200, elem_id="batch-table"), "batch_table")
-                batch_parquet = gr.State(None)  # server side: the client cannot point Explore elsewhere
-                batch_start.click(
-                    lambda f, m, lang, progress=gr.Progress(): ui.run_batch_job(f, m, lang, progress),
-                    inputs=[batch_files, model, language],
-                    outputs=[batch_table, batch_summary, batch_downloads, batch_parquet],
-                )
-            # ---------------------------------------------------------- Compare
-            with label(gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"), "tab_compare"):
-                value(gr.Markdown(T("compare_intro")), "compare_intro")
-                with gr.Row():
-                    file_a = label(gr.File(label=T("compare_a"), file_types=[*AUDIO_FILE_TYPES, ".npy"],
-                                           elem_id="compare-file-a"), "compare_a")
-                    file_b = label(gr.File(label=T("compare_b"), file_types=[*AUDIO_FILE_TYPES, ".npy"],
-                                           elem_id="compare-file-b"), "compare_b")
-                compare_start = value(gr.Button(T("compare_start"), variant="primary", elem_id="compare-start"),
-                                      "compare_start")
-                compare_html = gr.HTML("", elem_id="compare-result")
-                compare_start.click(
-                    lambda a, b, m, lang, progress=gr.Progress(): ui.compare(a, b, m, lang, progress),
-                    inputs=[file_a, file_b, model, language], outputs=[compare_html],
-                )
-            # ---------------------------------------------------------- Explore
-            with label(gr.Tab(T("tab_explore"), id="explore", elem_id="tab-explore"), "tab_explore"):
-                value(gr.Markdown(T("explore_intro")), "explore_intro")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        explore_files = label(gr.File(file_count="multiple", label=T("explore_files"),
-                                                      file_types=[*AUDIO_FILE_TYPES, ".parquet"],
-                                                      elem_id="explore-files"), "explore_files")
-                        min_cluster = label(gr.Slider(2, 50, value=5, step=1, label=T("explore_min_cluster"),
-                                                      elem_id="explore-min-cluster"), "explore_min_cluster")
-                        colour_by = gr.Radio(colour_choices(start_lang), value="cluster", label=T("explore_colour"),
-                                             elem_id="explore-colour")
-                        relabel.append((colour_by, lambda lang: gr.update(label=text("explore_colour", lang),
-                                                                          choices=colour_choices(lang))))
-                        explore_start = value(gr.Button(T("explore_start"), variant="primary", elem_id="explore-start"),
-                                              "explore_start")
-                        explore_summary = gr.HTML("", elem_id="explore-summary-box")
-                    with gr.Column(scale=2):
-                        explore_map = label(gr.Plot(label=T("explore_map"), elem_id="explore-map"), "explore_map")
-                        explore_table = label(gr.Dataframe(label=T("explore_table"), interactive=False, wrap=True,
-                                                           elem_id="explore-table"), "explore_table")
-                explore_start.click(
-                    lambda f, n, c, m, lang, progress=gr.Progress(): ui.explore(f, n, c, m, lang, progress),
-                    inputs=[explore_files, min_cluster, colour_by, model, language],
-                    outputs=[explore_map, explore_table, explore_summary],
-                )
-                batch_to_explore.click(
-                    lambda parquet: (ui.embeddings_for_explore(parquet), gr.Tabs(selected="explore")),
-                    inputs=[batch_parquet], outputs=[explore_files, tabs],
-                )
-            # ---------------------------------------------------------- History
-            with label(gr.Tab(T("tab_history"), id="history", elem_id="tab-history"), "tab_history") as history_tab:
-                value(gr.Markdown(T("history_intro")), "history_intro")
-                history_refresh = value(gr.Button(T("history_refresh"), elem_id="history-refresh"), "history_refresh")
-                history_table = label(gr.Dataframe(label=T("history_table"), interactive=False, wrap=True,
-                                                   datatype=["str", "str", "str", "str", "markdown"],
-                                                   elem_id="history-table"), "history_table")
-                with gr.Row():
-                    run_picker = label(gr.Dropdown([], label=T("history_pick"), elem_id="history-pick"), "history_pick")
-                    run_files = label(gr.File(label=T("history_files"), file_count="multiple", interactive=False,
-                                              elem_id="history-files"), "history_files")
-                history_outputs = [history_table, run_picker, run_files]
-                history_refresh.click(ui.history, inputs=[language], outputs=history_outputs)
-                history_tab.select(ui.history, inputs=[language], outputs=history_outputs)
-                run_picker.input(ui.run_files, inputs=[run_picker], outputs=[run_files])
+                return gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=self.start_lang,
+                                label=self.T("language"), elem_id="language")
 
-        components = [component for component, _ in relabel]
-        language.change(lambda lang: [make(lang) for _, make in relabel], inputs=[language], outputs=components)
+    def recognise_tab(self, language: Any) -> SimpleNamespace:
+        gr = self.gr
+        with self.label(gr.Tab(self.T("tab_recognise"), id="recognise", elem_id="tab-recognise"), "tab_recognise"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    audio = self.label(gr.Audio(sources=["upload", "microphone"], type="filepath", label=self.T("audio_input"),
+                                           elem_id="audio-input"), "audio_input")
+                    examples = gr.Examples(examples=[[str(p)] for p in _samples()], inputs=[audio],
+                                           label=self.T("examples"), elem_id="examples")
+                    self.label(examples.dataset, "examples")
+                    granularity = gr.Radio(_granularity_choices(self.start_lang), value="utterance", label=self.T("granularity"),
+                                           elem_id="granularity")
+                    self.relabel.append((granularity, lambda lang: gr.update(label=text("granularity", lang),
+                                                                        choices=_granularity_choices(lang))))
+                    embedding = self.label(gr.Checkbox(False, label=self.T("extract_embedding"), elem_id="extract-embedding"),
+                                      "extract_embedding")
+                    model = gr.Dropdown(self.model_choices, value=self.model_choices[0], label=self.T("model"), info=self.T("model_info"),
+                                        elem_id="model")
+                    self.relabel.append((model, lambda lang: gr.update(label=text("model", lang), info=text("model_info", lang))))
+                    start = self.value(gr.Button(self.T("start"), variant="primary", elem_id="start"), "start")
+                with gr.Column(scale=1):
+                    result_html = gr.HTML(_placeholder_html(self.start_lang), elem_id="result")
+                    notice = gr.Markdown("", visible=False, elem_id="embedding-notice")
+                    downloads = self.label(gr.File(label=self.T("downloads"), file_count="multiple", interactive=False,
+                                              elem_id="downloads"), "downloads")
+                    scores = self.label(gr.Plot(label=self.T("scores_plot"), elem_id="scores-plot"), "scores_plot")
+                    timeline = self.label(gr.Plot(label=self.T("timeline_plot"), visible=False, elem_id="timeline-plot"),
+                                     "timeline_plot")
+                    segments = self.label(gr.Dataframe(label=self.T("segments"), visible=False, interactive=False,
+                                                  elem_id="segments"), "segments")
+                    log_box = self.label(gr.Textbox(label=self.T("log"), lines=7, interactive=False, elem_id="log"), "log")
+            start.click(
+                lambda a, g, e, m, lang, progress=gr.Progress(): self.ui.recognise(a, g, e, m, lang, progress),
+                inputs=[audio, granularity, embedding, model, language],
+                outputs=[result_html, scores, timeline, segments, notice, downloads, log_box],
+            )
+        return SimpleNamespace(audio=audio, examples=examples, model=model, result_html=result_html)
+
+    def batch_tab(self, model: Any, language: Any) -> SimpleNamespace:
+        gr = self.gr
+        with self.label(gr.Tab(self.T("tab_batch"), id="batch", elem_id="tab-batch"), "tab_batch"):
+            self.value(gr.Markdown(self.T("batch_intro")), "batch_intro")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    batch_files = self.label(gr.File(file_count="multiple", file_types=list(AUDIO_FILE_TYPES),
+                                                label=self.T("batch_files"), elem_id="batch-files"), "batch_files")
+                    batch_start = self.value(gr.Button(self.T("batch_start"), variant="primary", elem_id="batch-start"),
+                                        "batch_start")
+                    batch_summary = gr.HTML("", elem_id="batch-summary-box")
+                    batch_downloads = self.label(gr.File(label=self.T("batch_downloads"), file_count="multiple",
+                                                    interactive=False, elem_id="batch-downloads"), "batch_downloads")
+                    batch_to_explore = self.value(gr.Button(self.T("batch_to_explore"), elem_id="batch-to-explore"),
+                                             "batch_to_explore")
+                with gr.Column(scale=2):
+                    batch_table = self.label(gr.Dataframe(label=self.T("batch_table"), interactive=False, wrap=True,
+                                                     column_widths=["25%", "17%", "13%", "13%", "32%"],
+                                                     max_height=1200, elem_id="batch-table"), "batch_table")
+            batch_parquet = gr.State(None)  # server side: the client cannot point Explore elsewhere
+            batch_start.click(
+                lambda f, m, lang, progress=gr.Progress(): self.ui.run_batch_job(f, m, lang, progress),
+                inputs=[batch_files, model, language],
+                outputs=[batch_table, batch_summary, batch_downloads, batch_parquet],
+            )
+        return SimpleNamespace(to_explore=batch_to_explore, parquet=batch_parquet)
+
+    def compare_tab(self, model: Any, language: Any) -> None:
+        gr = self.gr
+        with self.label(gr.Tab(self.T("tab_compare"), id="compare", elem_id="tab-compare"), "tab_compare"):
+            self.value(gr.Markdown(self.T("compare_intro")), "compare_intro")
+            with gr.Row():
+                file_a = self.label(gr.File(label=self.T("compare_a"), file_types=[*AUDIO_FILE_TYPES, ".npy"],
+                                       elem_id="compare-file-a"), "compare_a")
+                file_b = self.label(gr.File(label=self.T("compare_b"), file_types=[*AUDIO_FILE_TYPES, ".npy"],
+                                       elem_id="compare-file-b"), "compare_b")
+            compare_start = self.value(gr.Button(self.T("compare_start"), variant="primary", elem_id="compare-start"),
+                                  "compare_start")
+            compare_html = gr.HTML("", elem_id="compare-result")
+            compare_start.click(
+                lambda a, b, m, lang, progress=gr.Progress(): self.ui.compare(a, b, m, lang, progress),
+                inputs=[file_a, file_b, model, language], outputs=[compare_html],
+            )
+
+    def explore_tab(self, model: Any, language: Any, tabs: Any, batch: SimpleNamespace) -> None:
+        gr = self.gr
+        batch_to_explore, batch_parquet = batch.to_explore, batch.parquet
+        with self.label(gr.Tab(self.T("tab_explore"), id="explore", elem_id="tab-explore"), "tab_explore"):
+            self.value(gr.Markdown(self.T("explore_intro")), "explore_intro")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    explore_files = self.label(gr.File(file_count="multiple", label=self.T("explore_files"),
+                                                  file_types=[*AUDIO_FILE_TYPES, ".parquet"],
+                                                  elem_id="explore-files"), "explore_files")
+                    min_cluster = self.label(gr.Slider(2, 50, value=5, step=1, label=self.T("explore_min_cluster"),
+                                                  elem_id="explore-min-cluster"), "explore_min_cluster")
+                    colour_by = gr.Radio(_colour_choices(self.start_lang), value="cluster", label=self.T("explore_colour"),
+                                         elem_id="explore-colour")
+                    self.relabel.append((colour_by, lambda lang: gr.update(label=text("explore_colour", lang),
+                                                                      choices=_colour_choices(lang))))
+                    explore_start = self.value(gr.Button(self.T("explore_start"), variant="primary", elem_id="explore-start"),
+                                          "explore_start")
+                    explore_summary = gr.HTML("", elem_id="explore-summary-box")
+                with gr.Column(scale=2):
+                    explore_map = self.label(gr.Plot(label=self.T("explore_map"), elem_id="explore-map"), "explore_map")
+                    explore_table = self.label(gr.Dataframe(label=self.T("explore_table"), interactive=False, wrap=True,
+                                                       elem_id="explore-table"), "explore_table")
+            explore_start.click(
+                lambda f, n, c, m, lang, progress=gr.Progress(): self.ui.explore(f, n, c, m, lang, progress),
+                inputs=[explore_files, min_cluster, colour_by, model, language],
+                outputs=[explore_map, explore_table, explore_summary],
+            )
+            batch_to_explore.click(
+                lambda parquet: (self.ui.embeddings_for_explore(parquet), gr.Tabs(selected="explore")),
+                inputs=[batch_parquet], outputs=[explore_files, tabs],
+            )
+
+    def history_tab(self, language: Any) -> None:
+        gr = self.gr
+        with self.label(gr.Tab(self.T("tab_history"), id="history", elem_id="tab-history"), "tab_history") as history_tab:
+            self.value(gr.Markdown(self.T("history_intro")), "history_intro")
+            history_refresh = self.value(gr.Button(self.T("history_refresh"), elem_id="history-refresh"), "history_refresh")
+            history_table = self.label(gr.Dataframe(label=self.T("history_table"), interactive=False, wrap=True,
+                                               datatype=["str", "str", "str", "str", "markdown"],
+                                               elem_id="history-table"), "history_table")
+            with gr.Row():
+                run_picker = self.label(gr.Dropdown([], label=self.T("history_pick"), elem_id="history-pick"), "history_pick")
+                run_files = self.label(gr.File(label=self.T("history_files"), file_count="multiple", interactive=False,
+                                          elem_id="history-files"), "history_files")
+            history_outputs = [history_table, run_picker, run_files]
+            history_refresh.click(self.ui.history, inputs=[language], outputs=history_outputs)
+            history_tab.select(self.ui.history, inputs=[language], outputs=history_outputs)
+            run_picker.input(self.ui.run_files, inputs=[run_picker], outputs=[run_files])
+
+    def follow_language(self, demo: Any, language: Any, recognise: SimpleNamespace) -> None:
+        """Relabel every registered component when the language changes, keep Gradio's own texts
+        in step, and set the language at page load from ``?lang=`` or the browser."""
+        gr = self.gr
+        audio, examples, result_html = recognise.audio, recognise.examples, recognise.result_html
+        components = [component for component, _ in self.relabel]
+        language.change(lambda lang: [make(lang) for _, make in self.relabel], inputs=[language], outputs=components)
         set_gradio_locale = _set_gradio_locale_js()
 
-        def follow_language(event: Any, when: Callable[..., Any]) -> None:
+        def sync_gradio_texts(event: Any, when: Callable[..., Any]) -> None:
             """Set Gradio's locale to the page's language, then, if ``when`` says so, mount the upload
             box anew (hidden, then shown; its value is kept): it reads its texts only when mounted."""
             event.then(None, inputs=[language], outputs=None, js=set_gradio_locale, queue=False,
@@ -878,8 +907,8 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
             return gr.update() if browser_lang == lang else gr.update(visible=False)
 
         hide_unless_browser_language.__annotations__["request"] = gr.Request  # this module defers annotations
-        follow_language(language.input(lambda lang: lang, inputs=[language], outputs=None, queue=False,
-                                       show_progress="hidden"), hide_always)
+        sync_gradio_texts(language.input(lambda lang: lang, inputs=[language], outputs=None, queue=False,
+                                         show_progress="hidden"), hide_always)
         # The result box shows the placeholder in the chosen language until there is a result.
         language.change(lambda lang, current: _placeholder_html(lang) if _is_placeholder(current) else gr.update(),
                         inputs=[language, result_html], outputs=[result_html], queue=False, show_progress="hidden")
@@ -889,12 +918,29 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
 
         def initial_language(request: gr.Request) -> str:
             query = request.query_params.get("lang") if request is not None else None
-            header = request.headers.get("accept-language") if request is not None and ui.settings.language is None else None
-            return pick_language(query, header, start_lang)
+            header = request.headers.get("accept-language") if request is not None and self.ui.settings.language is None else None
+            return pick_language(query, header, self.start_lang)
 
         initial_language.__annotations__["request"] = gr.Request  # resolved here: this module defers annotations
 
-        follow_language(demo.load(initial_language, inputs=None, outputs=[language]), hide_unless_browser_language)
+        sync_gradio_texts(demo.load(initial_language, inputs=None, outputs=[language]), hide_unless_browser_language)
+
+
+def build_app(ui: EmotionWebUI) -> "gr.Blocks":
+    """The Gradio page over ``ui``'s callbacks (call ``.launch()`` on it, see :func:`launch_kwargs`)."""
+    import gradio as gr
+
+    page = _Page(ui)
+    # delete_cache: uploads in Gradio's cache older than a day are removed every hour (runs in outputs/ are kept).
+    with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+        language = page.header()
+        with gr.Tabs(elem_id="tabs") as tabs:
+            recognise = page.recognise_tab(language)
+            batch = page.batch_tab(recognise.model, language)
+            page.compare_tab(recognise.model, language)
+            page.explore_tab(recognise.model, language, tabs, batch)
+            page.history_tab(language)
+        page.follow_language(demo, language, recognise)
     return demo
 
 
