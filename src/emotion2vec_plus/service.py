@@ -139,14 +139,14 @@ class _Job:
 
 
 class MicroBatcher:
-    """Collects decoded inputs for ``window_s`` (up to ``max_batch``) and runs them in one call.
+    """Collects decoded inputs for ``gather_s`` seconds (up to ``max_batch``) and runs them in one call.
 
     ``predict_batch`` runs on the process's model thread (:func:`~emotion2vec_plus.compute.model_thread`),
     so the model is never used from two threads at once and the event loop stays free. Embeddings are always computed (they are a
     by-product of the forward pass) and dropped afterwards for requests that did not ask.
     """
 
-    def __init__(self, model: Emotion2VecPlus, *, max_batch: int = 16, window_s: float = 0.01,
+    def __init__(self, model: Emotion2VecPlus, *, max_batch: int = 16, gather_s: float = 0.01,
                  queue_size: int = 64) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -154,7 +154,7 @@ class MicroBatcher:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.model = model
         self.max_batch = max_batch
-        self.window_s = max(0.0, window_s)
+        self.gather_s = max(0.0, gather_s)
         self.queue_size = queue_size
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Job] | None = None
@@ -209,7 +209,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
-            deadline = loop.time() + self.window_s
+            deadline = loop.time() + self.gather_s
             # Take what is queued; wait (up to the window) only under load — other requests still
             # being read or decoded, or the previous batch held several — so that a lone request
             # runs at once instead of idling for the window.
@@ -621,7 +621,7 @@ def create_app(
         raise ValueError(f"max_upload_mb and max_response_mb must be positive, got {max_upload_mb}, {max_response_mb}")
     if not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
-    batcher = MicroBatcher(model, max_batch=max_batch, window_s=batch_window_ms / 1000, queue_size=queue_size)
+    batcher = MicroBatcher(model, max_batch=max_batch, gather_s=batch_window_ms / 1000, queue_size=queue_size)
     decoder = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="emotion2vec-decode")
 
     @asynccontextmanager
