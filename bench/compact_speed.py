@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from emotion2vec_plus import Emotion2VecPlus
-from emotion2vec_plus.whisper import log_mel_spectrogram
+from emotion2vec_plus.models.whisper import log_mel_spectrogram
 from machine import cpu_name  # bench/ is on sys.path when a script runs
 
 

@@ -96,7 +96,7 @@ def main() -> None:
     audio_s = sum(a.duration_s for a in audios)
     print(f"{cpu_name()}, {args.threads} threads, batch size {args.batch_size}; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; {len(audios)} clips, {audio_s / 60:.1f} min of audio", flush=True)
-    from emotion2vec_plus.compute import choose_compute_type
+    from emotion2vec_plus.runtime.compute import choose_compute_type
 
     chosen, reason = choose_compute_type("torch", torch.device("cpu"))
     print(f"compute_type='auto' picks {chosen} here ({reason})", flush=True)

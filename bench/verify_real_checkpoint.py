@@ -55,8 +55,8 @@ class Row:
 def funasr_loadable_dir(model_dir: Path, scratch: Path) -> tuple[Path, str]:
     """``model_dir`` if FunASR's ``torch.load`` takes its weights file, else a temporary copy whose
     weights file holds only the tensors (read by this package without running code)."""
-    from emotion2vec_plus.checkpoint import read_checkpoint_object
-    from emotion2vec_plus.config import checkpoint_files
+    from emotion2vec_plus.models.checkpoint import read_checkpoint_object
+    from emotion2vec_plus.models.config import checkpoint_files
 
     files = checkpoint_files(model_dir)
     try:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from emotion2vec_plus.errors import Emotion2VecError
-    from emotion2vec_plus.hub import resolve_model_dir
+    from emotion2vec_plus.models.hub import resolve_model_dir
 
     try:
         model_dir = resolve_model_dir(args.model, hub=args.hub)

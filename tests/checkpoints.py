@@ -219,8 +219,8 @@ def build_funasr_checkpoint(directory: Path, seed: int = 0, tokens: list[str] | 
 def build_checkpoint(directory: Path, seed: int = 0, tokens: list[str] | None = TOKENS,
                      nest: str | None = None, **size: Any) -> Path:
     """The same without FunASR: random weights through this package's own model."""
-    from emotion2vec_plus.config import Emotion2vecConfig
-    from emotion2vec_plus.model import Emotion2vecModel
+    from emotion2vec_plus.models.config import Emotion2vecConfig
+    from emotion2vec_plus.models.emotion2vec import Emotion2vecModel
 
     config = make_config(**size)
     model = Emotion2vecModel(Emotion2vecConfig.from_model_conf(config["model_conf"]),

@@ -15,7 +15,7 @@ REPO_ROOT = TESTS_DIR.parent
 DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 #: Embedding size of the bundled compact model (what every default-model test expects).
-BUNDLED_DIM = __import__("emotion2vec_plus.compact", fromlist=["read_compact"]).read_compact().embed_dim
+BUNDLED_DIM = __import__("emotion2vec_plus.models.compact", fromlist=["read_compact"]).read_compact().embed_dim
 sys.path.insert(0, str(TESTS_DIR))
 
 from checkpoints import CONFIG_768, CONFIG_1024, build_checkpoint  # noqa: E402

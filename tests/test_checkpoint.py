@@ -13,10 +13,10 @@ import yaml
 
 from checkpoints import (Phase, fairseq_checkpoint, make_config, randomize_, released_config, released_names,
                          write_checkpoint_dir)
-from emotion2vec_plus.checkpoint import InertObject, load_checkpoint, map_checkpoint_names, read_checkpoint_object
-from emotion2vec_plus.config import Emotion2vecConfig
+from emotion2vec_plus.models.checkpoint import InertObject, load_checkpoint, map_checkpoint_names, read_checkpoint_object
+from emotion2vec_plus.models.config import Emotion2vecConfig
 from emotion2vec_plus.errors import CheckpointError
-from emotion2vec_plus.model import Emotion2vecModel
+from emotion2vec_plus.models.emotion2vec import Emotion2vecModel
 
 SMALL = dict(embed_dim=64, num_heads=4, depth=1, prenet_depth=1, conv_pos_groups=4)
 
@@ -231,7 +231,7 @@ def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     assert file_bytes > 2.9 * weight_bytes
     script = textwrap.dedent(f"""
         import re, torch
-        from emotion2vec_plus.checkpoint import load_checkpoint
+        from emotion2vec_plus.models.checkpoint import load_checkpoint
         def peak():
             return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
         before = peak()

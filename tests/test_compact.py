@@ -11,8 +11,8 @@ import pytest
 
 from conftest import BUNDLED_DIM, speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, Emotion2VecPlus
-from emotion2vec_plus.compact import read_compact
-from emotion2vec_plus.registry import COMPACT_FILE
+from emotion2vec_plus.models.compact import read_compact
+from emotion2vec_plus.models.registry import COMPACT_FILE
 from emotion2vec_plus.errors import CheckpointError
 from emotion2vec_plus.numerics import FLOAT32, assert_close
 
@@ -139,9 +139,9 @@ def test_a_compact_model_file_of_ones_own_loads_by_path(tmp_path):
     loaded by path through the public API, with embeddings of the projection's size."""
     import torch
 
-    from emotion2vec_plus.compact import load_compact_model, save_compact
+    from emotion2vec_plus.models.compact import load_compact_model, save_compact
     from emotion2vec_plus.heads import EmotionHead
-    from emotion2vec_plus.whisper import load_whisper_encoder
+    from emotion2vec_plus.models.whisper import load_whisper_encoder
 
     rng = np.random.default_rng(0)
     released = load_whisper_encoder().state_dict()

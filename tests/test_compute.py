@@ -10,7 +10,7 @@ import pytest
 
 PROBE = """
 import resource, sys, torch
-from emotion2vec_plus.compute import tune_c_allocator
+from emotion2vec_plus.runtime.compute import tune_c_allocator
 if sys.argv[1] == "tune":
     print("applied", tune_c_allocator(), tune_c_allocator())
 def faults():
@@ -36,8 +36,9 @@ def test_tuned_allocator_reuses_freed_blocks_instead_of_faulting_in_new_pages():
     pages = 3 * 16_000_000 // 4096  # one round's blocks
     # Tuned, the first round's pages serve the other 19 rounds. Untuned glibc often hands the
     # freed blocks back to the kernel and faults them in again every round (163k faults in
-    # one run here, ~14 rounds' worth), but that depends on its history: not asserted.
-    assert int(tuned["faults"]) <= 2 * pages, f"tuned {tuned['faults']}, untuned {_probe('default')['faults']}"
+    # one run here, ~14 rounds' worth), but that depends on its history: not asserted. Tuned runs
+    # measured 1 to 2.3 rounds' worth (the latter with another test suite running beside it).
+    assert int(tuned["faults"]) <= 4 * pages, f"tuned {tuned['faults']}, untuned {_probe('default')['faults']}"
 
 
 def test_allocator_tuning_can_be_turned_off():
@@ -49,7 +50,7 @@ def test_model_work_runs_on_one_thread_with_the_callers_context():
     import contextvars
     import threading
 
-    from emotion2vec_plus.compute import model_thread, on_model_thread
+    from emotion2vec_plus.runtime.compute import model_thread, on_model_thread
 
     request = contextvars.ContextVar("request", default=None)
     request.set("upload-7")
@@ -71,7 +72,7 @@ def test_model_work_runs_on_one_thread_with_the_callers_context():
 
 # --------------------------------------------------------------------------- compute_type="auto"
 
-from emotion2vec_plus.compute import CpuFeatures, choose_compute_type, cpu_features  # noqa: E402
+from emotion2vec_plus.runtime.compute import CpuFeatures, choose_compute_type, cpu_features  # noqa: E402
 
 SAPPHIRE_RAPIDS = CpuFeatures("Intel(R) Xeon(R) Platinum 8481C", frozenset(
     "avx2 avx512f avx512_bf16 avx512_vnni amx_tile amx_bf16 amx_int8".split()), "AVX512", "")

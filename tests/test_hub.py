@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from emotion2vec_plus import hub
+from emotion2vec_plus.models import hub
 from emotion2vec_plus.errors import ModelError, ModelNotFoundError
 
 TOKENS = [
@@ -294,7 +294,7 @@ def test_model_without_head_needs_no_tokens(cache: Path) -> None:
 
 def test_emotion2vec_base_weights_are_found_by_configuration_json(tmp_path: Path, cache: Path) -> None:
     """emotion2vec_base publishes emotion2vec_base.pt, named by configuration.json (as FunASR reads it)."""
-    from emotion2vec_plus.config import checkpoint_files
+    from emotion2vec_plus.models.config import checkpoint_files
 
     model_dir = make_checkpoint(cache / "hf" / "emotion2vec" / "emotion2vec_base",
                                 files=("config.yaml", "emotion2vec_base.pt"))

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from checkpoints import make_config, randomize_
-from emotion2vec_plus.config import Emotion2vecConfig, load_config, parse_conv_spec
+from emotion2vec_plus.models.config import Emotion2vecConfig, load_config, parse_conv_spec
 from emotion2vec_plus.errors import CheckpointError
-from emotion2vec_plus.model import Emotion2vecModel, alibi_slopes
+from emotion2vec_plus.models.emotion2vec import Emotion2vecModel, alibi_slopes
 from emotion2vec_plus.numerics import FLOAT32, assert_close
 
 SMALL = dict(embed_dim=128, num_heads=4, depth=2, prenet_depth=1, conv_pos_groups=4)
@@ -115,7 +115,7 @@ def test_padding_content_does_not_leak():
 def test_chunked_extractor_and_feed_forward_change_nothing(monkeypatch, variant):
     """Spans of conv frames and row blocks of the feed-forward layer are an execution detail:
     tiny spans and blocks (many boundaries, ragged last pieces) give the same frames as one piece."""
-    from emotion2vec_plus import model as model_module
+    from emotion2vec_plus.models import emotion2vec as model_module
 
     config = make_config(**SMALL)
     config["model_conf"]["layer_norm_first"] = variant == "pre-ln-blocks"

@@ -18,8 +18,8 @@ from emotion2vec_plus import Emotion2VecPlus, ModelError
 from emotion2vec_plus.cli import main
 
 pytest.importorskip("onnxruntime")
-from emotion2vec_plus import onnx_backend  # noqa: E402
-from emotion2vec_plus.onnx_backend import OnnxRunner, export_onnx  # noqa: E402
+from emotion2vec_plus.runtime import onnx_backend  # noqa: E402
+from emotion2vec_plus.runtime.onnx_backend import OnnxRunner, export_onnx  # noqa: E402
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "src" / "emotion2vec_plus" / "samples").glob("*.wav"))
 

@@ -1,4 +1,4 @@
-"""REST service (``emotion2vec_plus.service``) with the bundled compact model and real speech."""
+"""REST service (``emotion2vec_plus.apps.service``) with the bundled compact model and real speech."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import BUNDLED_DIM, speech_clips, speech_of_length  # noqa: E402
 from emotion2vec_plus import Emotion2VecPlus  # noqa: E402
-from emotion2vec_plus.service import API_KEY_ENV, create_app, sanitise_filename  # noqa: E402
+from emotion2vec_plus.apps.service import API_KEY_ENV, create_app, sanitise_filename  # noqa: E402
 
 
 @pytest.fixture(scope="module")

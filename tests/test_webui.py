@@ -20,7 +20,7 @@ from conftest import BUNDLED_DIM  # noqa: E402
 pytest.importorskip("gradio")
 
 from emotion2vec_plus import Emotion2VecPlus, load_embedding  # noqa: E402
-from emotion2vec_plus.webui import (  # noqa: E402
+from emotion2vec_plus.apps.webui import (  # noqa: E402
     EmotionWebUI,
     ModelProvider,
     WebUISettings,
@@ -28,7 +28,7 @@ from emotion2vec_plus.webui import (  # noqa: E402
     emotion_name,
     launch_kwargs,
 )
-from emotion2vec_plus.webui_text import TEXT, pick_language, similarity_reading, text  # noqa: E402
+from emotion2vec_plus.apps.webui_text import TEXT, pick_language, similarity_reading, text  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "src" / "emotion2vec_plus" / "samples"
 EMOJIS = "😠🤢😨😊😐🤔😢😲❓"

@@ -1,4 +1,4 @@
-"""The shipped Whisper base encoder and Whisper's log-mel front end (emotion2vec_plus.whisper).
+"""The shipped Whisper base encoder and Whisper's log-mel front end (emotion2vec_plus.models.whisper).
 
 Fast, offline, no ctranslate2: the CTranslate2 cross-check is recorded in docs/whisper_encoder.md
 (``tools/build_whisper_encoder.py --verify-ct2 CLIP``). The golden numbers below were recorded
@@ -15,7 +15,7 @@ import torch
 
 from emotion2vec_plus.errors import CheckpointError, ModelNotFoundError
 from emotion2vec_plus.numerics import FLOAT32, FLOAT64, assert_close
-from emotion2vec_plus.whisper import (
+from emotion2vec_plus.models.whisper import (
     ASSET_INFO_NAME,
     N_FRAMES_30S,
     WhisperEncoder,
@@ -395,7 +395,7 @@ def test_builtin_safetensors_reader_equals_library(monkeypatch):
 
     from safetensors.torch import load_file
 
-    from emotion2vec_plus.whisper import read_safetensors
+    from emotion2vec_plus.models.whisper import read_safetensors
 
     expected = load_file(str(default_weights_path()))
     real_import = builtins.__import__

@@ -21,7 +21,7 @@ What it does:
 2. Parses the CTranslate2 binary format (version 6: header, variables, aliases) in pure
    Python + NumPy (no ctranslate2 needed), takes the encoder tensors only, splits the fused
    q/k/v projection (CT2 stores a zero key bias; Whisper's key has none) and renames them to
-   :class:`emotion2vec_plus.whisper.WhisperEncoder`'s ``state_dict()`` names.
+   :class:`emotion2vec_plus.models.whisper.WhisperEncoder`'s ``state_dict()`` names.
 3. Writes ``src/emotion2vec_plus/assets/whisper_base_encoder.safetensors`` (fp16, byte-for-byte
    reproducible) and ``whisper_base_encoder.json`` (its sha256, size, sources, licence).
 
@@ -263,7 +263,7 @@ def build(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from emotion2vec_plus.whisper import WhisperEncoder, WhisperEncoderConfig, sinusoids
+    from emotion2vec_plus.models.whisper import WhisperEncoder, WhisperEncoderConfig, sinusoids
 
     cfg = WhisperEncoderConfig()
     with tempfile.TemporaryDirectory(prefix="whisper_build_") as tmp_str:
@@ -436,7 +436,7 @@ def verify_ct2(model_dir: Path, clip: Path, weights: Path, weights_sha: str) -> 
     import soundfile as sf
     import torch
 
-    from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram, mel_filterbank
+    from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram, mel_filterbank
 
     try:
         import ctranslate2
@@ -456,7 +456,7 @@ def verify_ct2(model_dir: Path, clip: Path, weights: Path, weights_sha: str) -> 
         log(f"verify: mel_filterbank vs librosa.filters.mel: max |diff| = "
             f"{np.abs(mel_filterbank() - filters).max():.3g}")
     except ImportError:
-        filters, filters_from = mel_filterbank(), "emotion2vec_plus.whisper.mel_filterbank (librosa missing)"
+        filters, filters_from = mel_filterbank(), "emotion2vec_plus.models.whisper.mel_filterbank (librosa missing)"
     ref = reference_log_mel(audio, filters)
     mel_diff = (mel[0] - ref).abs()
     log(f"verify: log-mel vs reference (torch.stft as openai-whisper, filters from {filters_from}): "

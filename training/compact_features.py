@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import read_all  # noqa: E402
 
-from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
+from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
 SR = 16000
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import padded_batches  # noqa: E402
 from corpora import read_all  # noqa: E402
 
-from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
+from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
 LAYERS = 7  # hidden_states[0..6]: stem, blocks 1-5, block 6 + ln_post (what compact.py concatenates)
 

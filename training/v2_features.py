@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import augment as basic_augment, padded_batches  # noqa: E402
 from corpora import ALL_CORPORA, read_all  # noqa: E402
 
-from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
+from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
 SR = 16000
 

@@ -141,9 +141,9 @@ def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, r
     """A compact model file (format v2, no tuned blocks): per-frame layer norms without affine
     change, the standardisation folded into the projection's linear map, the head divided by the
     calibration temperature."""
-    from emotion2vec_plus.compact import save_compact
+    from emotion2vec_plus.models.compact import save_compact
     from emotion2vec_plus.heads import EmotionHead
-    from emotion2vec_plus.whisper import ASSET_INFO_NAME, _asset_info
+    from emotion2vec_plus.models.whisper import ASSET_INFO_NAME, _asset_info
 
     weight = model.project.weight.detach().numpy() / scale[None, :]
     bias = model.project.bias.detach().numpy() - weight @ mean

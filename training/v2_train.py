@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import Clip, save_fold_speakers, speaker_folds  # noqa: E402
 
 from emotion2vec_plus.heads import classification_metrics  # noqa: E402
-from emotion2vec_plus.whisper import load_whisper_encoder  # noqa: E402
+from emotion2vec_plus.models.whisper import load_whisper_encoder  # noqa: E402
 
 LABELS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 
@@ -287,9 +287,9 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 def export_compact(model: TunedTop, path: Path, recipe: Recipe, *, temperature: float = 1.0,
                    metrics: dict | None = None, description: str = "") -> Path:
     """Write ``model`` as a compact model file (the format the package loads)."""
-    from emotion2vec_plus.compact import save_compact
+    from emotion2vec_plus.models.compact import save_compact
     from emotion2vec_plus.heads import EmotionHead
-    from emotion2vec_plus.whisper import ASSET_INFO_NAME, _asset_info
+    from emotion2vec_plus.models.whisper import ASSET_INFO_NAME, _asset_info
 
     encoder = {f"blocks.{recipe.first_tuned + i}.{name}": value.detach().numpy()
                for i, block in enumerate(model.blocks) for name, value in block.state_dict().items()}

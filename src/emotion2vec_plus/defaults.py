@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .registry import COMPACT_NAME
+from .models.registry import COMPACT_NAME
 
 #: The model used when none is named: the one bundled with the package (works offline).
 DEFAULT_MODEL = COMPACT_NAME
@@ -17,7 +17,7 @@ MAX_DURATION_S: float = 4 * 3600.0
 SERVER_MAX_DURATION_S: float = 600.0
 GRANULARITIES: tuple[str, ...] = ("utterance", "frame")
 COMPUTE_TYPES: tuple[str, ...] = ("float32", "int8", "bfloat16")
-#: ``auto`` picks one of :data:`COMPUTE_TYPES` by CPU (see :func:`emotion2vec_plus.compute.choose_compute_type`).
+#: ``auto`` picks one of :data:`COMPUTE_TYPES` by CPU (see :func:`emotion2vec_plus.runtime.compute.choose_compute_type`).
 COMPUTE_TYPE_CHOICES: tuple[str, ...] = ("auto", *COMPUTE_TYPES)
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 #: File extensions (lower-case) taken as audio when a folder is searched (batch, train-head) or a

@@ -18,24 +18,24 @@ import numpy as np
 import torch
 
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source
-from .checkpoint import load_checkpoint
-from .config import checkpoint_files
-from .compact import CompactEmotionModel, is_compact_file, load_compact_model
-from .compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
-from .compact import WINDOW_S as COMPACT_WINDOW_S
-from .compute import check_compute_options, choose_compute_type, make_runner
+from .models.checkpoint import load_checkpoint
+from .models.config import checkpoint_files
+from .models.compact import CompactEmotionModel, is_compact_file, load_compact_model
+from .models.compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
+from .models.compact import WINDOW_S as COMPACT_WINDOW_S
+from .runtime.compute import check_compute_options, choose_compute_type, make_runner
 from .defaults import DEFAULT_MODEL, GRANULARITIES
 from .embeddings import utterance_embedding
 from .errors import AudioError, Emotion2VecError, ModelError
-from .hub import canonical_name, resolve_model_dir
+from .models.hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
 from .labels import Label, label_from_name
-from .model import Emotion2vecModel
+from .models.emotion2vec import Emotion2vecModel
 from .outputs import ProcessedAudioWriter, write_run
-from .registry import COMPACT_NAME, default_compact_path
+from .models.registry import COMPACT_NAME, default_compact_path
 from .results import AudioSummary, FrameScores, Result, Segment
 from .segmentation import HOLD_IN_MEMORY_S, LongAudio, Piece, load_input, plan_pieces
-from .whisper import default_weights_path as default_whisper_weights_path
+from .models.whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
 #: emotion2vec+'s default window: clips up to 30 s are scored whole, as FunASR scores them.
@@ -94,7 +94,7 @@ class Emotion2VecPlus:
         compute_type: ``"float32"`` (default: FunASR's numbers exactly), ``"int8"`` (dynamic int8
             quantisation of the encoder's linear layers, CPU), ``"bfloat16"`` (encoder under bf16
             autocast, torch only) or ``"auto"`` (the fastest for this CPU: bfloat16 with AMX units,
-            else int8 with AVX2, else float32; see :func:`~emotion2vec_plus.compute.choose_compute_type`;
+            else int8 with AVX2, else float32; see :func:`~emotion2vec_plus.runtime.compute.choose_compute_type`;
             the choice is in :attr:`compute_type` and :attr:`compute_type_reason`).
         backend: ``"torch"`` (default) or ``"onnx"`` (the model exported once to ONNX, cached under
             ``<cache_dir>/onnx/``, and run with onnxruntime; needs ``pip install "emotion2vec-plus[onnx]"``).

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..onnx_backend import export_onnx, require_onnxruntime, sidecar_path
+    from ..runtime.onnx_backend import export_onnx, require_onnxruntime, sidecar_path
 
     require_onnxruntime()
     started = time.perf_counter()

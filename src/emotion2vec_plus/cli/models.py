@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import all_models
+    from ..models.registry import all_models
 
     entries = all_models(hub=args.hub, cache_dir=args.cache_dir)
     if args.json:

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, print the address, and run uvicorn until interrupted."""
     import uvicorn
 
-    from ..compute import on_model_thread
-    from ..service import create_app
+    from ..runtime.compute import on_model_thread
+    from ..apps.service import create_app
 
     started = time.perf_counter()
     # Loaded on the thread that will run it: one OpenMP team in the process (see compute.model_thread).

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..defaults import SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
-from ..webui_text import LANGUAGES
+from ..apps.webui_text import LANGUAGES
 from .options import add_model_options, model_kwargs
 
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the model once (printing progress), print the address and serve the page until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ..webui import EmotionWebUI, ModelProvider, WebUISettings, build_app, launch_kwargs
+    from ..apps.webui import EmotionWebUI, ModelProvider, WebUISettings, build_app, launch_kwargs
 
     if args.max_upload_mb <= 0 or args.max_duration <= 0:
         raise ValueError("--max-upload-mb and --max-duration must be positive")

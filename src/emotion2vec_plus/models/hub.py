@@ -42,7 +42,7 @@ from typing import TypeAlias
 import huggingface_hub
 
 from .config import CONFIG_FILE, FILE_MAP, TOKENS_FILE, WEIGHTS_FILE, checkpoint_files
-from .errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError
 
 PathLike: TypeAlias = str | os.PathLike[str]
 

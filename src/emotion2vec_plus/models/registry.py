@@ -1,5 +1,5 @@
 """Every model the toolkit runs, by name: the bundled compact model and the emotion2vec+ family on
-the hubs (:data:`~emotion2vec_plus.hub.MODELS`). Light on purpose (no PyTorch, no NumPy), so
+the hubs (:data:`~emotion2vec_plus.models.hub.MODELS`). Light on purpose (no PyTorch, no NumPy), so
 ``emotion2vec-plus models`` answers in well under a second.
 """
 

@@ -8,7 +8,7 @@ MIT licence, OpenAI Whisper weights) and were checked against CTranslate2's own 
 
 Typical use::
 
-    from emotion2vec_plus.whisper import load_whisper_encoder, log_mel_spectrogram
+    from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram
     encoder = load_whisper_encoder()                     # float32, eval mode, sha256 checked
     mel, frames = log_mel_spectrogram(wavs, num_samples) # wavs (B, N) 16 kHz, padded with anything
     out = encoder(mel, frames)                           # out.hidden_states: 7 x (B, T, 512)
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, ModelNotFoundError
-from .registry import WHISPER_FILE
+from ..errors import CheckpointError, ModelNotFoundError
+from .registry import WHISPER_FILE, asset_path
 
 __all__ = [
     "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "N_MELS", "N_SAMPLES_30S", "N_FRAMES_30S",
@@ -465,19 +465,13 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _asset_dir() -> Path:
-    from importlib.resources import files
-
-    return Path(str(files("emotion2vec_plus") / "assets"))
-
-
 def default_weights_path() -> Path:
     """The shipped ``assets/whisper_base_encoder.safetensors``."""
-    return _asset_dir() / ASSET_NAME
+    return asset_path(ASSET_NAME)
 
 
 def _asset_info() -> dict:
-    info_path = _asset_dir() / ASSET_INFO_NAME
+    info_path = asset_path(ASSET_INFO_NAME)
     if not info_path.is_file():
         raise ModelNotFoundError(
             f"Whisper encoder record {info_path} is missing: reinstall emotion2vec-plus or "

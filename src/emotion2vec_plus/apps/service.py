@@ -68,19 +68,19 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .defaults import API_KEY_ENV
-from .registry import all_models, bundled_model
-from .analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
-from .audio import Audio, load_audio
-from .compute import model_thread
-from .embeddings import NPY_MAGIC, load_embedding, utterance_embedding
-from .errors import AudioError, EmbeddingFileError, NotAudioError
-from .inference import Emotion2VecPlus
-from .errors import ServiceError, QueueFullError  # defined in errors.py; importable from here too
+from ..defaults import API_KEY_ENV
+from ..models.registry import all_models, bundled_model
+from ..analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
+from ..audio import Audio, load_audio
+from ..runtime.compute import model_thread
+from ..embeddings import NPY_MAGIC, load_embedding, utterance_embedding
+from ..errors import AudioError, EmbeddingFileError, NotAudioError
+from ..inference import Emotion2VecPlus
+from ..errors import ServiceError, QueueFullError  # defined in errors.py; importable from here too
 
 __all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app"]
 
-log = logging.getLogger("emotion2vec_plus.service")
+log = logging.getLogger("emotion2vec_plus.apps.service")
 
 #: Environment variable holding the API key when ``create_app(api_key=None)``.
 _READ_CHUNK = 1 << 20
@@ -141,7 +141,7 @@ class _Job:
 class MicroBatcher:
     """Collects decoded inputs for ``gather_s`` seconds (up to ``max_batch``) and runs them in one call.
 
-    ``predict_batch`` runs on the process's model thread (:func:`~emotion2vec_plus.compute.model_thread`),
+    ``predict_batch`` runs on the process's model thread (:func:`~emotion2vec_plus.runtime.compute.model_thread`),
     so the model is never used from two threads at once and the event loop stays free. Embeddings are always computed (they are a
     by-product of the forward pass) and dropped afterwards for requests that did not ask.
     """
@@ -671,7 +671,7 @@ def _load_npy_bytes(data: bytes, name: str) -> np.ndarray:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -687,7 +687,7 @@ def _loaded_model_info(model: Emotion2VecPlus) -> dict[str, Any]:
 
 
 def _known_models() -> list[dict[str, Any]]:
-    """Every model by name (:func:`~emotion2vec_plus.registry.all_models`); the loaded one is in ``loaded``."""
+    """Every model by name (:func:`~emotion2vec_plus.models.registry.all_models`); the loaded one is in ``loaded``."""
     try:
         entries = all_models()
     except Exception as exc:  # a broken cache must not break the listing of the loaded model

@@ -10,8 +10,8 @@ The graph is the whole model, unlike FunASR's export (encoder only, no padding m
 
 The forward pass exported here is written without data-dependent Python branches (the PyTorch
 forward skips masking work when nothing is padded, which a trace would freeze) but calls the
-same modules, so weights and numerics are those of :mod:`emotion2vec_plus.model` and
-:mod:`emotion2vec_plus.compact`. Every export is checked against PyTorch on a batch of another
+same modules, so weights and numerics are those of :mod:`emotion2vec_plus.models.emotion2vec` and
+:mod:`emotion2vec_plus.models.compact`. Every export is checked against PyTorch on a batch of another
 size and other lengths than the traced one before it is used.
 
 onnx and onnxruntime are optional (``pip install "emotion2vec-plus[onnx]"``) and imported
@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .compact import CompactEmotionModel
-from .defaults import ONNX_OPSET
-from .errors import ModelError
-from .model import Emotion2vecModel, EncoderOutput
-from .numerics import FLOAT32, Tolerance, drift
-from .whisper import sha256_file
+from ..models.compact import CompactEmotionModel
+from ..defaults import ONNX_OPSET
+from ..errors import ModelError
+from ..models.emotion2vec import Emotion2vecModel, EncoderOutput
+from ..numerics import FLOAT32, Tolerance, drift
+from ..models.whisper import sha256_file
 
 OPSET = ONNX_OPSET
 #: Bump when the exported graph changes, so cached exports are rebuilt.
@@ -253,7 +253,7 @@ def cache_key(model: nn.Module, source_files: Sequence[str | os.PathLike], cache
 
 
 def onnx_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    from .hub import default_cache_dir
+    from ..models.hub import default_cache_dir
 
     return Path(cache_dir).expanduser() / "onnx" if cache_dir is not None else default_cache_dir() / "onnx"
 

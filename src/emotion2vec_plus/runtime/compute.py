@@ -17,7 +17,7 @@ classifier head always runs in float32 PyTorch on the embeddings the runner retu
   with the linear weights stored in bf16 once at load (:func:`cast_linear_weights`).
 * ``onnx`` + ``float32`` / ``int8``: the full model exported to ONNX once (cached) and run with
   onnxruntime; int8 is onnxruntime's dynamic quantisation of the transformer blocks' MatMuls.
-  See :mod:`emotion2vec_plus.onnx_backend`.
+  See :mod:`emotion2vec_plus.runtime.onnx_backend`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
-from .defaults import BACKENDS, COMPUTE_TYPE_CHOICES, COMPUTE_TYPES
-from .model import EncoderOutput
+from ..defaults import BACKENDS, COMPUTE_TYPE_CHOICES, COMPUTE_TYPES
+from ..models.emotion2vec import EncoderOutput
 
 #: What a user may ask for: a compute type, or ``"auto"`` (:func:`choose_compute_type`).
 

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .defaults import AUDIO_EXTENSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
-from .compute import on_model_thread
-from .errors import Emotion2VecError
-from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
-from .outputs import servable_file
+from ..defaults import AUDIO_EXTENSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
+from ..runtime.compute import on_model_thread
+from ..errors import Emotion2VecError
+from ..labels import EMOJI, EMOTIONS, EMOTIONS_ZH
+from ..outputs import servable_file
 from .webui_text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, pick_language, similarity_reading, text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,8 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import plotly.graph_objects as go
 
-    from .inference import Emotion2VecPlus
-    from .results import Result
+    from ..inference import Emotion2VecPlus
+    from ..results import Result
 
 __all__ = [
     "DEFAULT_PORT", "EmotionWebUI", "ModelProvider", "WebUISettings", "build_app",
@@ -142,9 +142,9 @@ class ModelProvider:
     """Loads each model once and keeps it: the default model always, plus the last other one used.
 
     ``choices()`` is what the model dropdown offers: the default model, the bundled compact model
-    and the emotion2vec+ models cached on this machine (:func:`emotion2vec_plus.hub.list_models`;
+    and the emotion2vec+ models cached on this machine (:func:`emotion2vec_plus.models.hub.list_models`;
     nothing is downloaded from the page). Models load and run on the process's one model thread
-    (:func:`emotion2vec_plus.compute.model_thread`), so model calls run one at a time.
+    (:func:`emotion2vec_plus.runtime.compute.model_thread`), so model calls run one at a time.
     """
 
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
@@ -166,8 +166,8 @@ class ModelProvider:
 
     def choices(self) -> list[str]:
         """Model names for the dropdown: the default first, then compact, then cached emotion2vec+ models."""
-        from .hub import list_models
-        from .registry import COMPACT_NAME
+        from ..models.hub import list_models
+        from ..models.registry import COMPACT_NAME
 
         names = [self.default_name]
         if COMPACT_NAME not in names:
@@ -186,7 +186,7 @@ class ModelProvider:
         Only names from :meth:`choices` are accepted (the page never downloads a model);
         ``on_load(name)`` is called before a load starts (to show progress).
         """
-        from .errors import ModelError
+        from ..errors import ModelError
 
         name = name or self.default_name
         with self._load_lock:
@@ -196,7 +196,7 @@ class ModelProvider:
                 raise ModelError(f"model {name!r} is not available here; choose one of {', '.join(self.choices())}")
             if on_load is not None:
                 on_load(name)
-            from .inference import Emotion2VecPlus
+            from ..inference import Emotion2VecPlus
 
             # Loaded and run on one thread: see compute.model_thread.
             model = on_model_thread(Emotion2VecPlus, name, download=name == self.default_name, **self._options)
@@ -323,7 +323,7 @@ def timeline_figure(result: "Result", lang: str) -> "go.Figure | None":
     """Lines of each class probability over time (frames, or windows of long audio); ``None`` without either."""
     import plotly.graph_objects as go
 
-    from .analytics import emotion_timeline
+    from ..analytics import emotion_timeline
 
     timeline = emotion_timeline(result, smooth_s=TIMELINE_SMOOTH_S)
     if timeline is None:
@@ -433,8 +433,8 @@ class EmotionWebUI:
     def _recognition_view(self, result: "Result", model: "Emotion2VecPlus", lang: str) -> RecognitionView:
         import gradio as gr
 
-        from .analytics import emotion_runs
-        from .outputs import EMBEDDING_NPY, PROCESSED_AUDIO, RESULT_JSON
+        from ..analytics import emotion_runs
+        from ..outputs import EMBEDDING_NPY, PROCESSED_AUDIO, RESULT_JSON
 
         if result.emotion is not None:
             card = (f'<div id="result-card"><div id="result-emoji">{html.escape(result.emoji or "")}</div>'
@@ -483,9 +483,9 @@ class EmotionWebUI:
     def run_batch_job(self, files: Sequence[str] | None, model_name: str | None = None, lang: str = DEFAULT_LANGUAGE,
                       progress: Any = None) -> BatchView:
         """Recognise many uploads with :func:`emotion2vec_plus.jobs.run_batch` into ``outputs/batch_*/``."""
-        from .jobs import (LIST_EXTENSIONS, NPY_ZIP_NAME, PARQUET_NAME, RESULTS_NAME, read_results, run_batch,
+        from ..jobs import (LIST_EXTENSIONS, NPY_ZIP_NAME, PARQUET_NAME, RESULTS_NAME, read_results, run_batch,
                             stage_files, write_results_csv, zip_npy_embeddings)
-        from .outputs import create_run_dir
+        from ..outputs import create_run_dir
 
         columns = [text(k, lang) for k in ("col_file", "col_emotion", "col_confidence", "col_duration", "col_status")]
         if not files:
@@ -554,7 +554,7 @@ class EmotionWebUI:
     def embeddings_for_explore(self, parquet: str | None) -> list[str] | None:
         """The batch run's ``embeddings.parquet`` for Explore, as Batch recorded it on the server (the
         download box holds Gradio's copies, elsewhere); only a file under the outputs root."""
-        from .jobs import PARQUET_NAME
+        from ..jobs import PARQUET_NAME
 
         served = servable_file(parquet, self.outputs_root) if parquet else None
         return [str(served)] if served is not None and served.name == PARQUET_NAME else None
@@ -563,7 +563,7 @@ class EmotionWebUI:
     def compare(self, file_a: str | None, file_b: str | None, model_name: str | None = None,
                 lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> str:
         """Cosine similarity of two clips or ``.npy`` embeddings with both results and a reading (HTML)."""
-        from .analytics import CALIBRATED_DIM, compare_inputs
+        from ..analytics import CALIBRATED_DIM, compare_inputs
 
         if not file_a or not file_b:
             return _error_html(text("error_no_files", lang), lang)
@@ -605,7 +605,7 @@ class EmotionWebUI:
     def explore(self, files: Sequence[str] | None, min_cluster_size: float = 5, colour_by: str = "cluster",
                 model_name: str | None = None, lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> ExploreView:
         """UMAP map and HDBSCAN clusters of a set of clips or of one embeddings Parquet file."""
-        from .analytics import EmbeddingIndex, cluster_embeddings, load_index
+        from ..analytics import EmbeddingIndex, cluster_embeddings, load_index
 
         columns = [text(k, lang) for k in ("col_cluster", "col_size", "col_dominant", "col_members")]
         empty = _frame([], columns)
@@ -665,7 +665,7 @@ class EmotionWebUI:
         """The newest 200 runs of the outputs folder with links to their files."""
         import gradio as gr
 
-        from .outputs import list_runs
+        from ..outputs import list_runs
 
         columns = [text(k, lang) for k in ("col_time", "col_file", "col_emotion", "col_confidence", "col_links")]
         runs = list_runs(self.outputs_root, limit=200)
@@ -684,7 +684,7 @@ class EmotionWebUI:
 
     def run_files(self, run_name: str | None) -> list[str] | None:
         """The files of one run folder (by its name under the outputs root) for download."""
-        from .outputs import RUN_PREFIX, list_runs
+        from ..outputs import RUN_PREFIX, list_runs
 
         if not run_name or not run_name.startswith(RUN_PREFIX) or "/" in run_name or "\\" in run_name:
             return None
@@ -704,7 +704,7 @@ def _colour_choices(lang: str) -> list[tuple[str, str]]:
 
 
 def _samples() -> list[Path]:
-    folder = Path(__file__).resolve().parent / "samples"
+    folder = Path(__file__).resolve().parents[1] / "samples"
     return sorted(folder.glob("*.wav"))
 
 
@@ -948,7 +948,7 @@ def launch_kwargs(ui: EmotionWebUI) -> dict[str, Any]:
     """Arguments for ``Blocks.launch``: upload size limit, the folders the page may serve, CSS."""
     return {
         "max_file_size": f"{ui.settings.max_upload_mb:g}mb",
-        "allowed_paths": [str(ui.outputs_root), str(Path(__file__).resolve().parent / "samples")],
+        "allowed_paths": [str(ui.outputs_root), str(Path(__file__).resolve().parents[1] / "samples")],
         "css": CSS,
         "share": False,
         "ssr_mode": False,

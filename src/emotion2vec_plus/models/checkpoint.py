@@ -30,9 +30,9 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from .config import Emotion2vecConfig, architecture_of, checkpoint_files, read_config_file
-from .errors import CheckpointError
-from .labels import Label, default_labels, read_tokens
-from .model import Emotion2vecModel
+from ..errors import CheckpointError
+from ..labels import Label, default_labels, read_tokens
+from .emotion2vec import Emotion2vecModel
 
 logger = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ def _find_head(state: Mapping[str, torch.Tensor], config: Emotion2vecConfig,
 def load_checkpoint(model_dir: str | Path) -> tuple[Emotion2vecModel, list[Label]]:
     """Build the model described by the directory's ``config.yaml`` and load its weights into it.
 
-    The files are found as FunASR finds them (:func:`~emotion2vec_plus.config.checkpoint_files`):
+    The files are found as FunASR finds them (:func:`~emotion2vec_plus.models.config.checkpoint_files`):
     ``config.yaml``, ``model.pt`` (``emotion2vec_base.pt`` for emotion2vec_base, named by its
     ``configuration.json``) and ``tokens.txt``. Returns the model in eval mode and its
     classifier labels (empty for embedding-only checkpoints such as ``emotion2vec_base``).

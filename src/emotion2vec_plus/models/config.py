@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 class _ConfigLoader(yaml.SafeLoader):

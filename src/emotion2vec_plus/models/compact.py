@@ -29,11 +29,11 @@ from safetensors import safe_open
 from safetensors.numpy import save
 from torch import nn
 
-from .errors import CheckpointError, ModelNotFoundError
-from .fileio import atomic_write
-from .heads import EmotionHead
-from .labels import EMOTIONS, Label, default_labels
-from .model import EncoderOutput
+from ..errors import CheckpointError, ModelNotFoundError
+from ..fileio import atomic_write
+from ..heads import EmotionHead
+from ..labels import EMOTIONS, Label, default_labels
+from .emotion2vec import EncoderOutput
 from .registry import default_compact_path
 from .whisper import WhisperEncoder, load_whisper_encoder, log_mel_spectrogram, log_mel_spectrogram_traceable
 
@@ -155,7 +155,7 @@ class CompactEmotionModel(nn.Module):
 
     def traceable_forward(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
         """:meth:`forward` as ONNX export traces it: the same network after a log-mel whose STFT is
-        a matrix product (:func:`~emotion2vec_plus.whisper.log_mel_spectrogram_traceable`); traced
+        a matrix product (:func:`~emotion2vec_plus.models.whisper.log_mel_spectrogram_traceable`); traced
         with a padded batch, so the masked path (exact for every batch) is the one recorded."""
         return self.embed_mel(*log_mel_spectrogram_traceable(wavs, num_samples))
 
