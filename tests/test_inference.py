@@ -281,3 +281,21 @@ def test_a_long_silent_file_is_decoded_with_bounded_memory(tmp_path):
     assert isinstance(long, LongAudio) and long.num_samples == 20 * 60 * 16000 and long.regions == []
     assert long.warnings and "silent" in long.warnings[0]
     assert peak < 16e6, f"decoding 20 min took {peak / 1e6:.0f} MB of Python/NumPy memory"
+
+
+@pytest.mark.parametrize("granularity", ["utterance", "frame"])
+def test_a_result_round_trips_through_its_documented_json(small_checkpoint, granularity):
+    """What the Ray workers ship: Result.to_dict, read back with Result.from_dict."""
+    import json
+
+    from emotion2vec_plus import Result
+
+    model = Emotion2VecPlus(small_checkpoint, window_s=2.0)
+    result = model.predict(str(speech_clips(1)[0]), granularity=granularity, extract_embedding=True)
+    assert result.segments or result.frames
+    data = json.loads(result.to_json())
+    back = Result.from_dict(data, embedding=result.embedding)
+    assert back.to_dict() == result.to_dict() and np.array_equal(back.embedding, result.embedding)
+    with_embedding = Result.from_dict(json.loads(result.to_json(include_embedding=True)))
+    assert with_embedding.embedding.shape == result.embedding.shape
+    assert np.allclose(with_embedding.embedding, result.embedding)

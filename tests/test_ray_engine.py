@@ -67,7 +67,8 @@ def runs(inputs, tmp_path_factory) -> dict:
 def test_ray_engine_writes_the_same_results_as_the_local_engine(runs, inputs):
     (local_out, local), (ray_out, remote) = runs["local"], runs["ray"]
     assert (remote.done, remote.failed, remote.skipped) == (local.done, local.failed, local.skipped) == (N_CLIPS, 1, 0)
-    assert remote.audio_hours == pytest.approx(local.audio_hours, rel=1e-6)
+    # Ray workers ship Result.to_dict, whose durations are rounded to the millisecond.
+    assert remote.audio_hours == pytest.approx(local.audio_hours, abs=N_CLIPS * 0.0005 / 3600)
 
     local_lines = {line["path"]: line for line in read_lines(local_out)}
     ray_lines = {line["path"]: line for line in read_lines(ray_out)}

@@ -146,6 +146,25 @@ class Result:
         }
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], embedding: np.ndarray | None = None) -> "Result":
+        """The result a :meth:`to_dict` dict describes (times as rounded there); ``embedding`` is
+        taken from the dict when it holds one, else from the argument."""
+        if data.get("embedding") is not None:
+            embedding = np.asarray(data["embedding"], dtype=np.float32).reshape(data["embedding_shape"])
+        audio = data.get("audio")
+        return cls(
+            source=data["source"], model=data["model"], granularity=data["granularity"], emotion=data.get("emotion"),
+            emotion_zh=data.get("emotion_zh"), emoji=data.get("emoji"), confidence=data.get("confidence"),
+            scores=dict(data.get("scores") or {}), duration_s=data.get("duration_s") or 0.0, embedding=embedding,
+            embedding_dim=data.get("embedding_dim"),
+            frames=None if data.get("frames") is None else [FrameScores(**f) for f in data["frames"]],
+            segments=None if data.get("segments") is None else [Segment(**g) for g in data["segments"]],
+            audio=None if audio is None else AudioSummary(**audio), warnings=list(data.get("warnings") or []),
+            processing_time_s=data.get("processing_time_s") or 0.0, error=data.get("error"),
+            output_dir=data.get("output_dir"),
+        )
+
     def to_json(self, include_embedding: bool = False, indent: int | None = 2) -> str:
         """``to_dict`` as JSON text (UTF-8 characters kept, e.g. the Chinese label)."""
         return json.dumps(self.to_dict(include_embedding), ensure_ascii=False, indent=indent)

@@ -77,51 +77,35 @@ class _Recognizer:
             for n, result in zip(chunk, results):
                 outcome[n] = result if result.ok else (result.error or "unknown error")
 
-        columns: dict[str, list] = {name: [] for name in (
-            "index", "path", "status", "error", "emotion", "confidence", "scores", "duration_s", "model",
-            "warnings", "embedding", "embedding_shape")}
-        for index, entry, item in zip(indices, entries, outcome):
+        # Each result travels as its own documented JSON (Result.to_dict) plus the embedding as floats.
+        columns: dict[str, list] = {name: [] for name in ("index", "status", "error", "result", "embedding",
+                                                          "embedding_shape")}
+        for index, item in zip(indices, outcome):
             result = item if isinstance(item, Result) else None
             embedding = None if result is None or result.embedding is None else np.asarray(result.embedding,
                                                                                           dtype=np.float32)
             columns["index"].append(index)
-            columns["path"].append(str(entry.path))
             columns["status"].append("ok" if result is not None else "error")
             columns["error"].append(None if result is not None else str(item))
-            columns["emotion"].append(result.emotion if result else None)
-            columns["confidence"].append(result.confidence if result else None)
-            columns["scores"].append(json.dumps(result.scores) if result and result.scores else None)
-            columns["duration_s"].append(result.duration_s if result else None)
-            columns["model"].append(result.model if result else None)
-            columns["warnings"].append(list(result.warnings) if result else [])
+            columns["result"].append(None if result is None else json.dumps(result.to_dict(), ensure_ascii=False))
             columns["embedding"].append(None if embedding is None else embedding.reshape(-1))
             columns["embedding_shape"].append(None if embedding is None else list(embedding.shape))
-        embedding_type = pa.list_(pa.float32())
         return pa.table({
             "index": pa.array(columns["index"], pa.int64()),
-            "path": pa.array(columns["path"], pa.string()),
             "status": pa.array(columns["status"], pa.string()),
             "error": pa.array(columns["error"], pa.string()),
-            "emotion": pa.array(columns["emotion"], pa.string()),
-            "confidence": pa.array(columns["confidence"], pa.float64()),
-            "scores": pa.array(columns["scores"], pa.string()),  # JSON object, label order kept
-            "duration_s": pa.array(columns["duration_s"], pa.float64()),
-            "model": pa.array(columns["model"], pa.string()),
-            "warnings": pa.array(columns["warnings"], pa.list_(pa.string())),
-            "embedding": pa.array(columns["embedding"], embedding_type),
+            "result": pa.array(columns["result"], pa.string()),
+            "embedding": pa.array(columns["embedding"], pa.list_(pa.float32())),
             "embedding_shape": pa.array(columns["embedding_shape"], pa.list_(pa.int64())),
         })
 
 
-def _result_of(row: dict[str, Any], granularity: str) -> Result:
-    """The :class:`Result` of an ``ok`` output row, as far as the writers need it."""
+def _result_of(row: dict[str, Any]) -> Result:
+    """The :class:`Result` of an ``ok`` output row."""
     embedding = None
     if row["embedding"] is not None:
         embedding = np.asarray(row["embedding"], dtype=np.float32).reshape(row["embedding_shape"])
-    return Result(source=row["path"], model=row["model"], granularity=granularity, emotion=row["emotion"],
-                  confidence=row["confidence"], scores=json.loads(row["scores"]) if row["scores"] else {},
-                  duration_s=row["duration_s"] or 0.0, embedding=embedding,
-                  warnings=list(row["warnings"] or []))
+    return Result.from_dict(json.loads(row["result"]), embedding=embedding)
 
 
 # ---------------------------------------------------------------------------------------------- Ray session
@@ -273,7 +257,7 @@ def _run_on_ray(todo: list[Entry], out: Path, model, address: str | None, worker
                     if row["status"] != "ok":
                         lines.append(error_line(entry, row["error"] or "unknown error", model, granularity))
                         continue
-                    result = _result_of(row, granularity)
+                    result = _result_of(row)
                     line, parquet_row = result_outputs(entry, result, out, granularity, write_npy)
                     lines.append(line)
                     if parquet_row is not None:
