@@ -114,7 +114,7 @@ def main() -> None:
         path = workdir / f"speech_{minutes:g}min.wav"
         if not path.exists():
             write_long(path, minutes * 60, clips, 16000, 1)
-        inputs.append((f"speech WAV 16 kHz mono", path, minutes * 60))
+        inputs.append(("speech WAV 16 kHz mono", path, minutes * 60))
     if args.silence_hours:
         path = workdir / f"silence_{args.silence_hours:g}h.flac"
         if not path.exists():
