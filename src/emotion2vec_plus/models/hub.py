@@ -26,7 +26,6 @@ Environment variables:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -42,6 +41,7 @@ from typing import TypeAlias
 import huggingface_hub
 
 from .config import CONFIG_FILE, FILE_MAP, TOKENS_FILE, WEIGHTS_FILE, checkpoint_files
+from ..fileio import sha256_file
 from ..errors import CheckpointError, ModelNotFoundError
 
 PathLike: TypeAlias = str | os.PathLike[str]
@@ -312,14 +312,6 @@ def _missing_files(directory: Path, names: tuple[str, ...]) -> list[str]:
 FILES_RECORD = ".emotion2vec_files.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _published_sha256(spec: ModelSpec, hub: str, revision: str | None) -> dict[str, str]:
     """sha256 of the model's large files as the hub lists them (Hugging Face's LFS metadata); {}
     when the hub does not say or cannot be asked."""
@@ -341,7 +333,7 @@ def _record_files(directory: Path, names: tuple[str, ...], published: dict[str, 
         path = directory / name
         if not path.is_file():
             continue
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if name in published and published[name] != digest:
             raise ModelNotFoundError(f"{source}: {name} arrived damaged (sha256 {digest[:12]}..., the hub publishes "
                                      f"{published[name][:12]}...); try again")
@@ -371,7 +363,7 @@ def entry_problem(directory: Path, spec: ModelSpec) -> str | None:
             return f"{path} is missing"
         if stat.st_size != expected.get("size"):
             return f"{path} is {stat.st_size:,} bytes, the download was {expected.get('size'):,}"
-        if stat.st_mtime_ns != expected.get("mtime_ns") and _sha256(path) != expected.get("sha256"):
+        if stat.st_mtime_ns != expected.get("mtime_ns") and sha256_file(path) != expected.get("sha256"):
             return f"{path} changed since it was downloaded (its sha256 differs)"
     return None
 

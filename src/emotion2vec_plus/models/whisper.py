@@ -28,7 +28,6 @@ Two modes:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..fileio import sha256_file
 from .registry import WHISPER_FILE, asset_path
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "ASSET_NAME", "ASSET_INFO_NAME",
     "mel_filterbank", "log_mel_spectrogram", "log_mel_spectrogram_traceable", "sinusoids",
     "WhisperEncoderConfig", "WhisperEncoderOutput", "WhisperEncoder",
-    "default_weights_path", "load_whisper_encoder", "read_safetensors", "sha256_file",
+    "default_weights_path", "load_whisper_encoder", "read_safetensors",
 ]
 
 SAMPLE_RATE = 16000
@@ -424,14 +424,6 @@ class WhisperEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------- loading
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "BF16": None}
 

@@ -40,7 +40,7 @@ from ..defaults import ONNX_OPSET
 from ..errors import ModelError
 from ..models.emotion2vec import Emotion2vecModel, EncoderOutput
 from ..numerics import FLOAT32, Tolerance, drift
-from ..models.whisper import sha256_file
+from ..fileio import sha256_file
 
 OPSET = ONNX_OPSET
 #: Bump when the exported graph changes, so cached exports are rebuilt.
