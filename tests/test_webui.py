@@ -28,7 +28,7 @@ from emotion2vec_plus.apps.webui import (  # noqa: E402
     emotion_name,
     launch_kwargs,
 )
-from emotion2vec_plus.apps.webui_text import TEXT, pick_language, similarity_reading, text  # noqa: E402
+from emotion2vec_plus.apps.webui.text import TEXT, pick_language, similarity_reading, text  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "src" / "emotion2vec_plus" / "samples"
 EMOJIS = "😠🤢😨😊😐🤔😢😲❓"

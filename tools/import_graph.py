@@ -92,6 +92,24 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def unresolved_imports() -> list[str]:
+    """Relative imports (anywhere, lazy ones included) whose module is not in the package."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if not node.module:  # "from . import x": each x must be a submodule or the package's name
+                    continue
+                if target not in MODULES:
+                    found.append(f"{name}: from {'.' * node.level}{node.module} ({target} does not exist)")
+    return found
+
+
 def private_imports() -> list[str]:
     """``from .x import _name``: one module reaching into another's private names."""
     found = []
@@ -113,7 +131,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     edges = graph()
-    loops, parsers, private = cycles(edges), argparse_outside_cli(), private_imports()
+    loops, parsers, private, unresolved = cycles(edges), argparse_outside_cli(), private_imports(), unresolved_imports()
     if not args.check:
         short = lambda m: m.removeprefix("emotion2vec_plus.") or "emotion2vec_plus"  # noqa: E731
         for module, targets in edges.items():
@@ -124,7 +142,9 @@ def main() -> int:
         print(f"{module} imports argparse (only emotion2vec_plus.cli may)", file=sys.stderr)
     for line in private:
         print(f"private name imported: {line}", file=sys.stderr)
-    return 1 if loops or parsers or private else 0
+    for line in unresolved:
+        print(f"unresolved import: {line}", file=sys.stderr)
+    return 1 if loops or parsers or private or unresolved else 0
 
 
 if __name__ == "__main__":

@@ -1,2 +1,2 @@
 """The interfaces built on the Python API: the REST service (:mod:`.service`) and the WebUI
-(:mod:`.webui`, its texts in :mod:`.webui_text`). Neither runs the model itself."""
+(:mod:`.webui`, a package: views, charts, page, text). Neither runs the model itself."""

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..defaults import SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
-from ..apps.webui_text import LANGUAGES
+from ..apps.webui.text import LANGUAGES
 from .options import add_model_options, model_kwargs
 
 

@@ -1,0 +1,127 @@
+"""What the WebUI draws: bilingual emotion names, percentages, the scores bar chart, the timeline
+and the cluster map (Plotly)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...labels import EMOJI, EMOTIONS, EMOTIONS_ZH
+from .text import text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
+
+    from ...results import Result
+
+
+def percent_text(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def emotion_name(emotion: str | None, emoji: str | None = None, emotion_zh: str | None = None) -> str:
+    """``"😊 开心 happy"``: an emotion with its emoji, Chinese and English names (custom labels as they are)."""
+    if not emotion:
+        return "-"
+    zh = emotion_zh or EMOTIONS_ZH.get(emotion)
+    face = emoji if emoji is not None else EMOJI.get(emotion, "")
+    parts = [face] if face else []
+    if zh and zh != emotion:
+        parts.append(zh)
+    parts.append(emotion)
+    return " ".join(parts)
+
+
+#: One colour per emotion, used by every chart.
+EMOTION_COLOURS: dict[str, str] = {
+    "angry": "#d62728", "disgusted": "#8c564b", "fearful": "#9467bd", "happy": "#ffbf00", "neutral": "#7f7f7f",
+    "other": "#17becf", "sad": "#1f77b4", "surprised": "#ff7f0e", "unknown": "#bcbd22",
+}
+
+
+_FALLBACK_COLOURS = ("#2ca02c", "#e377c2", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+#: Seconds of moving average on the frame timeline and its segments (single 20 ms frames jump between classes).
+TIMELINE_SMOOTH_S = 0.5
+
+
+def _colour(emotion: str, index: int) -> str:
+    return EMOTION_COLOURS.get(emotion, _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)])
+
+
+def scores_figure(scores: dict[str, float], lang: str) -> "go.Figure":
+    """Horizontal bars of every class probability, in model order, labelled in both languages."""
+    import plotly.graph_objects as go
+
+    names = list(scores)
+    values = [scores[n] * 100 for n in names]
+    fig = go.Figure(go.Bar(
+        x=values, y=[emotion_name(n) for n in names], orientation="h",
+        marker_color=[_colour(n, i) for i, n in enumerate(names)],
+        text=[f"{v:.1f}%" for v in values], textposition="auto", hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+    ))
+    fig.update_layout(title=text("scores_plot", lang), xaxis={"title": "%", "range": [0, 100]},
+                      yaxis={"autorange": "reversed"}, height=360, margin={"l": 10, "r": 10, "t": 40, "b": 30},
+                      template="plotly_white", showlegend=False)
+    return fig
+
+
+def timeline_figure(result: "Result", lang: str) -> "go.Figure | None":
+    """Lines of each class probability over time (frames, or windows of long audio); ``None`` without either."""
+    import plotly.graph_objects as go
+
+    from ...analytics import emotion_timeline
+
+    timeline = emotion_timeline(result, smooth_s=TIMELINE_SMOOTH_S)
+    if timeline is None:
+        return None
+    fig = go.Figure()
+    shape = "hv" if timeline.source == "segments" else "linear"
+    x = timeline.starts_s if timeline.source == "segments" else timeline.centres_s
+    for index, name in enumerate(timeline.labels):
+        y = timeline.probabilities[:, index] * 100
+        if timeline.source == "segments":  # a step per window, closed at the last window's end
+            xs, ys = np.append(x, timeline.ends_s[-1]), np.append(y, y[-1])
+        else:
+            xs, ys = x, y
+        if not np.any(ys > 0):
+            continue  # classes the model never gives (e.g. the compact model's untrained ones)
+        fig.add_trace(go.Scatter(x=xs.tolist(), y=ys.tolist(), mode="lines", name=emotion_name(name),
+                                 line={"color": _colour(name, index), "shape": shape, "width": 2},
+                                 hovertemplate="%{x:.2f} s: %{y:.1f}%<extra>" + html.escape(emotion_name(name)) + "</extra>"))
+    fig.update_layout(title=text("timeline_plot", lang), xaxis_title="s", yaxis={"title": "%", "range": [0, 100]},
+                      height=340, margin={"l": 10, "r": 10, "t": 40, "b": 30}, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def cluster_map_figure(index: Any, report: Any, colour_by: str, lang: str) -> "go.Figure":
+    """The 2-D UMAP map, one trace per cluster (noise grey) or per predicted emotion; hover shows the file."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    names = [Path(p).name for p in index.paths]
+    if colour_by == "emotion":
+        groups = sorted({e or "-" for e in index.emotions}, key=lambda e: (e not in EMOTIONS, e))
+        keys = [e or "-" for e in index.emotions]
+        legend = {g: emotion_name(g) if g != "-" else "-" for g in groups}
+        colours = {g: _colour(g, i) for i, g in enumerate(groups)}
+    else:
+        groups = sorted(set(report.labels.tolist()), key=lambda c: (c == -1, c))
+        keys = report.labels.tolist()
+        legend = {g: f"{text('col_cluster', lang)} {g}" if g != -1 else text("noise", lang) for g in groups}
+        colours = {g: ("#b0b0b0" if g == -1 else _FALLBACK_COLOURS[g % len(_FALLBACK_COLOURS)]) for g in groups}
+    for group in groups:
+        rows = [r for r, k in enumerate(keys) if k == group]
+        hover = [f"{html.escape(names[r])}<br>{html.escape(emotion_name(index.emotions[r]))} "
+                 f"{percent_text(index.confidences[r])}<br>{text('col_cluster', lang)}: {report.labels[r]}" for r in rows]
+        fig.add_trace(go.Scatter(x=report.coords[rows, 0].tolist(), y=report.coords[rows, 1].tolist(), mode="markers",
+                                 name=legend[group], text=hover, hovertemplate="%{text}<extra></extra>",
+                                 marker={"size": 10, "color": colours[group], "line": {"width": 0.5, "color": "#333"}}))
+    fig.update_layout(title=text("explore_map", lang), xaxis_title="UMAP 1", yaxis_title="UMAP 2", height=520,
+                      template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 30})
+    return fig
