@@ -110,6 +110,11 @@ class Audio:
     """Conditions that did not prevent decoding but may make the result less meaningful."""
 
     @property
+    def num_samples(self) -> int:
+        """Number of :attr:`samples` (at :data:`SAMPLE_RATE`)."""
+        return len(self.samples)
+
+    @property
     def duration_s(self) -> float:
         """Duration of :attr:`samples` in seconds."""
         return len(self.samples) / SAMPLE_RATE

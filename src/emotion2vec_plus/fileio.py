@@ -32,11 +32,17 @@ def atomic_write(path: str | os.PathLike, *, durable: bool = False, temp_name: s
             if durable:
                 stream.flush()
                 os.fsync(stream.fileno())
-        os.chmod(partial, 0o666 & ~umask())  # mkstemp makes 0600; a written file gets the usual mode
-        os.replace(partial, path)
+        move_into_place(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def move_into_place(partial: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the usual mode (mkstemp makes 0600) and rename it to ``path``
+    in one step."""
+    os.chmod(partial, 0o666 & ~umask())
+    os.replace(partial, path)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -476,12 +476,11 @@ class Emotion2VecPlus:
                   speech_found: bool = True) -> Result:
         """One input's result from its encoded pieces: a single piece is scored whole (as FunASR
         does); several are pooled, weighted by the speech each holds."""
-        num_samples = audio.num_samples if isinstance(audio, LongAudio) else len(audio.samples)
         scored = [p for p in pieces if p.piece.speech > 0]
         weights = np.array([p.piece.speech for p in scored], dtype=np.float64)
         weights /= weights.sum()
         means = np.stack([p.mean for p in scored])
-        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == num_samples
+        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == audio.num_samples
         utterance = (scored[0].mean if whole else weights @ means).astype(np.float32)
         info = audio.info
         result = Result(

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from .audio import SAMPLE_RATE
 from .embeddings import save_embedding
-from .fileio import atomic_write, umask
+from .fileio import atomic_write, move_into_place
 from .results import Result
 
 RUN_PREFIX = "outputs_"
@@ -87,9 +87,7 @@ def write_run(result: Result, samples: np.ndarray | ProcessedAudioWriter,
     ``embedding.npy``. Sets ``result.output_dir``."""
     run_dir = create_run_dir(outputs_root)
     if isinstance(samples, ProcessedAudioWriter):
-        written = samples.finish()
-        os.chmod(written, 0o666 & ~umask())  # mkstemp makes 0600; the run's files get the usual mode
-        os.replace(written, run_dir / PROCESSED_AUDIO)
+        move_into_place(samples.finish(), run_dir / PROCESSED_AUDIO)
     else:
         sf.write(run_dir / PROCESSED_AUDIO, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
     if result.embedding is not None:

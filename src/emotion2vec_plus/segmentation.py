@@ -120,7 +120,6 @@ class LongAudio:
 
     audio: AudioInput
     """The input, in a form that can be decoded again (:func:`~emotion2vec_plus.audio.replayable_input`)."""
-    name: str | None
     info: AudioInfo
     warnings: list[str]
     num_samples: int
@@ -134,7 +133,7 @@ class LongAudio:
 
     def stream(self, on_samples: Callable[[np.ndarray], None]) -> None:
         """Decode the input again, handing its 16 kHz blocks to ``on_samples``."""
-        stream_audio(self.audio, on_samples, name=self.name, max_duration_s=self.max_duration_s)
+        stream_audio(self.audio, on_samples, name=self.info.source, max_duration_s=self.max_duration_s)
 
 
 def load_input(audio: AudioInput, *, sample_rate: int | None = None, name: str | None = None,
@@ -173,5 +172,4 @@ def load_input(audio: AudioInput, *, sample_rate: int | None = None, name: str |
     if vad is None:
         return Audio(np.concatenate(held), streamed.info, streamed.warnings)
     regions = speech_regions(num_samples=streamed.num_samples, probabilities=vad.finish())
-    return LongAudio(replayable, streamed.info.source, streamed.info,
-                     streamed.warnings, streamed.num_samples, regions, max_duration_s)
+    return LongAudio(replayable, streamed.info, streamed.warnings, streamed.num_samples, regions, max_duration_s)

@@ -122,12 +122,16 @@ class VadStream:
         self.num_samples = 0
 
     def push(self, samples: np.ndarray) -> None:
-        """Feed the next 16 kHz mono samples."""
+        """Feed the next 16 kHz mono samples (any number; a long array is taken one step at a time,
+        so it is never copied whole)."""
+        samples = np.asarray(samples, np.float32)
         self.num_samples += len(samples)
-        self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
-        complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
-        if complete >= _CHUNKS_PER_STEP:
-            self._run(complete)
+        step = _CHUNKS_PER_STEP * CHUNK_SAMPLES
+        for start in range(0, len(samples), step):
+            self._pending = np.concatenate([self._pending, samples[start : start + step]])
+            complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
+            if complete >= _CHUNKS_PER_STEP:
+                self._run(complete)
 
     def finish(self) -> np.ndarray:
         """The probability of every 32 ms chunk fed (the last one zero-padded); ends the stream."""

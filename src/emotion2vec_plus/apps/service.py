@@ -645,10 +645,7 @@ def create_app(
     )
     _add_offline_docs(app)
     app.state.service = _Service(model, batcher, decoder, max_upload_mb, max_duration_s, max_response_mb)
-    app.state.model = model
     app.state.batcher = batcher
-    app.state.max_upload_bytes = int(max_upload_mb * _MB)
-    app.state.max_duration_s = max_duration_s
     app.add_middleware(_GuardMiddleware, api_key=api_key, max_upload_mb=max_upload_mb)
     _add_error_handlers(app)
     # The bearer scheme only documents the key in /docs; _GuardMiddleware checks it.

@@ -36,7 +36,7 @@ class Decoded:
 
     @property
     def num_samples(self) -> int:
-        return self.audio.num_samples if isinstance(self.audio, LongAudio) else len(self.audio.samples) if self.audio else 0
+        return self.audio.num_samples if self.audio is not None else 0
 
 
 def decode_entry(entry: Entry, max_duration_s: float | None, hold_in_memory_s: float) -> Decoded:

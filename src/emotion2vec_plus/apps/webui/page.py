@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 
-from .text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, pick_language, text
+from .text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, language_of_tag, pick_language, text
 from .views import AUDIO_FILE_TYPES, EmotionWebUI, is_placeholder, placeholder_html
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,8 +272,7 @@ class _Page:
         def hide_unless_browser_language(lang: str, request: gr.Request) -> Any:
             """At page load the box was mounted in the browser's locale: only remount it if that differs."""
             header = (request.headers.get("accept-language") or "") if request is not None else ""
-            primary = header.split(",")[0].split(";")[0].strip().lower()
-            browser_lang = "zh" if primary.startswith("zh") else "en" if primary.startswith("en") else None
+            browser_lang = language_of_tag(header.split(",")[0])  # Gradio's locale: the first preference
             return gr.update() if browser_lang == lang else gr.update(visible=False)
 
         hide_unless_browser_language.__annotations__["request"] = gr.Request  # this module defers annotations

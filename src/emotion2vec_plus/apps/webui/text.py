@@ -162,19 +162,16 @@ def similarity_reading(reading: str, lang: str) -> str:
     return SIMILARITY_READINGS_ZH.get(reading, reading)
 
 
+def language_of_tag(tag: str | None) -> Language | None:
+    """``"zh"`` or ``"en"`` for a language tag such as ``zh-CN`` or ``en-US;q=0.9``, else None."""
+    wanted = (tag or "").split(";")[0].strip().lower()
+    return "zh" if wanted.startswith("zh") else "en" if wanted.startswith("en") else None
+
+
 def pick_language(query_lang: str | None, accept_language: str | None, default: Language = DEFAULT_LANGUAGE) -> Language:
     """The page language: ``?lang=`` wins, then the browser's first zh/en preference, then ``default``."""
-    if query_lang:
-        wanted = query_lang.strip().lower()
-        if wanted.startswith("zh"):
-            return "zh"
-        if wanted.startswith("en"):
-            return "en"
-    if accept_language:
-        for part in accept_language.split(","):
-            tag = part.split(";")[0].strip().lower()
-            if tag.startswith("zh"):
-                return "zh"
-            if tag.startswith("en"):
-                return "en"
+    for tag in [query_lang, *(accept_language or "").split(",")]:
+        language = language_of_tag(tag)
+        if language is not None:
+            return language
     return default
