@@ -4,7 +4,9 @@ v2 fine-tunes Whisper-base's top blocks; the blocks below stay as released. Thei
 not change during training, so it is computed once per clip and augmentation variant and
 stored: the input of block ``--first-tuned`` (512-d frames at 50 Hz, float16) of every clip of
 RAVDESS, CASIA, nEMO and EMOVO, concatenated in one memory-mappable array per variant, plus an
-index (clip -> offset, frames). About 1 GB per variant. Usage:
+index (clip -> offset, frames). About 1 GB per variant. Beside each variant,
+``VARIANT_low_pooled.npy`` holds the hidden states below that block (0 .. first_tuned - 1), each
+layer-normalised per frame and averaged over the clip (N, first_tuned * 512). Usage:
 
     python training/v2_features.py --out CACHE --variants clean,speed0.9,speed1.1,noise15
 
@@ -46,13 +48,18 @@ def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
 
 
 @torch.inference_mode()
-def frozen_frames(encoder, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input of the first tuned block (B, T, 512) and the valid frames of each clip: the raw
-    output of the last frozen block (``encoder`` holds only the frozen blocks). Not
-    ``hidden_states[-1]``, which is that output after ``ln_post``."""
+def frozen_frames(encoder, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input of the first tuned block (B, T, 512), the valid frames of each clip, and the
+    hidden states below it (0 .. first_tuned - 1), each layer-normalised per frame and averaged
+    over the valid frames (B, first_tuned * 512). The first is the raw output of the last frozen
+    block (``encoder`` holds only the frozen blocks), not ``hidden_states[-1]``, which is that
+    output after ``ln_post``."""
     mel, frames = log_mel_spectrogram(x, lengths)
-    out = encoder(mel, frames, return_layers=False)
-    return out.pre_ln_post, out.lengths
+    out = encoder(mel, frames, return_layers=True)
+    valid = (torch.arange(out.pre_ln_post.shape[1])[None, :] < out.lengths[:, None]).float()[..., None]
+    pooled = [(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * valid).sum(1) / out.lengths[:, None]
+              for s in out.hidden_states[:-1]]
+    return out.pre_ln_post, out.lengths, torch.cat(pooled, dim=-1)
 
 
 def main() -> None:
@@ -80,10 +87,13 @@ def main() -> None:
         started = time.perf_counter()
         wavs = [augment(w, variant, rng) for w in audio]
         pieces: list[np.ndarray | None] = [None] * len(wavs)
+        low_pooled = np.zeros((len(wavs), args.first_tuned * 512), np.float32)
         for batch, x, lengths in padded_batches(wavs, args.batch_size):
-            hidden, valid = frozen_frames(encoder, x, lengths)
+            hidden, valid, pooled = frozen_frames(encoder, x, lengths)
+            low_pooled[batch] = pooled.numpy()
             for row, i in enumerate(batch):
                 pieces[i] = hidden[row, : int(valid[row])].numpy().astype(np.float16)
+        np.save(args.out / f"{variant}_low_pooled.npy", low_pooled)
         counts = np.array([len(p) for p in pieces])
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         np.save(target.with_suffix(".partial.npy"), np.concatenate(pieces))

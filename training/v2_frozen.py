@@ -14,6 +14,11 @@ Everything after the per-frame layer norm is linear, so the same projection appl
 frame gives the frame embeddings, and their mean is the utterance embedding (what the runtime
 does with a compact v2 file whose ``first_tuned`` is 6, i.e. no tuned blocks).
 
+``--layers`` picks other hidden states (0-2 come from the ``*_low_pooled.npy`` files that
+``v2_features.py`` writes beside its cache); ``--joined FILE --joined-weight W`` adds the
+joined-clip inputs of ``v2_joined.py`` (4-10 s, several sentences of one speaker and emotion) of
+the training speakers, weighing W times one variant of the single clips.
+
 Loss: class- and corpus-balanced cross-entropy on every augmentation variant of the training
 clips, plus a supervised contrastive term on the L2-normalised embeddings, AdamW with weight
 decay on random batches for a fixed number of steps (no early stopping on held-out speakers).
@@ -44,6 +49,7 @@ from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, c
 
 LAYERS = [3, 4, 5, 6]
 WIDTH = 512
+ALL_LAYERS = 7  # Whisper-base's hidden states: the stem, blocks 1-5, block 6 after ln_post
 
 
 @dataclass
@@ -59,6 +65,40 @@ class Recipe:
     dropout: float = 0.2
     seed: int = 0
     variants: str = "clean,speed0.9,speed1.1,noise15,reverb"
+    layers: str = "3,4,5,6"
+    joined_weight: float = 0.0
+
+
+def layer_columns(layers: list[int]) -> np.ndarray:
+    """Columns of the (N, 7 * 512) all-layer features that hold ``layers``."""
+    return np.concatenate([np.arange(i * WIDTH, (i + 1) * WIDTH) for i in layers])
+
+
+def recipe_layers(recipe: Recipe) -> list[int]:
+    return [int(v) for v in recipe.layers.split(",")]
+
+
+class Joined:
+    """Joined-clip features from ``v2_joined.py`` (all 7 layers), used for the speakers a split trains on."""
+
+    def __init__(self, path: Path) -> None:
+        data = np.load(path)
+        self.features = data["features"]
+        self.speaker = np.array([f"{c}/{s}" for c, s in zip(data["corpus"], data["speaker"])])
+        self.corpus = data["corpus"]
+        self.labels = np.array([LABELS.index(l) for l in data["label"]])
+
+    def training_part(self, speakers: set[str], columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, labels, corpus- and emotion-balanced weights) of the inputs of ``speakers``."""
+        rows = np.array([s in speakers for s in self.speaker])
+        x, y, corpus = self.features[rows][:, columns], self.labels[rows], self.corpus[rows]
+        weights = np.zeros(len(y))
+        for c in np.unique(corpus):
+            present = np.unique(y[corpus == c])
+            for label in present:
+                members = (corpus == c) & (y == label)
+                weights[members] = 1.0 / (members.sum() * len(present))
+        return x, y, weights * len(y) / weights.sum()
 
 
 @torch.inference_mode()
@@ -99,7 +139,8 @@ class Bottleneck(nn.Module):
         return embedding, self.head(embedding)
 
 
-def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, recipe: Recipe) -> tuple[Bottleneck, np.ndarray, np.ndarray]:
+def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, recipe: Recipe,
+          joined: Joined | None = None) -> tuple[Bottleneck, np.ndarray, np.ndarray]:
     """The trained bottleneck and the standardisation (mean, scale) of its input."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -107,6 +148,11 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
     x = np.concatenate([features[v][indices] for v in variants])
     y = np.tile(cache.labels[indices], len(variants))
     w = np.tile(balanced_weights(cache, indices)[indices], len(variants))
+    if joined is not None and recipe.joined_weight > 0:
+        jx, jy, jw = joined.training_part(set(cache.speaker[indices]), layer_columns(recipe_layers(recipe)))
+        # the joined inputs weigh joined_weight times one variant of the clips
+        x, y = np.concatenate([x, jx]), np.concatenate([y, jy])
+        w = np.concatenate([w, jw * recipe.joined_weight * len(indices) / len(jy)])
     mean, scale = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / scale).float()
     yt, wt = torch.from_numpy(y), torch.from_numpy(w).float()
@@ -147,8 +193,9 @@ def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, r
 
     weight = model.project.weight.detach().numpy() / scale[None, :]
     bias = model.project.bias.detach().numpy() - weight @ mean
-    projection = {f"project.norms.{i}.weight": np.ones(WIDTH, np.float32) for i in range(len(LAYERS))}
-    projection.update({f"project.norms.{i}.bias": np.zeros(WIDTH, np.float32) for i in range(len(LAYERS))})
+    layers = recipe_layers(recipe)
+    projection = {f"project.norms.{i}.weight": np.ones(WIDTH, np.float32) for i in range(len(layers))}
+    projection.update({f"project.norms.{i}.bias": np.zeros(WIDTH, np.float32) for i in range(len(layers))})
     projection["project.linear.weight"] = weight.astype(np.float32)
     projection["project.linear.bias"] = bias.astype(np.float32)
     dim = recipe.embed_dim
@@ -159,7 +206,7 @@ def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, r
                        training={"recipe": asdict(recipe), "temperature": temperature, "trainer": "training/v2_frozen.py",
                                  "licence": "non-commercial research use only: trained on RAVDESS and nEMO "
                                             "(CC BY-NC-SA 4.0), CASIA and EMOVO (research use only)"})
-    return save_compact(path, 6, {}, LAYERS, projection, head,
+    return save_compact(path, 6, {}, layers, projection, head,
                         {"description": description, "encoder_sha256": _asset_info()["sha256"],
                          "encoder_file": ASSET_INFO_NAME})
 
@@ -176,6 +223,7 @@ def main() -> None:
     parser.add_argument("--save-folds", type=Path, default=None)
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--calibration", type=float, default=1.0)
+    parser.add_argument("--joined", type=Path, default=None, help="joined-clip features from v2_joined.py")
     for name, field in Recipe.__dataclass_fields__.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args()
@@ -193,13 +241,20 @@ def main() -> None:
             started = time.perf_counter()
             np.save(target, pooled_features(cache, variant))
             print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
-        features[variant] = np.load(target)
+        pooled = np.load(target)
+        low = args.cache / f"{variant}_low_pooled.npy"  # states 0-2, written by v2_features.py
+        full = np.concatenate([np.load(low) if low.exists() else np.full((len(pooled), LAYERS[0] * WIDTH), np.nan, np.float32),
+                               pooled], axis=1)
+        features[variant] = full[:, layer_columns(recipe_layers(recipe))]
+        if np.isnan(features[variant]).any():
+            sys.exit(f"{low} is missing: layers below {LAYERS[0]} need a cache made by the current v2_features.py")
+    joined = Joined(args.joined) if args.joined is not None else None
     everything = np.arange(len(cache.clips))
     record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",
               "when": time.strftime("%Y-%m-%d %H:%M")}
 
     if args.protocol == "final":
-        model, mean, scale = train(features, cache, everything, recipe)
+        model, mean, scale = train(features, cache, everything, recipe, joined)
         export(model, mean, scale, args.save, recipe, args.calibration,
                f"compact v2 {args.tag}: Whisper-base (as released), learned emotion embedding and head, trained on "
                "RAVDESS, CASIA, nEMO and EMOVO")
@@ -211,7 +266,7 @@ def main() -> None:
     tested, all_probs, all_emb = [], [], []
     for name, train_idx, test_idx in splits:
         started = time.perf_counter()
-        model, mean, scale = train(features, cache, train_idx, recipe)
+        model, mean, scale = train(features, cache, train_idx, recipe, joined)
         emb, probs = apply(model, mean, scale, features["clean"][test_idx])
         reference = apply(model, mean, scale, features["clean"][train_idx])[0], cache.labels[train_idx]
         part = corpus_metrics(cache, test_idx, probs, emb, reference)
