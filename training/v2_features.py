@@ -47,6 +47,14 @@ def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
     return basic_augment(wav, variant, rng)
 
 
+def layer_norm_means(states: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+    """(B, len(states) * d): each (B, T, d) state layer-normalised per frame (no affine) and
+    averaged over the first ``lengths`` frames of each row."""
+    valid = (torch.arange(states[0].shape[1])[None, :] < lengths[:, None]).float()[..., None]
+    return torch.cat([(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * valid).sum(1) / lengths[:, None]
+                      for s in states], dim=-1)
+
+
 @torch.inference_mode()
 def frozen_frames(encoder, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Input of the first tuned block (B, T, 512), the valid frames of each clip, and the
@@ -56,10 +64,7 @@ def frozen_frames(encoder, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torc
     output after ``ln_post``."""
     mel, frames = log_mel_spectrogram(x, lengths)
     out = encoder(mel, frames, return_layers=True)
-    valid = (torch.arange(out.pre_ln_post.shape[1])[None, :] < out.lengths[:, None]).float()[..., None]
-    pooled = [(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * valid).sum(1) / out.lengths[:, None]
-              for s in out.hidden_states[:-1]]
-    return out.pre_ln_post, out.lengths, torch.cat(pooled, dim=-1)
+    return out.pre_ln_post, out.lengths, layer_norm_means(out.hidden_states[:-1], out.lengths)
 
 
 def main() -> None:

@@ -44,12 +44,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import save_fold_speakers  # noqa: E402
-from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, collate, corpus_metrics, pool_folds, \
-    protocol_splits, supervised_contrastive, write_model_record  # noqa: E402
+from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, collate, corpus_emotion_weights, \
+    corpus_metrics, pool_folds, protocol_splits, supervised_contrastive, write_model_record  # noqa: E402
 
 LAYERS = [3, 4, 5, 6]
 WIDTH = 512
-ALL_LAYERS = 7  # Whisper-base's hidden states: the stem, blocks 1-5, block 6 after ln_post
 
 
 @dataclass
@@ -91,14 +90,7 @@ class Joined:
     def training_part(self, speakers: set[str], columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, corpus- and emotion-balanced weights) of the inputs of ``speakers``."""
         rows = np.array([s in speakers for s in self.speaker])
-        x, y, corpus = self.features[rows][:, columns], self.labels[rows], self.corpus[rows]
-        weights = np.zeros(len(y))
-        for c in np.unique(corpus):
-            present = np.unique(y[corpus == c])
-            for label in present:
-                members = (corpus == c) & (y == label)
-                weights[members] = 1.0 / (members.sum() * len(present))
-        return x, y, weights * len(y) / weights.sum()
+        return self.features[rows][:, columns], self.labels[rows], corpus_emotion_weights(self.corpus[rows], self.labels[rows])
 
 
 @torch.inference_mode()
@@ -241,13 +233,15 @@ def main() -> None:
             started = time.perf_counter()
             np.save(target, pooled_features(cache, variant))
             print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
-        pooled = np.load(target)
-        low = args.cache / f"{variant}_low_pooled.npy"  # states 0-2, written by v2_features.py
-        full = np.concatenate([np.load(low) if low.exists() else np.full((len(pooled), LAYERS[0] * WIDTH), np.nan, np.float32),
-                               pooled], axis=1)
-        features[variant] = full[:, layer_columns(recipe_layers(recipe))]
-        if np.isnan(features[variant]).any():
-            sys.exit(f"{low} is missing: layers below {LAYERS[0]} need a cache made by the current v2_features.py")
+        pooled = np.load(target)  # states LAYERS[0]..6
+        layers = recipe_layers(recipe)
+        if min(layers) < LAYERS[0]:
+            low = args.cache / f"{variant}_low_pooled.npy"  # states 0..LAYERS[0]-1, written by v2_features.py
+            if not low.exists():
+                sys.exit(f"{low} is missing: layers below {LAYERS[0]} need a cache made by the current v2_features.py")
+            features[variant] = np.concatenate([np.load(low), pooled], axis=1)[:, layer_columns(layers)]
+        else:
+            features[variant] = pooled[:, layer_columns([i - LAYERS[0] for i in layers])]
     joined = Joined(args.joined) if args.joined is not None else None
     everything = np.arange(len(cache.clips))
     record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",

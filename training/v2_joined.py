@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import padded_batches  # noqa: E402
 from corpora import ALL_CORPORA, read_all  # noqa: E402
-from v2_features import augment  # noqa: E402
+from v2_features import augment, layer_norm_means  # noqa: E402
 
 from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
@@ -66,9 +65,7 @@ def pooled_states(encoder, wavs: list[np.ndarray], batch_size: int = 8) -> np.nd
     for batch, x, lengths in padded_batches(wavs, batch_size):
         mel, frames = log_mel_spectrogram(x, lengths)
         result = encoder(mel, frames, return_layers=True)
-        valid = (torch.arange(result.pre_ln_post.shape[1])[None, :] < result.lengths[:, None]).float()[..., None]
-        pooled = [(F.layer_norm(s, (s.shape[-1],)) * valid).sum(1) / result.lengths[:, None] for s in result.hidden_states]
-        out[batch] = torch.cat(pooled, dim=-1).numpy()
+        out[batch] = layer_norm_means(result.hidden_states, result.lengths).numpy()
     return out
 
 

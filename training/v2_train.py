@@ -138,19 +138,24 @@ def supervised_contrastive(embeddings: torch.Tensor, labels: torch.Tensor, tempe
     return loss.mean() if has.any() else embeddings.sum() * 0
 
 
+def corpus_emotion_weights(corpus: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Loss weights (mean 1) of examples with these corpora and labels: every corpus weighs the
+    same, and within it every emotion."""
+    weights = np.zeros(len(labels))
+    for name in np.unique(corpus):
+        present = np.unique(labels[corpus == name])
+        for label in present:
+            members = (corpus == name) & (labels == label)
+            weights[members] = 1.0 / (members.sum() * len(present))
+    return weights * len(labels) / weights.sum()
+
+
 def balanced_weights(cache: Cache, indices: np.ndarray) -> np.ndarray:
-    """Per-clip loss weights: every corpus weighs the same, and within it every emotion."""
+    """Per-clip loss weights over all of ``cache`` (0 outside ``indices``): every corpus weighs the
+    same, and within it every emotion."""
     weights = np.zeros(len(cache.clips))
-    groups = {}
-    for i in indices:
-        groups.setdefault((cache.corpus[i], cache.labels[i]), []).append(i)
-    per_corpus = {}
-    for (corpus, _), members in groups.items():
-        per_corpus.setdefault(corpus, 0)
-        per_corpus[corpus] += 1
-    for (corpus, _), members in groups.items():
-        weights[members] = 1.0 / (len(members) * per_corpus[corpus])
-    return weights * len(indices) / weights[indices].sum()
+    weights[indices] = corpus_emotion_weights(cache.corpus[indices], cache.labels[indices])
+    return weights
 
 
 def batches(cache: Cache, indices: np.ndarray, batch_frames: int, rng: np.random.Generator):
