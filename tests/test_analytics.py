@@ -459,13 +459,16 @@ def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys)
 
 # --------------------------------------------------------------------------- emotions over time, comparing inputs
 def _frame_result(top_per_frame, hop=0.02, labels=("happy", "neutral", "sad")):
+    """Frames whose top class is given per frame (None: a frame outside speech)."""
     from emotion2vec_plus.results import FrameScores, Result
 
     frames = []
     for i, top in enumerate(top_per_frame):
-        scores = [0.1] * len(labels)
-        scores[labels.index(top)] = 0.8
-        frames.append(FrameScores(i * hop, i * hop + 0.025, top, 0.8, scores))
+        scores = [1 / len(labels)] * len(labels)
+        if top is not None:
+            scores = [0.1] * len(labels)
+            scores[labels.index(top)] = 0.8
+        frames.append(FrameScores(i * hop, i * hop + 0.025, top, None if top is None else 0.8, scores, speech=top is not None))
     return Result(source="x", model="m", granularity="frame", emotion="happy", confidence=0.8,
                   scores=dict.fromkeys(labels, 1 / len(labels)), frames=frames)
 
@@ -480,6 +483,35 @@ def test_emotion_runs_merge_short_flickers_into_their_neighbours():
     assert runs[0].confidence == pytest.approx((70 * 0.8 + 3 * 0.1) / 73)
     smoothed = emotion_runs(_frame_result(frames), smooth_s=0.5, min_run_s=0.0)
     assert [r.emotion for r in smoothed] == ["happy", "neutral"]
+
+
+def test_emotion_runs_say_no_speech_outside_speech_and_never_merge_across_it():
+    from emotion2vec_plus.analytics import emotion_runs, emotion_timeline
+
+    frames = [None] * 30 + ["sad"] * 60 + [None] * 10 + ["happy"] * 5 + [None] * 40 + ["happy"] * 50
+    runs = emotion_runs(_frame_result(frames), smooth_s=0.5, min_run_s=0.5)
+    assert [(r.emotion, round(r.start_s, 2)) for r in runs] == [
+        (None, 0.0), ("sad", 0.6), (None, 1.8), ("happy", 2.0), (None, 2.1), ("happy", 2.9)]
+    assert runs[0].confidence is None and not runs[0].speech and runs[1].speech
+    timeline = emotion_timeline(_frame_result(frames))
+    assert timeline.speech.tolist() == [f is not None for f in frames]
+
+
+def test_close_classes_do_not_flicker_the_label():
+    """Two classes alternating in the lead by less than the margin keep one label; a clear lead switches it."""
+    from emotion2vec_plus.analytics import emotion_runs
+    from emotion2vec_plus.results import FrameScores, Result
+    from emotion2vec_plus.smoothing import LabelHysteresis
+
+    rows = [[0.46, 0.44, 0.10] if i % 7 < 3 else [0.43, 0.47, 0.10] for i in range(200)] + [[0.1, 0.2, 0.7]] * 100
+    frames = [FrameScores(i * 0.02, i * 0.02 + 0.025, "x", max(r), r) for i, r in enumerate(rows)]
+    result = Result(source="x", model="m", granularity="frame", scores={"happy": 0.3, "neutral": 0.4, "sad": 0.3},
+                    frames=frames)
+    runs = emotion_runs(result, smooth_s=0.0, min_run_s=0.0)
+    assert [r.emotion for r in runs] == ["happy", "sad"] and runs[1].start_s == pytest.approx(4.0)
+    hysteresis = LabelHysteresis(margin=0.1, hold=3)
+    assert [hysteresis.update(np.array(r)) for r in ([0.6, 0.4], [0.2, 0.8], [0.2, 0.8], [0.2, 0.8])] == [0, 0, 0, 1]
+    assert hysteresis.update(None) is None and hysteresis.update(np.array([0.3, 0.7])) == 1
 
 
 def test_emotion_runs_and_timeline_of_segments_and_plain_results():

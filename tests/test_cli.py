@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from conftest import BUNDLED_DIM, speech_clips
 from emotion2vec_plus.cli import main
@@ -68,7 +69,7 @@ def test_file_names_with_control_characters_are_printed_escaped(small_checkpoint
     from conftest import speech_of_length
 
     hostile = tmp_path / "call\n😊 happy 99.0%  forged.wav\x1b[2J.wav"
-    sf.write(hostile, speech_of_length(1.0), 16000, format="WAV")
+    sf.write(hostile, speech_of_length(3.0), 16000, format="WAV")
     broken = tmp_path / "bad\x1b]0;title\x07.wav"
     broken.write_text("not audio")
     code = main(["predict", str(hostile), str(broken), "--model", str(small_checkpoint)])
@@ -89,3 +90,63 @@ def test_a_npy_claiming_a_trillion_elements_is_exit_code_2_with_the_reason(tmp_p
     code = main(["similarity", str(huge), str(tmp_path / "ok.npy")])
     err = capsys.readouterr().err
     assert code == 2 and "huge.npy: truncated" in err and "Traceback" not in err
+
+
+def _joined_sentences(count: int = 3):
+    """Real sentences of one speaker (every 9th RAVDESS clip: several emotions) with 1 s between them."""
+    import numpy as np
+    import soundfile as sf
+
+    parts = []
+    for path in speech_clips(9 * count)[::9]:
+        parts += [sf.read(path, dtype="float32")[0], np.zeros(16000, np.float32)]
+    return np.concatenate(parts)
+
+
+def test_listen_reads_telephone_pcm_from_stdin_as_ffmpeg_would_pipe_it(tmp_path):
+    """``ffmpeg ... -f s16le - | emotion2vec-plus listen --input - --sample-rate 8000 --jsonl``: one JSON
+    event per line, the same events as the Python API on that audio."""
+    import numpy as np
+    import soxr
+
+    from emotion2vec_plus import Emotion2VecPlus
+
+    wav = _joined_sentences()
+    pcm = np.round(soxr.resample(wav, 16000, 8000) * 32767).astype("<i2")
+    exe = Path(sys.executable).with_name("emotion2vec-plus")
+    done = subprocess.run([str(exe), "listen", "--input", "-", "--sample-rate", "8000", "--jsonl", "--compute-type", "float32"],
+                          input=pcm.tobytes(), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    with Emotion2VecPlus(compute_type="float32").stream(sample_rate=8000) as stream:
+        expected = stream.push(pcm) + stream.close()
+    assert [e["type"] for e in events] == [e.type for e in expected]
+    finals = [e for e in events if e["type"] == "utterance"]
+    assert len(finals) == 3 and all(f["emotion"] and f["final"] for f in finals)
+    for got, want in zip(finals, [e for e in expected if e.type == "utterance"]):
+        assert got["scores"] == pytest.approx(want.scores, abs=1e-4)
+
+
+def test_listen_to_a_file_prints_a_line_per_hop_and_each_utterance(tmp_path, capsys):
+    import soundfile as sf
+
+    path = tmp_path / "three sentences.flac"
+    sf.write(path, _joined_sentences(), 16000)
+    code = main(["listen", "--file", str(path)])
+    out, _ = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert code == 0
+    assert sum("■ utterance" in line for line in lines) == 3
+    ticks = [line for line in lines if "■" not in line]
+    assert len(ticks) == int(sf.info(path).duration / 0.5) and any("silence" in t for t in ticks)
+    assert any("%" in t and "silence" not in t for t in ticks)
+
+
+def test_listen_explains_a_missing_microphone_or_a_wrong_option(capsys):
+    code = main(["listen"])  # no microphone here: PortAudio missing or no input device
+    _, err = capsys.readouterr()
+    assert code == 2 and "error:" in err and ("microphone" in err or "sounddevice" in err)
+    assert "--input -" in err or "pip install" in err
+    assert main(["listen", "--input", "call.wav"]) == 2
+    assert "--file" in capsys.readouterr().err
+    assert main(["listen", "--realtime"]) == 2

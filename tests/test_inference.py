@@ -13,8 +13,8 @@ from conftest import speech_clips, speech_of_length
 from emotion2vec_plus import EMOTIONS, CorruptAudioError, Emotion2VecPlus, ModelError
 from emotion2vec_plus.fileio import umask as _umask
 from emotion2vec_plus.numerics import FLOAT32, assert_close
-from emotion2vec_plus.segmentation import plan_pieces
-from emotion2vec_plus.vad import SpeechRegion
+from emotion2vec_plus.segmentation import plan_input
+from emotion2vec_plus.vad import speech_probabilities
 
 
 def test_predict_real_speech_file(small_model):
@@ -54,20 +54,23 @@ def test_frame_granularity_gives_timed_per_frame_emotions(small_model):
     first, second, last = result.frames[0], result.frames[1], result.frames[-1]
     assert (first.start_s, first.end_s, second.start_s) == pytest.approx((0.0, 0.025, 0.02))
     assert last.end_s <= 2.0 + 1e-9
-    assert all(abs(sum(f.scores) - 1) < 1e-4 and f.emotion in EMOTIONS for f in result.frames)
+    assert all(abs(sum(f.scores) - 1) < 1e-4 for f in result.frames)
+    assert all(f.emotion in EMOTIONS for f in result.frames if f.speech)
+    assert sum(f.speech for f in result.frames) > len(result.frames) / 3  # the clip starts in silence, then speech
 
 
-def test_long_audio_is_scored_in_speech_pieces_pooled_by_speech(small_checkpoint):
-    """Past the window, each stretch of speech is scored whole and the utterance pools them by speech time."""
+def test_long_audio_is_scored_utterance_by_utterance_pooled_by_speech(small_checkpoint):
+    """Past the window, each utterance is scored whole and the input's result pools them by speech time."""
     model = Emotion2VecPlus(small_checkpoint, window_s=4.0)
     clips = [sf.read(p, dtype="float32")[0] for p in speech_clips(4)]  # ~1 s of silence around each
     wav = np.concatenate(clips)
     result = model.predict(wav, granularity="frame", extract_embedding=True)
-    pieces, found = plan_pieces(wav, 4 * 16000, cover_all=True)
-    speech = [p for p in pieces if p.speech]
-    assert found and len(result.segments) == len(speech) >= 2
-    assert sum(p.end - p.start for p in pieces) == pytest.approx(len(wav), abs=16000 * 0.05)  # frames cover it all
-    for segment, piece in zip(result.segments, speech):
+    plan = plan_input(len(wav), 4 * 16000, speech_probabilities(wav), frames=True)
+    pieces = plan.pieces()
+    assert plan.speech_found and not plan.whole and len(result.segments) == len(plan.segments) >= 4
+    assert pieces[0].start == 0 and pieces[-1].end == len(wav)  # frames cover it all, without overlap
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    for segment, piece in zip(result.segments, plan.segments):
         assert (segment.start_s, segment.end_s) == pytest.approx((piece.speech_start / 16000, piece.speech_end / 16000))
         assert segment.speech_s == pytest.approx(piece.speech / 16000)
         alone = model.extract_embedding(wav[piece.start : piece.end])
@@ -83,33 +86,53 @@ def test_long_audio_is_scored_in_speech_pieces_pooled_by_speech(small_checkpoint
     assert utterance.scores == pytest.approx(result.scores, abs=1e-6)
 
 
-def test_a_clip_within_the_window_is_scored_whole_without_vad(small_checkpoint, monkeypatch):
-    from emotion2vec_plus import segmentation
-
-    monkeypatch.setattr(segmentation, "speech_regions", lambda *a, **k: pytest.fail("VAD ran on a short clip"))
+def test_a_clip_within_the_window_is_scored_whole(small_checkpoint):
+    """FunASR's numbers: the whole clip, silence and all, is one piece; one utterance gives no segments."""
     model = Emotion2VecPlus(small_checkpoint, window_s=4.0)
-    wav = speech_of_length(3.9)
+    wav = sf.read(speech_clips(1)[0], dtype="float32")[0]
+    assert len(wav) < 4 * 16000
     result = model.predict(wav, extract_embedding=True)
     assert result.segments is None
-    assert result.scores == pytest.approx(model.classify_embedding(result.embedding), abs=1e-6)
+    assert result.scores == pytest.approx(model.classify_embedding(model.encode_batch(torch.from_numpy(wav))[0].numpy()),
+                                          abs=1e-6)
 
 
-def test_plan_pieces_groups_regions_and_splits_long_ones():
-    n = 16000 * 60
-    regions = [SpeechRegion(16000 * a, 16000 * b) for a, b in [(1, 3), (4, 6), (7, 9), (12, 40), (45, 46)]]
-    pieces, found = plan_pieces(np.zeros(n, np.float32), 16000 * 10, regions=regions)
-    spans = [(p.start / 16000, p.end / 16000, p.speech / 16000) for p in pieces]
-    third = 28 / 3  # the 28 s region: three equal parts
-    expected = [(1, 9, 6), (12, 12 + third, third), (12 + third, 12 + 2 * third, third), (12 + 2 * third, 40, third),
-                (45, 46, 1)]
-    assert found and np.allclose(spans, expected, atol=1e-3)
-    covered, _ = plan_pieces(np.zeros(n, np.float32), 16000 * 10, regions=regions, cover_all=True)
-    assert covered[0].start == 0 and covered[-1].end == n
-    assert all(a.end == b.start for a, b in zip(covered, covered[1:]))
-    assert sum(p.speech for p in covered) == sum(p.speech for p in pieces)
-    assert max(p.end - p.start for p in covered) <= 16000 * 10
-    silent, found = plan_pieces(np.zeros(n, np.float32), 16000 * 25, regions=[])
-    assert not found and [(p.start, p.end) for p in silent] == [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
+def test_a_clip_within_the_window_with_several_utterances_reports_each(small_checkpoint):
+    """Two sentences with a pause between them inside one window: the clip's own result is still the
+    whole clip's, and each sentence is a segment scored on its own."""
+    model = Emotion2VecPlus(small_checkpoint, window_s=12.0)
+    first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
+    wav = np.concatenate([first, np.zeros(16000, np.float32), second])
+    assert len(wav) < 12 * 16000
+    result = model.predict(wav)
+    whole = model.classify_embedding(model.encode_batch(torch.from_numpy(wav))[0].numpy())
+    assert result.scores == pytest.approx(whole, abs=1e-5)
+    assert len(result.segments) == 2
+    boundary = (len(first) + 8000) / 16000  # the middle of the inserted pause
+    assert result.segments[0].end_s < boundary < result.segments[1].start_s
+    plan = plan_input(len(wav), 12 * 16000, speech_probabilities(wav))
+    for segment, piece in zip(result.segments, plan.segments):
+        assert segment.scores == pytest.approx(model.classify_embedding(model.extract_embedding(wav[piece.start : piece.end])),
+                                               abs=1e-5)
+
+
+def test_frames_outside_speech_have_no_emotion(small_checkpoint):
+    """Frame granularity: the silence before, between and after the sentences is "no speech"."""
+    model = Emotion2VecPlus(small_checkpoint, window_s=12.0)
+    first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
+    silence = np.zeros(16000, np.float32)
+    wav = np.concatenate([silence, first, silence, second, silence])
+    result = model.predict(wav, granularity="frame")
+    speech = [f for f in result.frames if f.speech]
+    quiet = [f for f in result.frames if not f.speech]
+    assert speech and quiet
+    assert all(f.emotion is None and f.confidence is None for f in quiet)
+    assert all(f.emotion in EMOTIONS and f.confidence is not None for f in speech)
+    assert all(not f.speech for f in result.frames if f.end_s <= 0.9 or f.start_s >= (len(wav) - 15000) / 16000)
+    middle = (len(silence) + len(first) + 8000) / 16000
+    assert not any(f.speech for f in result.frames if abs(f.start_s - middle) < 0.1)
+    data = result.to_dict()
+    assert data["frames"][0]["speech"] is False and data["frames"][0]["emotion"] is None
 
 
 def test_long_silence_is_scored_with_a_warning(small_checkpoint):
@@ -192,7 +215,7 @@ def test_custom_head_replaces_the_classes_and_refuses_other_models(small_checkpo
     result = custom.predict(clips[0], granularity="frame", extract_embedding=True)
     assert list(result.scores) == ["calm", "tense"] and result.emotion in ("calm", "tense")
     assert result.scores == pytest.approx(dict(zip(head.labels, head.predict_proba(result.embedding.mean(0)))), abs=1e-5)
-    assert result.frames[0].emotion in ("calm", "tense")
+    assert {f.emotion for f in result.frames if f.speech} <= {"calm", "tense"} and any(f.speech for f in result.frames)
     assert small_model.classify_embedding(embeddings[0], head=path) == pytest.approx(
         dict(zip(head.labels, head.predict_proba(embeddings[0]))), abs=1e-6)
 
@@ -278,7 +301,8 @@ def test_a_long_silent_file_is_decoded_with_bounded_memory(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert isinstance(long, LongAudio) and long.num_samples == 20 * 60 * 16000 and long.regions == []
+    assert isinstance(long, LongAudio) and long.num_samples == 20 * 60 * 16000
+    assert len(long.probabilities) == 20 * 60 * 16000 // 512 and long.probabilities.max() < 0.5  # no speech
     assert long.warnings and "silent" in long.warnings[0]
     assert peak < 16e6, f"decoding 20 min took {peak / 1e6:.0f} MB of Python/NumPy memory"
 

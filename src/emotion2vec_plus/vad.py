@@ -114,8 +114,11 @@ class VadStream:
     whatever the length.
     """
 
-    def __init__(self, model: SileroVAD | None = None) -> None:
+    def __init__(self, model: SileroVAD | None = None, *, eager: bool = False) -> None:
         self.model = model or default_vad()
+        #: Run the network on every complete chunk as soon as it arrives (a live stream), rather
+        #: than on steps of about 30 s (fewer, larger calls).
+        self.eager = eager
         self._pending = np.zeros(CONTEXT_SAMPLES, np.float32)  # context of the next chunk, then its samples
         self._state: tuple[torch.Tensor, torch.Tensor] | None = None
         self._probabilities: list[np.ndarray] = []
@@ -130,11 +133,19 @@ class VadStream:
         for start in range(0, len(samples), step):
             self._pending = np.concatenate([self._pending, samples[start : start + step]])
             complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
-            if complete >= _CHUNKS_PER_STEP:
+            if complete >= (1 if self.eager else _CHUNKS_PER_STEP):
                 self._run(complete)
 
+    def drain(self) -> np.ndarray:
+        """The probabilities computed since the last ``drain`` (of complete chunks only), handed
+        over and no longer kept: a live stream's memory stays flat."""
+        out = np.concatenate(self._probabilities) if self._probabilities else np.zeros(0, np.float32)
+        self._probabilities.clear()
+        return out
+
     def finish(self) -> np.ndarray:
-        """The probability of every 32 ms chunk fed (the last one zero-padded); ends the stream."""
+        """The probability of every 32 ms chunk fed and not drained (the last one zero-padded);
+        ends the stream."""
         complete = (len(self._pending) - CONTEXT_SAMPLES) // CHUNK_SAMPLES
         if complete:
             self._run(complete)
@@ -186,62 +197,124 @@ class SpeechRegion:
         return (self.end - self.start) / SAMPLE_RATE
 
 
+#: Defaults of :func:`speech_regions` and :class:`RegionTracker`.
+THRESHOLD = 0.5
+MIN_SPEECH_S = 0.25
+MIN_SILENCE_S = 0.1
+PAD_S = 0.03
+
+
+class RegionTracker:
+    """Speech regions found online, one 32 ms probability at a time.
+
+    The same rule as :func:`speech_regions` (which runs this tracker over a whole recording):
+    speech starts at a chunk whose probability reaches ``threshold`` and ends once the probability
+    has stayed below ``threshold - 0.15`` for ``min_silence_s``; regions shorter than
+    ``min_speech_s`` are dropped, the rest padded by ``pad_s`` on each side. A region is known
+    ``min_silence_s`` after its speech ends, so a live stream gets exactly the regions an offline
+    pass over the same audio gets.
+
+    Padding never reaches a neighbour: a region only closes after ``min_silence_s`` of silence,
+    so neighbours are at least that far apart, which must be at least ``2 * pad_s``.
+    """
+
+    def __init__(self, *, threshold: float = THRESHOLD, min_speech_s: float = MIN_SPEECH_S,
+                 min_silence_s: float = MIN_SILENCE_S, pad_s: float = PAD_S) -> None:
+        if min_silence_s < 2 * pad_s:
+            raise ValueError(f"min_silence_s ({min_silence_s}) must be at least twice pad_s ({pad_s})")
+        self.threshold = threshold
+        self.exit_threshold = threshold - 0.15
+        self.min_silence = int(round(min_silence_s * SAMPLE_RATE))
+        self.min_speech = int(round(min_speech_s * SAMPLE_RATE))
+        self.pad = int(round(pad_s * SAMPLE_RATE))
+        self.chunks = 0
+        #: Where the open region's speech started (unpadded), or None outside speech.
+        self.start: int | None = None
+        #: Where the silence that may end the open region began, or None.
+        self.silence_since: int | None = None
+        self._last_end = 0  # padded end of the last region given out
+
+    @property
+    def position(self) -> int:
+        """Samples covered by the probabilities seen so far."""
+        return self.chunks * CHUNK_SAMPLES
+
+    @property
+    def open_start(self) -> int | None:
+        """The padded start of the region in progress (speech seen, its end not yet known)."""
+        return None if self.start is None else max(self._last_end, self.start - self.pad)
+
+    def speech_until(self) -> int | None:
+        """While a region is open: the position up to which it is certainly speech (its end is
+        at least here); None outside speech."""
+        if self.start is None:
+            return None
+        return self.silence_since if self.silence_since is not None else self.position
+
+    def push(self, probabilities: np.ndarray) -> list[SpeechRegion]:
+        """Take the next chunks' probabilities; the regions that ended among them."""
+        closed: list[SpeechRegion] = []
+        for p in np.asarray(probabilities, dtype=np.float32):
+            position = self.position
+            self.chunks += 1
+            if p >= self.threshold:
+                self.silence_since = None
+                if self.start is None:
+                    self.start = position
+            elif self.start is not None and p < self.exit_threshold:
+                if self.silence_since is None:
+                    self.silence_since = position
+                if position + CHUNK_SAMPLES - self.silence_since >= self.min_silence:
+                    region = self._close(self.silence_since, total=None)
+                    if region is not None:
+                        closed.append(region)
+        return closed
+
+    def finish(self, num_samples: int) -> list[SpeechRegion]:
+        """End of the recording (``num_samples`` long): the region still open, if any."""
+        if self.start is None:
+            return []
+        region = self._close(num_samples, total=num_samples)
+        return [] if region is None else [region]
+
+    def _close(self, end: int, total: int | None) -> SpeechRegion | None:
+        start, self.start, self.silence_since = self.start, None, None
+        assert start is not None
+        if end - start < self.min_speech:
+            return None
+        low = max(self._last_end, start - self.pad)
+        high = end + self.pad if total is None else min(total, end + self.pad)
+        self._last_end = high
+        return SpeechRegion(low, high)
+
+
 def speech_regions(
     samples: np.ndarray | None = None,
     *,
     num_samples: int | None = None,
-    threshold: float = 0.5,
-    min_speech_s: float = 0.25,
-    min_silence_s: float = 0.1,
-    pad_s: float = 0.03,
+    threshold: float = THRESHOLD,
+    min_speech_s: float = MIN_SPEECH_S,
+    min_silence_s: float = MIN_SILENCE_S,
+    pad_s: float = PAD_S,
     probabilities: np.ndarray | None = None,
 ) -> list[SpeechRegion]:
     """Speech regions of 16 kHz ``samples`` (sorted, not overlapping, inside the audio).
 
     Speech starts at a chunk whose probability reaches ``threshold`` and ends once the
     probability has stayed below ``threshold - 0.15`` for ``min_silence_s``; regions shorter than
-    ``min_speech_s`` are dropped, the rest padded by ``pad_s`` on each side (neighbours that
-    would overlap meet halfway). ``probabilities`` from :func:`speech_probabilities` or a
-    :class:`VadStream` may be passed, with ``num_samples`` instead of the samples, to avoid
-    running the network again or holding the recording in memory.
+    ``min_speech_s`` are dropped, the rest padded by ``pad_s`` on each side
+    (:class:`RegionTracker`, which finds the same regions online). ``probabilities`` from
+    :func:`speech_probabilities` or a :class:`VadStream` may be passed, with ``num_samples``
+    instead of the samples, to avoid running the network again or holding the recording in memory.
     """
     if probabilities is None:
         if samples is None:
             raise ValueError("speech_regions needs the samples or their probabilities")
-        probs = speech_probabilities(samples)
-    else:
-        probs = probabilities
+        probabilities = speech_probabilities(samples)
     total = len(samples) if samples is not None else num_samples
     if total is None:
         raise ValueError("speech_regions needs num_samples with probabilities and no samples")
-    exit_threshold = threshold - 0.15
-    min_silence = int(round(min_silence_s * SAMPLE_RATE))
-    raw: list[list[int]] = []
-    start: int | None = None
-    silence_since: int | None = None
-    for index, p in enumerate(probs):
-        position = index * CHUNK_SAMPLES
-        if p >= threshold:
-            silence_since = None
-            if start is None:
-                start = position
-        elif start is not None and p < exit_threshold:
-            if silence_since is None:
-                silence_since = position
-            if position + CHUNK_SAMPLES - silence_since >= min_silence:
-                raw.append([start, silence_since])
-                start, silence_since = None, None
-    if start is not None:
-        raw.append([start, total])
-    min_speech = int(round(min_speech_s * SAMPLE_RATE))
-    kept = [(a, b) for a, b in raw if b - a >= min_speech]
-    pad = int(round(pad_s * SAMPLE_RATE))
-    regions = []
-    for i, (a, b) in enumerate(kept):
-        low, high = max(0, a - pad), min(total, b + pad)
-        if i > 0:  # padding never crosses the middle of the pause to a neighbour
-            low = max(low, (kept[i - 1][1] + a) // 2)
-        if i + 1 < len(kept):
-            high = min(high, (b + kept[i + 1][0]) // 2)
-        regions.append(SpeechRegion(low, high))
-    return regions
+    tracker = RegionTracker(threshold=threshold, min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s)
+    regions = tracker.push(probabilities)
+    regions += tracker.finish(total)
+    return [SpeechRegion(r.start, min(r.end, total)) for r in regions]

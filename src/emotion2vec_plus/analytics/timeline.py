@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..smoothing import SWITCH_MARGIN, LabelHysteresis, moving_average
 
 
 @dataclass
@@ -20,6 +21,8 @@ class EmotionTimeline:
     probabilities: np.ndarray
     labels: list[str]
     source: str  # "frames" or "segments"
+    speech: np.ndarray | None = None
+    """Whether each stretch is (mostly) speech; None: all of them are."""
 
     @property
     def centres_s(self) -> np.ndarray:
@@ -29,25 +32,21 @@ class EmotionTimeline:
 
 @dataclass
 class EmotionRun:
-    """A stretch of a recording with one emotion: its bounds, that emotion and its mean probability."""
+    """A stretch of a recording with one emotion: its bounds, that emotion and its mean probability.
+    A stretch without speech has ``emotion`` and ``confidence`` ``None``."""
 
     start_s: float
     end_s: float
-    emotion: str
-    confidence: float
+    emotion: str | None
+    confidence: float | None
+
+    @property
+    def speech(self) -> bool:
+        return self.emotion is not None
 
 
 def _frame_hop_s(starts: np.ndarray, ends: np.ndarray) -> float:
     return float(np.median(np.diff(starts))) if len(starts) > 1 else max(float(ends[0] - starts[0]), 1e-3)
-
-
-def _moving_average(probs: np.ndarray, width: int) -> np.ndarray:
-    """Each column of (T, C) ``probs`` averaged over ``width`` neighbouring rows (edges repeated)."""
-    if width <= 1 or len(probs) < 2:
-        return probs
-    kernel = np.ones(width) / width
-    padded = np.pad(probs, ((width // 2, width - 1 - width // 2), (0, 0)), mode="edge")
-    return np.stack([np.convolve(padded[:, c], kernel, mode="valid") for c in range(probs.shape[1])], axis=1)
 
 
 def emotion_timeline(result: Any, max_points: int = 1000, smooth_s: float = 0.0) -> EmotionTimeline | None:
@@ -56,7 +55,8 @@ def emotion_timeline(result: Any, max_points: int = 1000, smooth_s: float = 0.0)
     From the 50 Hz ``frames`` of a frame-granularity result — smoothed with a moving average of
     ``smooth_s`` seconds when given (single frames jump between classes; 0.5 s reads well), then
     averaged over groups of frames so that at most ``max_points`` points remain — otherwise from
-    the per-window ``segments`` of a long input; ``None`` when the result has neither.
+    the ``segments`` (utterances); ``None`` when the result has neither. ``speech`` says which
+    points are speech (frames outside speech have scores but no emotion).
     """
     if max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
@@ -65,16 +65,18 @@ def emotion_timeline(result: Any, max_points: int = 1000, smooth_s: float = 0.0)
         starts = np.array([f.start_s for f in result.frames], dtype=np.float64)
         ends = np.array([f.end_s for f in result.frames], dtype=np.float64)
         probs = np.array([f.scores for f in result.frames], dtype=np.float64)
+        speech = np.array([getattr(f, "speech", True) for f in result.frames], dtype=np.float64)
         if smooth_s > 0:
-            probs = _moving_average(probs, int(round(smooth_s / _frame_hop_s(starts, ends))))
+            probs = moving_average(probs, int(round(smooth_s / _frame_hop_s(starts, ends))))
         group = max(1, math.ceil(len(starts) / max_points))
         if group > 1:
             edges = np.arange(0, len(starts), group)
             counts = np.diff(np.append(edges, len(starts)))
             probs = np.add.reduceat(probs, edges, axis=0) / counts[:, None]
+            speech = np.add.reduceat(speech, edges) / counts
             ends = ends[np.minimum(edges + counts - 1, len(ends) - 1)]
             starts = starts[edges]
-        return EmotionTimeline(starts, ends, probs, labels, "frames")
+        return EmotionTimeline(starts, ends, probs, labels, "frames", speech=speech >= 0.5)
     if result.segments:
         segments = result.segments
         return EmotionTimeline(np.array([s.start_s for s in segments], dtype=np.float64),
@@ -84,50 +86,66 @@ def emotion_timeline(result: Any, max_points: int = 1000, smooth_s: float = 0.0)
     return None
 
 
-def emotion_runs(result: Any, smooth_s: float = 0.5, min_run_s: float = 0.3) -> list[EmotionRun]:
-    """Cut a result into stretches of one emotion (the segments table of a timeline).
+def emotion_runs(result: Any, smooth_s: float = 0.5, min_run_s: float = 0.5,
+                 margin: float = SWITCH_MARGIN) -> list[EmotionRun]:
+    """Cut a result into stretches of one emotion, and of no speech (the segments table of a timeline).
 
-    Frame results: each class probability is smoothed with a moving average of ``smooth_s``
-    seconds, every frame takes the emotion with the highest smoothed probability, neighbouring
-    frames with the same emotion form a run, and runs shorter than ``min_run_s`` are merged
-    into the neighbour they resemble most (the longer one). ``confidence`` is the mean
-    (unsmoothed) probability of the run's emotion. Long inputs without frames: one run per
-    window ``segment``. Otherwise ``[]``.
+    Frame results: the frames outside speech form "no speech" runs (``emotion`` None). Within each
+    stretch of speech, class probabilities are smoothed with a moving average of ``smooth_s``
+    seconds, and the label follows them with hysteresis (:class:`~emotion2vec_plus.smoothing.LabelHysteresis`:
+    it changes only when another class leads by ``margin``); runs of one label shorter than
+    ``min_run_s`` are merged into the neighbour they resemble most (the longer one), inside the
+    same stretch of speech. ``confidence`` is the mean (unsmoothed) probability of the run's
+    emotion. Results without frames: one run per segment. Otherwise ``[]``.
     """
     if result.frames:
         labels = list(result.scores)
         probs = np.array([f.scores for f in result.frames], dtype=np.float64)
         starts = np.array([f.start_s for f in result.frames], dtype=np.float64)
         ends = np.array([f.end_s for f in result.frames], dtype=np.float64)
+        speech = np.array([getattr(f, "speech", True) for f in result.frames], dtype=bool)
         hop = _frame_hop_s(starts, ends)
-        smoothed = _moving_average(probs, int(round(smooth_s / hop)))
-        best = smoothed.argmax(axis=1)
-        bounds = [0, *(np.flatnonzero(np.diff(best)) + 1).tolist(), len(best)]
-        runs = [[bounds[i], bounds[i + 1], int(best[bounds[i]])] for i in range(len(bounds) - 1)]
+        width = int(round(smooth_s / hop))
         min_frames = max(1, int(round(min_run_s / hop)))
-        while len(runs) > 1:
-            lengths = [end - start for start, end, _ in runs]
-            shortest = int(np.argmin(lengths))
-            if lengths[shortest] >= min_frames:
-                break
-            if shortest == 0:
-                neighbour = 1
-            elif shortest == len(runs) - 1:
-                neighbour = shortest - 1
-            else:
-                neighbour = shortest - 1 if lengths[shortest - 1] >= lengths[shortest + 1] else shortest + 1
-            low, high = sorted((shortest, neighbour))
-            runs[low:high + 1] = [[runs[low][0], runs[high][1], runs[neighbour][2]]]
-            # neighbours that now share an emotion become one run
-            merged: list[list[int]] = []
-            for run in runs:
-                if merged and merged[-1][2] == run[2]:
-                    merged[-1][1] = run[1]
-                else:
-                    merged.append(run)
-            runs = merged
-        return [EmotionRun(float(starts[start]), float(ends[end - 1]), labels[cls], float(probs[start:end, cls].mean()))
-                for start, end, cls in runs]
+        runs: list[EmotionRun] = []
+        bounds = [0, *(np.flatnonzero(np.diff(speech.astype(np.int8))) + 1).tolist(), len(speech)]
+        for first, last in zip(bounds, bounds[1:]):
+            if not speech[first]:
+                runs.append(EmotionRun(float(starts[first]), float(ends[last - 1]), None, None))
+                continue
+            best = LabelHysteresis(margin).labels(moving_average(probs[first:last], width))
+            for start, end, cls in _merged_runs(best, min_frames):
+                runs.append(EmotionRun(float(starts[first + start]), float(ends[first + end - 1]), labels[cls],
+                                       float(probs[first + start : first + end, cls].mean())))
+        return runs
     if result.segments:
         return [EmotionRun(s.start_s, s.end_s, s.emotion or "", float(s.confidence or 0.0)) for s in result.segments]
     return []
+
+
+def _merged_runs(best: np.ndarray, min_frames: int) -> list[list[int]]:
+    """[start, end, label] runs of equal labels, those shorter than ``min_frames`` merged into a
+    neighbour (the longer one) until none is left or one run remains."""
+    bounds = [0, *(np.flatnonzero(np.diff(best)) + 1).tolist(), len(best)]
+    runs = [[bounds[i], bounds[i + 1], int(best[bounds[i]])] for i in range(len(bounds) - 1)]
+    while len(runs) > 1:
+        lengths = [end - start for start, end, _ in runs]
+        shortest = int(np.argmin(lengths))
+        if lengths[shortest] >= min_frames:
+            break
+        if shortest == 0:
+            neighbour = 1
+        elif shortest == len(runs) - 1:
+            neighbour = shortest - 1
+        else:
+            neighbour = shortest - 1 if lengths[shortest - 1] >= lengths[shortest + 1] else shortest + 1
+        low, high = sorted((shortest, neighbour))
+        runs[low:high + 1] = [[runs[low][0], runs[high][1], runs[neighbour][2]]]
+        merged: list[list[int]] = []  # neighbours that now share an emotion become one run
+        for run in runs:
+            if merged and merged[-1][2] == run[2]:
+                merged[-1][1] = run[1]
+            else:
+                merged.append(run)
+        runs = merged
+    return runs

@@ -76,6 +76,7 @@ from ..runtime.compute import model_thread
 from ..embeddings import NPY_MAGIC, load_embedding, utterance_embedding
 from ..errors import AudioError, EmbeddingFileError, NotAudioError
 from ..inference import Emotion2VecPlus
+from .live import LiveLimits, LiveSessions, live_router
 from ..errors import ServiceError, QueueFullError  # defined in errors.py; importable from here too
 
 __all__ = ["API_KEY_ENV", "MicroBatcher", "BatchStats", "create_app"]
@@ -593,9 +594,9 @@ health = APIRouter(tags=["health"])
 
 @health.get("/healthz", summary="Liveness and queue length (no API key needed; HEAD too)")
 @health.head("/healthz", include_in_schema=False)
-async def healthz(service: _Service = Depends(_service)) -> dict[str, Any]:
+async def healthz(request: Request, service: _Service = Depends(_service)) -> dict[str, Any]:
     return {"status": "ok", "model": service.model.model_name, "queue": service.batcher.pending,
-            "batches": service.batcher.stats.to_dict()}
+            "batches": service.batcher.stats.to_dict(), "live_sessions": request.app.state.live.active}
 
 
 def create_app(
@@ -609,11 +610,13 @@ def create_app(
     queue_size: int = 64,
     api_key: str | None = None,
     decode_threads: int = 2,
+    live_limits: LiveLimits | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``model`` (see the module docstring for endpoints and status codes).
 
     ``api_key=None`` reads ``EMOTION2VEC_API_KEY``; an empty key means no authentication.
-    The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes).
+    The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes); the
+    live sessions of ``/v1/stream`` (:mod:`~emotion2vec_plus.apps.live`) are ``app.state.live``.
     """
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
@@ -652,6 +655,8 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="Only when the server has an API key.")
     app.include_router(v1, dependencies=[Depends(bearer)] if api_key else [])
     app.include_router(health)
+    app.state.live = LiveSessions(model, live_limits or LiveLimits(), api_key)
+    app.include_router(live_router(app.state.live))
     return app
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import analytics, batch, export_onnx, models, predict, serve, train_head, webui
+from . import analytics, batch, export_onnx, listen, models, predict, serve, train_head, webui
 from ..terminal import terminal_safe
 
 #: Optional packages -> the extra that installs them (``pip install "emotion2vec-plus[EXTRA]"``).
@@ -14,10 +14,11 @@ EXTRA_OF_MODULE = {
     "fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "multipart": "serve", "swagger_ui": "serve",
     "gradio": "webui", "matplotlib": "analytics", "plotly": "analytics", "umap": "analytics",
     "sklearn": "analytics", "ray": "ray", "onnx": "onnx", "onnxruntime": "onnx", "modelscope": "modelscope",
+    "sounddevice": "live",
 }
 
 #: Modules whose ``add_parser`` registers their command(s), in ``--help`` order.
-COMMANDS = (predict, models, batch, analytics, train_head, serve, export_onnx, webui)
+COMMANDS = (predict, listen, models, batch, analytics, train_head, serve, export_onnx, webui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve", help="run the REST API (FastAPI; docs at /docs)",
         description="Serve the model over HTTP: POST /v1/recognize, /v1/embed, /v1/similarity; "
-                    f"GET /v1/models, /healthz. Set {API_KEY_ENV} to require 'Authorization: Bearer <key>' "
+                    "GET /v1/models, /healthz; live emotion over the /v1/stream WebSocket (docs/streaming.md). Set {API_KEY_ENV} to require 'Authorization: Bearer <key>' "
                     "on /v1/*.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=SERVE_PORT, help=f"port (default {SERVE_PORT})")
@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
     parser.add_argument("--queue-size", type=int, default=64,
                         help="requests allowed to wait; beyond that 503 (default 64)")
+    parser.add_argument("--live-sessions", type=int, default=8,
+                        help="most concurrent live sessions on /v1/stream (WebSocket); more are refused (default 8)")
+    parser.add_argument("--live-max-minutes", type=float, default=60,
+                        help="most audio in one live session, in minutes (default 60)")
+    parser.add_argument("--live-idle-timeout", type=float, default=30,
+                        help="a live session with no message for this many seconds is closed (default 30)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(run=run)
 
@@ -40,15 +46,18 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, print the address, and run uvicorn until interrupted."""
     import uvicorn
 
-    from ..runtime.compute import on_model_thread
+    from ..apps.live import LiveLimits
     from ..apps.service import create_app
+    from ..runtime.compute import on_model_thread
 
     started = time.perf_counter()
     # Loaded on the thread that will run it: one OpenMP team in the process (see compute.model_thread).
     model = on_model_thread(model_from_args, args)
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_response_mb=args.max_response_mb, max_batch=args.max_batch,
-                     batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
+                     batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
+                     live_limits=LiveLimits(max_sessions=args.live_sessions, max_session_s=60 * args.live_max_minutes,
+                                            idle_timeout_s=args.live_idle_timeout))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)

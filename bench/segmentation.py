@@ -1,0 +1,234 @@
+"""Do a recording's segments follow its utterances? Joined clips of several emotions, held-out speakers.
+
+For every held-out speaker, that speaker's clips are shuffled and joined, ``--clips-per-file`` at a
+time (consecutive clips of different emotions where the speaker has them), with a pause of
+0.3–2 s between them filled with that speaker's room tone (the non-speech edges of their own
+clips, as the same room between sentences would sound). Each file is run
+through ``predict`` as a user would, and each clip is given the label of the segment that covers
+most of it. Reported per corpus: files, clips, segments (and their ratio to clips: the aim is
+within ±20 %), the share of clips that got a segment of their own (one segment covering most of
+that clip and of no other), and the unweighted accuracy (UA) of the clips read from the segments
+against the same clips scored alone ("single clips"), all classes and the usual 4 (angry, happy,
+neutral, sad: the argmax among those four classes' scores). The aim: segment UA within 0.03 of
+the single clips.
+
+Held-out speakers: with ``--fold-models DIR`` (written by ``training/v2_frozen.py --save-folds``)
+each fold's model runs on the speakers it never saw; with ``--model NAME`` one model runs on
+every speaker (fair only for a model not trained on these corpora). Usage:
+
+    python bench/segmentation.py --fold-models FOLDS [--corpora RAVDESS,CASIA] [--speakers-per-corpus 4]
+    python bench/segmentation.py --model compact --corpora RAVDESS --min-pause 0.4
+
+Prints one Markdown table (a row per corpus) and writes ``--json-out`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "training"))
+from corpora import ALL_CORPORA, Clip, fold_models, read_all  # noqa: E402
+
+FOUR = ["angry", "happy", "neutral", "sad"]
+SR = 16000
+
+
+@dataclass
+class JoinedFile:
+    samples: np.ndarray
+    clips: list[Clip]
+    spans: list[tuple[int, int]]  # each clip's [start, end) in the file, in samples
+
+
+def interleaved(clips: list[Clip], rng: np.random.Generator) -> list[Clip]:
+    """The clips in random order, consecutive ones of different emotions where possible."""
+    by_label: dict[str, list[Clip]] = defaultdict(list)
+    for clip in rng.permutation(np.array(clips, dtype=object)):
+        by_label[clip.label].append(clip)
+    out: list[Clip] = []
+    while any(by_label.values()):
+        previous = out[-1].label if out else None
+        choices = [label for label, left in by_label.items() if left and label != previous] or \
+                  [label for label, left in by_label.items() if left]
+        weights = np.array([len(by_label[label]) for label in choices], dtype=float)
+        label = choices[int(rng.choice(len(choices), p=weights / weights.sum()))]
+        out.append(by_label[label].pop())
+    return out
+
+
+def room_tone(audio: list[np.ndarray]) -> np.ndarray:
+    """The non-speech edges of a speaker's clips (before the first and after the last speech the
+    voice-activity detector finds, less 0.1 s), end to end: at least 2 s (repeated if short)."""
+    from emotion2vec_plus.vad import speech_regions
+
+    margin = SR // 10
+    parts = []
+    for samples in audio:
+        regions = speech_regions(samples)
+        if regions:
+            parts += [samples[: max(0, regions[0].start - margin)], samples[regions[-1].end + margin :]]
+    tone = np.concatenate([p for p in parts if len(p)] or [np.zeros(SR, np.float32)])
+    return np.tile(tone, -(-2 * SR // len(tone))) if len(tone) < 2 * SR else tone
+
+
+def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, float],
+                 rng: np.random.Generator) -> list[JoinedFile]:
+    """One speaker's clips joined ``per_file`` at a time with random pauses of room tone between them."""
+    import soundfile as sf
+
+    ordered = interleaved(clips, rng)
+    audio = {clip.path: sf.read(clip.path, dtype="float32")[0] for clip in ordered}
+    tone = room_tone(list(audio.values()))
+    files = []
+    for first in range(0, len(ordered) - per_file + 1, per_file):
+        group = ordered[first : first + per_file]
+        parts, spans, position = [], [], 0
+        for index, clip in enumerate(group):
+            if index:
+                pause = int(rng.uniform(*pause_range) * SR)
+                reps = -(-pause // len(tone)) + 1
+                offset = int(rng.integers(0, len(tone)))
+                parts.append(np.tile(tone, reps)[offset : offset + pause])
+                position += pause
+            parts.append(audio[clip.path])
+            spans.append((position, position + len(audio[clip.path])))
+            position += len(audio[clip.path])
+        files.append(JoinedFile(np.concatenate(parts), group, spans))
+    return files
+
+
+def four_class(scores: dict[str, float]) -> str:
+    return max(FOUR, key=lambda c: scores.get(c, 0.0))
+
+
+def ua(truth: list[str], predicted: list[str]) -> float:
+    present = sorted(set(truth))
+    return float(np.mean([np.mean([p == t for p, t in zip(predicted, truth) if t == label]) for label in present]))
+
+
+def read_segments(result, spans: list[tuple[int, int]]) -> tuple[list[dict | None], list[bool]]:
+    """For each clip: the scores of the segment covering most of it (None when none touches it),
+    and whether that segment is its own (it covers no other clip more)."""
+    segments = result.segments or [None]
+    bounds = [(0.0, result.duration_s) if s is None else (s.start_s, s.end_s) for s in segments]
+    overlap = np.array([[max(0.0, min(b, e / SR) - max(a, s / SR)) for a, b in bounds] for s, e in spans])
+    chosen, own = [], []
+    for clip in range(len(spans)):
+        best = int(np.argmax(overlap[clip]))
+        if overlap[clip, best] <= 0:
+            chosen.append(None)
+            own.append(False)
+            continue
+        segment = segments[best]
+        chosen.append(result.scores if segment is None else segment.scores)
+        own.append(int(np.argmax(overlap[:, best])) == clip and int((overlap[:, best] > 0.25).sum()) == 1)
+    return chosen, own
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fold-models", type=Path, default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--folds", default=None, help="with --fold-models: only these folds (e.g. 0,1)")
+    parser.add_argument("--corpora", default=",".join(ALL_CORPORA))
+    parser.add_argument("--clips-per-file", type=int, default=6)
+    parser.add_argument("--pause", default="0.3,2.0", help="shortest,longest pause between clips in seconds")
+    parser.add_argument("--speakers-per-corpus", type=int, default=0,
+                        help="at most this many held-out speakers per corpus and fold (0: all)")
+    parser.add_argument("--clips-per-speaker", type=int, default=0, help="at most this many clips per speaker (0: all)")
+    parser.add_argument("--min-pause", type=float, default=None, help="the model's min_pause_s (default: its own)")
+    parser.add_argument("--context", type=float, default=None, help="the model's segment_context_s (default: its own)")
+    parser.add_argument("--window", type=float, default=None, help="the model's window_s (default: its own)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compute-type", default="float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args()
+    if (args.fold_models is None) == (args.model is None):
+        parser.error("give exactly one of --fold-models and --model")
+
+    from emotion2vec_plus import Emotion2VecPlus
+
+    corpora = args.corpora.split(",")
+    pause_range = tuple(float(v) for v in args.pause.split(","))
+    clips = read_all(corpora=tuple(corpora))
+    runs: list[tuple[str, set[tuple[str, str]] | None]] = (
+        fold_models(args.fold_models, args.folds) if args.fold_models is not None else [(args.model, None)])
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    started = time.perf_counter()
+    options = {"num_threads": args.threads, "compute_type": args.compute_type, "window_s": args.window}
+    if args.min_pause is not None:
+        options["min_pause_s"] = args.min_pause
+    for model_name, held_out in runs:
+        model = Emotion2VecPlus(model_name, **options)
+        if args.context is not None:
+            model.segment_context_s = args.context
+        rng = np.random.default_rng(args.seed)
+        for corpus in corpora:
+            speakers = sorted({c.speaker for c in clips if c.corpus == corpus
+                               and (held_out is None or (c.corpus, c.speaker) in held_out)})
+            if args.speakers_per_corpus:
+                speakers = speakers[: args.speakers_per_corpus]
+            for speaker in speakers:
+                own = [c for c in clips if c.corpus == corpus and c.speaker == speaker]
+                if args.clips_per_speaker and len(own) > args.clips_per_speaker:
+                    own = list(rng.choice(np.array(own, dtype=object), args.clips_per_speaker, replace=False))
+                files = joined_files(own, args.clips_per_file, pause_range, rng)
+                singles = model.predict_batch([str(c.path) for f in files for c in f.clips])
+                single_iter = iter(singles)
+                for joined in files:
+                    result = model.predict(joined.samples)
+                    chosen, is_own = read_segments(result, joined.spans)
+                    rows[corpus]["files"].append(1)
+                    rows[corpus]["segments"].append(len(result.segments or [None]))
+                    for clip, scores, clip_own in zip(joined.clips, chosen, is_own):
+                        single = next(single_iter)
+                        rows[corpus]["truth"].append(clip.label)
+                        rows[corpus]["single"].append(single.emotion)
+                        rows[corpus]["single4"].append(four_class(single.scores))
+                        rows[corpus]["segment"].append(None if scores is None else max(scores, key=scores.get))
+                        rows[corpus]["segment4"].append(None if scores is None else four_class(scores))
+                        rows[corpus]["own"].append(clip_own)
+        print(f"{model_name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
+          f"{pause_range[0]:g}-{pause_range[1]:g} s, {args.clips_per_file} clips per file\n")
+    print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
+          "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for corpus, data in rows.items():
+        truth = data["truth"]
+        four = [i for i, t in enumerate(truth) if t in FOUR]
+        entry = {
+            "files": len(data["files"]), "clips": len(truth), "segments": int(sum(data["segments"])),
+            "own_share": float(np.mean(data["own"])),
+            "ua_single": ua(truth, data["single"]), "ua_segments": ua(truth, data["segment"]),
+            "ua4_single": ua([truth[i] for i in four], [data["single4"][i] for i in four]) if four else None,
+            "ua4_segments": ua([truth[i] for i in four], [data["segment4"][i] for i in four]) if four else None,
+        }
+        summary[corpus] = entry
+        ratio = entry["segments"] / entry["clips"]
+        d4 = "—" if entry["ua4_single"] is None else f"{entry['ua4_segments'] - entry['ua4_single']:+.3f}"
+        u4 = "—" if entry["ua4_single"] is None else f"{entry['ua4_single']:.3f}"
+        s4 = "—" if entry["ua4_segments"] is None else f"{entry['ua4_segments']:.3f}"
+        print(f"| {corpus} | {entry['files']} | {entry['clips']} | {entry['segments']} | {ratio:.2f} | "
+              f"{entry['own_share']:.3f} | {entry['ua_single']:.3f} | {entry['ua_segments']:.3f} | "
+              f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} |")
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps({"args": vars(args) | {"fold_models": str(args.fold_models),
+                                                                  "json_out": str(args.json_out)},
+                                             "corpora": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
