@@ -56,3 +56,46 @@ def test_batch_service_example(offline_env, tmp_path, model):
     assert [r["file"] for r in results] == clips
     for r in results:
         assert r["emotion"] == max(r["scores"], key=r["scores"].get) and 0 < r["confidence"] <= 1
+
+
+def test_stream_client_example_streams_a_file_to_a_real_server(tmp_path):
+    """examples/stream_client.py against ``emotion2vec-plus serve`` on a loopback port, paced at real time."""
+    import socket
+    import time
+    import urllib.request
+
+    import soundfile as sf
+
+    parts = []
+    for clip in speech_clips(18)[::9]:  # two sentences of one speaker, 0.8 s apart
+        parts += [sf.read(clip, dtype="float32")[0], np.zeros(12800, np.float32)]
+    path = tmp_path / "two sentences.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "emotion2vec-plus")
+    server = subprocess.Popen([exe, "serve", "--port", str(port), "--compute-type", "float32"],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), env=dict(os.environ, EMOTION2VEC_API_KEY=""))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+        started = time.monotonic()
+        done = run_example("stream_client.py", [str(path), "--url", f"ws://127.0.0.1:{port}/v1/stream", "--jsonl"],
+                           dict(os.environ), tmp_path)
+        took = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sum(e["type"] == "utterance" for e in events) == 2
+    assert events[0]["type"] == "session.started" and events[-1]["type"] == "session.ended"
+    assert any(e["type"] == "emotion" for e in events)
+    assert took >= sf.info(path).duration  # paced at real time, not sent at once

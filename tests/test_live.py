@@ -24,6 +24,18 @@ from emotion2vec_plus.vad import speech_regions
 SR = 16000
 
 
+def _stream_schema():
+    import importlib.resources
+
+    import jsonschema
+
+    schema = json.loads((importlib.resources.files("emotion2vec_plus") / "schemas" / "stream.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+STREAM_SCHEMA = _stream_schema()
+
+
 @pytest.fixture(scope="module")
 def model() -> Emotion2VecPlus:
     return Emotion2VecPlus()
@@ -131,6 +143,19 @@ def test_a_session_gives_the_apis_events_and_its_totals(server, model, speech):
     totals = messages[-1]
     assert totals["utterances"] == 4 and totals["events"] == len(events) and totals["dropped"] == 0
     assert totals["audio_s"] == pytest.approx(len(speech) / SR, abs=1e-3)
+    for message in messages:
+        STREAM_SCHEMA.validate(message)
+
+
+def test_the_documented_schemas_are_the_schema_file():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "streaming.md").read_text(encoding="utf-8")
+    section = doc[doc.index("### Message schemas"):doc.index("## Clients")]
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+    defs = STREAM_SCHEMA.schema["$defs"]
+    assert blocks == [defs[name] for name in ("config", "session_started", "event", "session_ended", "error")]
 
 
 def test_f32le_stereo_at_48_khz(server, speech):
@@ -159,6 +184,8 @@ def error_of(url: str, first, frames=(), headers=None) -> dict:
         messages = receive_all(ws)
         assert ws.close_code in (1008, 1011, 1013)
     assert messages[-1]["type"] == "error", messages
+    for message in messages:
+        STREAM_SCHEMA.validate(message)
     return messages[-1]
 
 
