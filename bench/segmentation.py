@@ -12,6 +12,11 @@ against the same clips scored alone ("single clips"), all classes and the usual 
 neutral, sad: the argmax among those four classes' scores). The aim: segment UA within 0.03 of
 the single clips.
 
+With ``--live-windows 1.5,3,5`` each file is also streamed through the live mode
+(``model.stream_file``) once per provisional window length: the finals are read as the segments
+are (they are the offline segments, scored the same), and every provisional ``emotion`` event is
+compared with the clip that covers most of its window (UA over those events, all classes).
+
 Held-out speakers: with ``--fold-models DIR`` (written by ``training/v2_frozen.py --save-folds``)
 each fold's model runs on the speakers it never saw; with ``--model NAME`` one model runs on
 every speaker (fair only for a model not trained on these corpora). Usage:
@@ -106,6 +111,29 @@ def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, flo
     return files
 
 
+def live_labels(model, joined: JoinedFile, window_s: float) -> dict[str, list]:
+    """The file streamed live: each clip read from the finals as from the segments, and each
+    provisional emotion event with the label of the clip covering most of its window."""
+    from types import SimpleNamespace
+
+    events = list(model.stream_file(joined.samples, window_s=window_s))
+    finals = [e for e in events if e.type == "utterance"]
+    as_result = SimpleNamespace(segments=finals or None, duration_s=len(joined.samples) / SR, scores={})
+    chosen, _ = read_segments(as_result, joined.spans)
+    out: dict[str, list] = {"final_truth": [c.label for c in joined.clips],
+                            "final_pred": [None if s is None else max(s, key=s.get) for s in chosen],
+                            "provisional_truth": [], "provisional_pred": []}
+    for event in events:
+        if event.type != "emotion":
+            continue
+        cover = [max(0.0, min(event.end_s, e / SR) - max(event.start_s, s / SR)) for s, e in joined.spans]
+        best = int(np.argmax(cover))
+        if cover[best] > 0:
+            out["provisional_truth"].append(joined.clips[best].label)
+            out["provisional_pred"].append(event.emotion)
+    return out
+
+
 def four_class(scores: dict[str, float]) -> str:
     return max(FOUR, key=lambda c: scores.get(c, 0.0))
 
@@ -151,8 +179,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compute-type", default="float32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--live-windows", default="", help="also stream each file live with these provisional "
+                                                            "window lengths in seconds (e.g. 1.5,3,5)")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
+    live_windows = [float(v) for v in args.live_windows.split(",") if v]
     if (args.fold_models is None) == (args.model is None):
         parser.error("give exactly one of --fold-models and --model")
 
@@ -188,6 +219,12 @@ def main() -> None:
                 for joined in files:
                     result = model.predict(joined.samples)
                     chosen, is_own = read_segments(result, joined.spans)
+                    for window in live_windows:
+                        live = live_labels(model, joined, window)
+                        rows[corpus][f"live{window:g}_truth"] += live["provisional_truth"]
+                        rows[corpus][f"live{window:g}_pred"] += live["provisional_pred"]
+                        rows[corpus]["final_truth"] += live["final_truth"] if window == live_windows[0] else []
+                        rows[corpus]["final_pred"] += live["final_pred"] if window == live_windows[0] else []
                     rows[corpus]["files"].append(1)
                     rows[corpus]["segments"].append(len(result.segments or [None]))
                     for clip, scores, clip_own in zip(joined.clips, chosen, is_own):
@@ -224,6 +261,19 @@ def main() -> None:
         print(f"| {corpus} | {entry['files']} | {entry['clips']} | {entry['segments']} | {ratio:.2f} | "
               f"{entry['own_share']:.3f} | {entry['ua_single']:.3f} | {entry['ua_segments']:.3f} | "
               f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} |")
+    if live_windows:
+        print("\nLive mode on the same files: finals (read as the segments) and provisional events by window length\n")
+        print("| corpus | UA single clips | UA from finals | " + " | ".join(
+            f"provisional UA, {w:g} s window (events)" for w in live_windows) + " |")
+        print("|---|---|---|" + "---|" * len(live_windows))
+        for corpus, data in rows.items():
+            cells = [f"{ua(data[f'live{w:g}_truth'], data[f'live{w:g}_pred']):.3f} ({len(data[f'live{w:g}_truth'])})"
+                     for w in live_windows]
+            summary[corpus]["ua_finals"] = ua(data["final_truth"], data["final_pred"])
+            summary[corpus]["ua_provisional"] = {f"{w:g}": ua(data[f"live{w:g}_truth"], data[f"live{w:g}_pred"])
+                                                 for w in live_windows}
+            print(f"| {corpus} | {summary[corpus]['ua_single']:.3f} | {summary[corpus]['ua_finals']:.3f} | "
+                  + " | ".join(cells) + " |")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps({"args": vars(args) | {"fold_models": str(args.fold_models),
                                                                   "json_out": str(args.json_out)},

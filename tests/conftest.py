@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+# The library's default compute type is "auto" (bfloat16 or int8 on most CPUs); the suite's numeric
+# assertions are about float32, so every model built here or in a subprocess without an explicit
+# compute type runs float32. Tests of the auto default remove this (tests/test_compute.py).
+os.environ["EMOTION2VEC_COMPUTE_TYPE"] = "float32"
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

@@ -117,15 +117,39 @@ def test_this_machine_is_described():
     assert features.name and features.aten_capability in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256")
 
 
-def test_auto_is_resolved_and_reported_by_the_model_and_the_cli(small_checkpoint, capsys):
+def test_auto_is_resolved_and_reported_by_the_model_and_the_cli(small_checkpoint, capsys, monkeypatch):
     from emotion2vec_plus import Emotion2VecPlus
     from emotion2vec_plus.cli import main
+    from emotion2vec_plus.defaults import COMPUTE_TYPE_ENV
 
     from conftest import speech_clips
 
     model = Emotion2VecPlus(small_checkpoint, compute_type="auto")
-    assert model.compute_type in ("float32", "int8", "bfloat16") and model.compute_type_reason != "asked for"
-    assert Emotion2VecPlus(small_checkpoint).compute_type == "float32"  # the Python API stays exact
+    assert model.compute_type in ("float32", "int8", "bfloat16") and model.compute_type_reason.startswith("auto: ")
+    monkeypatch.delenv(COMPUTE_TYPE_ENV)
     assert main(["predict", str(speech_clips(1)[0]), "--model", str(small_checkpoint)]) == 0
     err = capsys.readouterr().err
     assert f"compute type {model.compute_type} (auto: {cpu_features().name}" in err
+
+
+def test_the_python_api_defaults_to_auto_and_every_result_says_what_ran(monkeypatch):
+    """Emotion2VecPlus() as users' scripts call it runs the fastest type for this CPU, and the
+    result (and its JSON) records the type, the backend and why; the environment variable and an
+    explicit argument override it."""
+    from conftest import speech_clips
+    from emotion2vec_plus import Emotion2VecPlus
+    from emotion2vec_plus.defaults import COMPUTE_TYPE_ENV
+    from emotion2vec_plus.runtime.compute import choose_compute_type
+
+    monkeypatch.delenv(COMPUTE_TYPE_ENV, raising=False)
+    expected, why = choose_compute_type("torch", __import__("torch").device("cpu"))
+    model = Emotion2VecPlus()
+    assert (model.compute_type, model.compute_type_reason) == (expected, f"auto: {why}")
+    data = model.predict(str(speech_clips(1)[0])).to_dict()
+    assert (data["compute_type"], data["backend"], data["compute_type_reason"]) == (expected, "torch", f"auto: {why}")
+    assert f"compute type {expected} (auto: " in model.describe()
+    monkeypatch.setenv(COMPUTE_TYPE_ENV, "float32")
+    pinned = Emotion2VecPlus()
+    assert (pinned.compute_type, pinned.compute_type_reason) == ("float32", f"{COMPUTE_TYPE_ENV}=float32")
+    asked = Emotion2VecPlus(compute_type="float32")
+    assert asked.compute_type_reason == "asked for" and asked.predict(str(speech_clips(1)[0])).compute_type == "float32"

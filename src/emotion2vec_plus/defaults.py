@@ -20,6 +20,9 @@ COMPUTE_TYPES: tuple[str, ...] = ("float32", "int8", "bfloat16")
 #: ``auto`` picks one of :data:`COMPUTE_TYPES` by CPU (see :func:`emotion2vec_plus.runtime.compute.choose_compute_type`).
 COMPUTE_TYPE_CHOICES: tuple[str, ...] = ("auto", *COMPUTE_TYPES)
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+#: Environment variable that sets the compute type when none is given (e.g. ``float32`` for FunASR's
+#: numbers exactly); without it the default is ``auto``.
+COMPUTE_TYPE_ENV = "EMOTION2VEC_COMPUTE_TYPE"
 #: File extensions (lower-case) taken as audio when a folder is searched (batch, train-head) or a
 #: file is picked in the WebUI; any file can still be passed by name.
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".webm", ".aac", ".aiff", ".aif")

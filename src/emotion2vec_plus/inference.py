@@ -24,7 +24,7 @@ from .models.compact import CompactEmotionModel, is_compact_file, load_compact_m
 from .models.compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .models.compact import WINDOW_S as COMPACT_WINDOW_S
 from .runtime.compute import check_compute_options, choose_compute_type, make_runner
-from .defaults import DEFAULT_MODEL, GRANULARITIES
+from .defaults import COMPUTE_TYPE_ENV, DEFAULT_MODEL, GRANULARITIES
 from .embeddings import utterance_embedding
 from .errors import AudioError, Emotion2VecError, ModelError
 from .models.hub import canonical_name, resolve_model_dir
@@ -97,11 +97,12 @@ class Emotion2VecPlus:
         head: a custom head (``EmotionHead`` or the path of one saved by ``train-head``) that
             replaces the model's own classes, e.g. ``["hesitant", "confident"]``; it must have
             been trained on this model's embeddings.
-        compute_type: ``"float32"`` (default: FunASR's numbers exactly), ``"int8"`` (dynamic int8
-            quantisation of the encoder's linear layers, CPU), ``"bfloat16"`` (encoder under bf16
-            autocast, torch only) or ``"auto"`` (the fastest for this CPU: bfloat16 with AMX units,
-            else int8 with AVX2, else float32; see :func:`~emotion2vec_plus.runtime.compute.choose_compute_type`;
-            the choice is in :attr:`compute_type` and :attr:`compute_type_reason`).
+        compute_type: ``"auto"`` (default: the fastest for this CPU, see
+            :func:`~emotion2vec_plus.runtime.compute.choose_compute_type`), ``"float32"`` (FunASR's
+            numbers exactly), ``"int8"`` (dynamic int8 quantisation of the encoder's linear layers,
+            CPU) or ``"bfloat16"`` (encoder under bf16 autocast, torch only). ``None`` takes
+            ``$EMOTION2VEC_COMPUTE_TYPE`` when set, else ``"auto"``. The choice and why are in
+            :attr:`compute_type` and :attr:`compute_type_reason`, and in every result.
         backend: ``"torch"`` (default) or ``"onnx"`` (the model exported once to ONNX, cached under
             ``<cache_dir>/onnx/``, and run with onnxruntime; needs ``pip install "emotion2vec-plus[onnx]"``).
             Only the encoder changes: the head, windows and results are the same code in every mode.
@@ -123,7 +124,7 @@ class Emotion2VecPlus:
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         hold_in_memory_s: float = HOLD_IN_MEMORY_S,
         head: str | os.PathLike | EmotionHead | None = None,
-        compute_type: str = "float32",
+        compute_type: str | None = None,
         backend: str = "torch",
     ) -> None:
         if window_s is not None and window_s * SAMPLE_RATE < MIN_SAMPLES:
@@ -133,10 +134,15 @@ class Emotion2VecPlus:
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
         self.device = _resolve_device(device)
-        #: Why this compute type runs: the rule's reason for ``"auto"``, else "asked for".
+        #: Why this compute type runs: the rule's reason for ``"auto"``, else how it was asked for.
         self.compute_type_reason = "asked for"
+        if compute_type is None:
+            compute_type = os.environ.get(COMPUTE_TYPE_ENV) or "auto"
+            if compute_type != "auto":
+                self.compute_type_reason = f"{COMPUTE_TYPE_ENV}={compute_type}"
         if compute_type == "auto":
-            compute_type, self.compute_type_reason = choose_compute_type(backend, self.device)
+            compute_type, reason = choose_compute_type(backend, self.device)
+            self.compute_type_reason = f"auto: {reason}"
         check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
@@ -213,7 +219,7 @@ class Emotion2VecPlus:
     def describe(self) -> str:
         """One line for logs: model, dimension, compute type (and why, when chosen by ``"auto"``), backend."""
         compute = self.compute_type if self.compute_type_reason == "asked for" else (
-            f"{self.compute_type} (auto: {self.compute_type_reason})")
+            f"{self.compute_type} ({self.compute_type_reason})")
         return f"model {self.model_name} ({self.embed_dim}-d), compute type {compute}, backend {self.backend}"
 
     @property
@@ -361,7 +367,8 @@ class Emotion2VecPlus:
         return stream_file(self, audio, realtime=realtime, **options)
 
     def _failed(self, source: str, granularity: str, error: str) -> Result:
-        return Result(source=source, model=self.model_name, granularity=granularity, error=error)
+        return Result(source=source, model=self.model_name, granularity=granularity, error=error,
+                      compute_type=self.compute_type, backend=self.backend, compute_type_reason=self.compute_type_reason)
 
     @torch.inference_mode()
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -533,6 +540,9 @@ class Emotion2VecPlus:
             source=info.source,
             model=self.model_name,
             granularity=granularity,
+            compute_type=self.compute_type,
+            backend=self.backend,
+            compute_type_reason=self.compute_type_reason,
             duration_s=audio.duration_s,
             embedding_dim=self.embed_dim,
             audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 #: Bumped only on incompatible changes to the JSON layout (see schemas/result.schema.json).
-#: 2: frames outside speech have ``speech: false`` and no emotion; segments are utterances.
+#: 2: frames outside speech have ``speech: false`` and no emotion; segments are utterances;
+#: ``compute_type``, ``backend`` and ``compute_type_reason`` say how the encoder ran.
 SCHEMA_VERSION = 2
 
 
@@ -115,6 +116,13 @@ class Result:
     processing_time_s: float = 0.0
     error: str | None = None
     output_dir: str | None = None
+    compute_type: str | None = None
+    """What ran the encoder: ``float32``, ``int8`` or ``bfloat16``."""
+    backend: str | None = None
+    """``torch`` or ``onnx``."""
+    compute_type_reason: str | None = None
+    """Why that compute type: ``auto: <the CPU's features and the rule>``, ``asked for``, or the
+    environment variable that set it."""
 
     @property
     def ok(self) -> bool:
@@ -152,6 +160,9 @@ class Result:
             "warnings": list(self.warnings),
             "processing_time_s": round(self.processing_time_s, 4),
             "output_dir": self.output_dir,
+            "compute_type": self.compute_type,
+            "backend": self.backend,
+            "compute_type_reason": self.compute_type_reason,
         }
         return data
 
@@ -171,7 +182,8 @@ class Result:
             segments=None if data.get("segments") is None else [Segment(**g) for g in data["segments"]],
             audio=None if audio is None else AudioSummary(**audio), warnings=list(data.get("warnings") or []),
             processing_time_s=data.get("processing_time_s") or 0.0, error=data.get("error"),
-            output_dir=data.get("output_dir"),
+            output_dir=data.get("output_dir"), compute_type=data.get("compute_type"), backend=data.get("backend"),
+            compute_type_reason=data.get("compute_type_reason"),
         )
 
     def to_json(self, include_embedding: bool = False, indent: int | None = 2) -> str:

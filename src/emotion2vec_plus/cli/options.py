@@ -28,10 +28,10 @@ def add_model_options(parser: argparse.ArgumentParser, model_help: str = MODEL_H
 
 def add_compute_options(parser: argparse.ArgumentParser) -> None:
     """``--compute-type`` and ``--backend`` (part of :func:`add_model_options`)."""
-    parser.add_argument("--compute-type", choices=COMPUTE_TYPE_CHOICES, default="auto",
-                        help="auto (default: bfloat16 on CPUs with AMX, else int8 with AVX2, else float32; "
-                             "the choice is printed), float32 (FunASR's numbers exactly), int8 (dynamic int8 "
-                             "linear layers, CPU) or bfloat16 (torch only)")
+    parser.add_argument("--compute-type", choices=COMPUTE_TYPE_CHOICES, default=None,
+                        help="auto (default, or $EMOTION2VEC_COMPUTE_TYPE when set: the fastest for this CPU; "
+                             "the choice is printed and recorded in every result), float32 (FunASR's numbers "
+                             "exactly), int8 (dynamic int8 linear layers, CPU) or bfloat16 (torch only)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (default) or onnx (exported once, cached, run with onnxruntime; "
                              "pip install 'emotion2vec-plus[onnx]')")
@@ -55,7 +55,7 @@ def model_kwargs(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "hub": getattr(args, "hub", None),
         "cache_dir": getattr(args, "cache_dir", None),
         "num_threads": getattr(args, "threads", None),
-        "compute_type": getattr(args, "compute_type", None) or "auto",
+        "compute_type": getattr(args, "compute_type", None),
         "backend": getattr(args, "backend", None) or "torch",
     }
     if getattr(args, "window", None) is not None:

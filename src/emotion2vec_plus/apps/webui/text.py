@@ -124,6 +124,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "col_dominant": {"zh": "主要情感", "en": "dominant emotion"},
     "col_members": {"zh": "成员", "en": "members"},
     "noise": {"zh": "噪声", "en": "noise"},
+    "no_speech": {"zh": "无语音", "en": "no speech"},
     "explore_mixed": {"zh": "请上传音频文件，或只上传一个 .parquet 文件。",
                       "en": "Upload audio files, or a single .parquet file on its own."},
     # history

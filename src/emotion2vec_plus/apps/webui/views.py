@@ -88,7 +88,7 @@ class ModelProvider:
 
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
                  cache_dir: str | os.PathLike | None = None, num_threads: int | None = None,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str = "auto",
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str | None = None,
                  backend: str = "torch", preloaded: "Emotion2VecPlus | None" = None) -> None:
         self.default_name = str(default_model)
         self._options: dict[str, Any] = {"device": device, "hub": hub, "cache_dir": cache_dir,
@@ -284,7 +284,8 @@ class EmotionWebUI:
         timeline = timeline_figure(result, lang) if result.emotion is not None else None
         runs = emotion_runs(result, smooth_s=TIMELINE_SMOOTH_S) if result.emotion is not None else []
         columns = [text(k, lang) for k in ("col_start", "col_end", "col_emotion", "col_confidence")]
-        table = _frame([[round(r.start_s, 2), round(r.end_s, 2), emotion_name(r.emotion), percent_text(r.confidence)]
+        table = _frame([[round(r.start_s, 2), round(r.end_s, 2),
+                         emotion_name(r.emotion) if r.speech else text("no_speech", lang), percent_text(r.confidence)]
                         for r in runs], columns)
         run_dir = Path(result.output_dir) if result.output_dir else None
         files = [str(f) for n in (EMBEDDING_NPY, RESULT_JSON, PROCESSED_AUDIO)
