@@ -95,6 +95,22 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
         assert line in view.log_text
 
 
+def test_the_log_names_an_m4a_upload_m4a(ui, uploads, tmp_path):
+    import av
+
+    samples, rate = sf.read(uploads / "en_neutral_2.wav", dtype="float32")
+    memo = tmp_path / "memo.m4a"  # as a phone's voice recorder saves it: AAC in an MP4 file of brand M4A
+    with av.open(str(memo), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    view = ui.recognise(str(memo), "utterance", False, None, "en")
+    assert "original format: m4a, 16000 Hz, 1 channel(s)" in view.log_text, view.log_text
+
+
 def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads):
     view = ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", True, None, "en")
     assert view.embedding_notice == {"__type__": "update", "value": f"Embedding generated: embedding.npy ({BUNDLED_DIM},)",
