@@ -429,6 +429,9 @@ def test_results_csv_and_npy_zip_for_people(tmp_path):
                        "embedding_file", "score_happy", "score_sad"]
     assert rows[1][:4] == ["/data/a.wav", "ok", "happy", "0.912346"] and rows[1][-2:] == ["0.912346", "0.0876543"]
     assert rows[2][:3] == ['/data/b,"odd".mp3', "error", ""] and rows[2][5] == "b: not audio"
+    given = write_results_csv(out, out / "given.csv", order=['/data/b,"odd".mp3', "/data/a.wav"])
+    assert [row[0] for row in csv.reader(given.read_text(encoding="utf-8-sig").splitlines())][1:] == [
+        '/data/b,"odd".mp3', "/data/a.wav"]  # the order the inputs were given in, not the order processed
 
     np.save(out / "embeddings" / "a.npy", np.ones(4, np.float32))
     np.save(out / "embeddings" / "sub" / "c.npy", np.zeros((2, 4), np.float32))

@@ -187,6 +187,18 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     assert ui.run_batch_job([], "compact", "en").downloads is None
 
 
+def test_batch_results_csv_lists_the_files_in_the_order_they_were_given(ui, uploads):
+    import csv
+
+    given = ["zh_neutral_1.wav", "en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav", "en_neutral_3.wav"]
+    view = ui.run_batch_job([str(uploads / name) for name in given], None, "en")
+    assert list(view.table["file"]) == given
+    with open(view.downloads[0], encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [Path(row["path"]).name for row in rows] == given
+    assert [row["status"] for row in rows] == ["ok", "ok", "error", "ok", "ok"]
+
+
 def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, uploads, tmp_path):
     secret = tmp_path / "secret.wav"
     shutil.copy(SAMPLES / "en_neutral_3.wav", secret)

@@ -498,14 +498,23 @@ def read_results(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _parse_result_lines(data[: data.rfind(b"\n") + 1])
 
 
-def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None,
+                      order: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write the job's ``results.jsonl`` as a CSV table (default ``out_dir/results.csv``).
 
     Columns: :data:`RESULTS_CSV_COLUMNS`, then one ``score_<label>`` column per class (in the order
-    the scores were written). UTF-8 with a byte-order mark, so spreadsheet programs show the
-    Chinese and emoji correctly. Returns the path written.
+    the scores were written). Rows follow ``order`` (the inputs as the user gave them; files are
+    processed in length-sorted batches, so ``results.jsonl`` is in processing order), files not in
+    ``order`` after them as written; without ``order``, as written. UTF-8 with a byte-order mark, so
+    spreadsheet programs show the Chinese and emoji correctly. Returns the path written.
     """
     records = read_results(out_dir)
+    if order is not None:
+        position: dict[str, int] = {}
+        for rank, path in enumerate(order):
+            for key in (str(path), str(Path(path).resolve())):
+                position.setdefault(key, rank)
+        records.sort(key=lambda record: position.get(str(record.get("path")), len(position)))
     labels: list[str] = []
     for record in records:
         for label in (record.get("scores") or {}):

@@ -368,7 +368,7 @@ class EmotionWebUI:
                     error = str(record.get("error") or "not processed")
                     error = error.replace(str(staged_path.resolve()), names[position]).replace(str(staged_path), names[position])
                     rows.append([names[position], "-", "-", "-", f"✗ {error}"])
-            downloads = [str(write_results_csv(batch_dir))]
+            downloads = [str(write_results_csv(batch_dir, order=staged))]
             if (batch_dir / RESULTS_NAME).is_file():
                 downloads.append(str(batch_dir / RESULTS_NAME))
             if done and (batch_dir / PARQUET_NAME).is_file():
