@@ -448,6 +448,23 @@ def test_cli_model_dimension_mismatch(speech, blobs, shared_model, tmp_path, cap
     assert_one_line_error(code, err, small, "64-d", f"{BUNDLED_DIM}-d")
 
 
+def test_a_size_mismatch_names_the_embedding_that_does_not_fit_the_model(speech, model, tmp_path):
+    from emotion2vec_plus.analytics import compare_inputs
+    from emotion2vec_plus.errors import EmbeddingDimensionError
+
+    fits = speech["npy"][0]  # made by the bundled model
+    other = save_embedding(tmp_path / "other_model.npy", np.ones(768, dtype=np.float32))
+    for a, b in ((other, fits), (fits, other), (other, speech["clips"][0]), (speech["clips"][0], other)):
+        with pytest.raises(EmbeddingDimensionError) as caught:
+            compare_inputs(a, b, model)
+        error = caught.value
+        assert (error.source, error.dim, error.reference, error.reference_dim) == (str(other), 768, "compact", BUNDLED_DIM)
+        assert str(error).startswith(f"{other}: embedding is 768-d but model compact gives {BUNDLED_DIM}-d")
+    with pytest.raises(EmbeddingDimensionError) as caught:  # no model: neither is to blame, both are named
+        compare_inputs(other, fits)
+    assert str(other) in str(caught.value) and str(fits) in str(caught.value) and not caught.value.reference_is_model
+
+
 def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys):
     notes = tmp_path / "notes.wav"
     notes.write_text("meeting notes, not audio")

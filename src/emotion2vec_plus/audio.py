@@ -284,6 +284,7 @@ class _Decoded:
                 self.source,
                 f"audio is {duration_s:.2f} s long, more than the limit of {self.max_duration_s:.2f} s; "
                 "pass a larger max_duration_s (or None) to load it",
+                limit_s=self.max_duration_s, duration_s=duration_s,
             )
 
     def add(self, block: np.ndarray, rate: int) -> None:
@@ -309,6 +310,7 @@ class _Decoded:
                 self.source,
                 f"audio is longer than the limit of {self.max_duration_s:.2f} s (decoding stopped at "
                 f"{self.seconds:.2f} s); pass a larger max_duration_s (or None) to load it",
+                limit_s=self.max_duration_s,
             )
 
     def _hand_on(self, mono: np.ndarray, rate: int, last: bool = False) -> None:
