@@ -198,6 +198,7 @@ def test_a_corrupt_file_is_one_error_line(first_run, tree):
     errors = [line for line in read_lines(out) if line["status"] == "error"]
     assert len(errors) == 1 and errors[0]["path"] == str(tree["broken"])
     assert "broken.wav" in errors[0]["error"] and errors[0]["emotion"] is None
+    assert errors[0]["error_type"] == "CorruptAudioError"  # what kind of problem, for programs and the WebUI
 
 
 def test_batch_results_match_predict(first_run, tree, model):
