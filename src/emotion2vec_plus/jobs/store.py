@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import BatchInputError
 from ..fileio import atomic_write
+from ..outputs import BATCH_NPY_ZIP, BATCH_PARQUET, BATCH_RESULTS, BATCH_RESULTS_CSV
 from ..terminal import terminal_safe
 
 from .discovery import absolute_path
@@ -28,13 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inference import Emotion2VecPlus
 
 
-RESULTS_NAME = "results.jsonl"
+# The file names are the batch run folder's (outputs.py defines every kind of run folder).
+RESULTS_NAME = BATCH_RESULTS
 
 
-RESULTS_CSV_NAME = "results.csv"
+RESULTS_CSV_NAME = BATCH_RESULTS_CSV
 
 
-NPY_ZIP_NAME = "embeddings_npy.zip"
+NPY_ZIP_NAME = BATCH_NPY_ZIP
 
 
 #: Columns of ``results.csv`` (the scores follow as one ``score_<label>`` column per class).
@@ -42,7 +44,7 @@ RESULTS_CSV_COLUMNS: tuple[str, ...] = ("path", "status", "emotion", "confidence
                                         "model", "granularity", "embedding_file")
 
 
-PARQUET_NAME = "embeddings.parquet"
+PARQUET_NAME = BATCH_PARQUET
 
 
 PARTS_NAME = "embeddings.parquet.parts"
