@@ -114,18 +114,15 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / RESULT_JSON).read_text(encoding="utf-8"))
 
 
-class RunUnreadableError(Exception):
-    """A run folder whose record cannot be read; the message says which file and why."""
-
-
 @dataclass(frozen=True)
 class RunKind:
     """One kind of run folder, ``<prefix>YYYYMMDD_HHMMSS[_N]`` under the outputs root.
 
     ``files``: the files offered for download, in this order, when present. ``read(run_dir)``:
     the :class:`RunSummary` fields this kind can tell (``source``, ``emotion``, ``items``, ...),
-    read from the folder; it raises :class:`RunUnreadableError` (or ``OSError``/``ValueError``) for a
-    damaged record. A new kind of run is one more entry in :data:`RUN_KINDS`.
+    read from the folder; for a missing or damaged record it raises ``ValueError`` (its message
+    naming the file and the problem) or ``OSError``. A new kind of run is one more entry in
+    :data:`RUN_KINDS`.
     """
 
     name: str
@@ -186,11 +183,11 @@ def _read_recognition(run_dir: Path) -> dict[str, Any]:
 def _read_batch(run_dir: Path) -> dict[str, Any]:
     path = run_dir / BATCH_RESULTS
     if path.is_symlink():
-        raise RunUnreadableError(f"{path}: a link, not read")
+        raise ValueError(f"{path}: a link, not read")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise RunUnreadableError(f"{run_dir}: no {BATCH_RESULTS}") from None
+        raise ValueError(f"{run_dir}: no {BATCH_RESULTS}") from None
     lines = []
     for raw in data[: data.rfind(b"\n") + 1].splitlines():  # a partial last line: a job still writing
         try:
@@ -290,25 +287,25 @@ def _summarise_run(run_dir: Path, started: datetime, kind: RunKind) -> RunSummar
                   if (found := servable_file(run_dir / name, run_dir.parent)) is not None)
     try:
         fields = kind.read(run_dir)
-    except RunUnreadableError as exc:
+    except ValueError as exc:  # UnicodeDecodeError and JSON errors included
         return RunSummary(run_dir, started, kind.name, files, error=str(exc))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except OSError as exc:
         return RunSummary(run_dir, started, kind.name, files, error=f"{run_dir}: unreadable: {exc}")
     return RunSummary(run_dir, started, kind.name, files, **fields)
 
 
 def _read_json_record(path: Path) -> dict[str, Any]:
-    """A run's JSON record; :class:`RunUnreadableError` for a link, a missing file or not an object."""
+    """A run's JSON record; ``ValueError`` for a link, a missing file, damaged JSON or not an object."""
     if path.is_symlink():
-        raise RunUnreadableError(f"{path}: a link, not read")
+        raise ValueError(f"{path}: a link, not read")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunUnreadableError(f"{path.parent}: no {path.name}") from None
+        raise ValueError(f"{path.parent}: no {path.name}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunUnreadableError(f"{path}: unreadable: {exc}") from None
+        raise ValueError(f"{path}: unreadable: {exc}") from None
     if not isinstance(data, dict):
-        raise RunUnreadableError(f"{path}: not a result object")
+        raise ValueError(f"{path}: not a result object")
     return data
 
 
