@@ -266,10 +266,18 @@ def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = N
         except ValueError:
             continue
         found.append((started, int(match.group(2) or 1), entry, kind))
-    found.sort(key=lambda item: (item[0], item[1], item[2].name), reverse=True)
+    # Runs of one second: by their number (_2, _3 ...), and across kinds by when the folder last changed.
+    found.sort(key=lambda item: (item[0], item[1], _mtime_ns(item[2]), item[2].name), reverse=True)
     if limit is not None:
         found = found[:max(limit, 0)]
     return [_summarise_run(run_dir, started, kind) for started, _, run_dir, kind in found]
+
+
+def _mtime_ns(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def find_run(outputs_root: str | os.PathLike, run_name: str | None) -> RunSummary | None:

@@ -136,8 +136,8 @@ class Comparison:
 def _embedding_side(path: Path, name: str) -> ComparedInput:
     try:
         array = load_embedding(path, mmap=False)
-    except EmbeddingFileError as exc:
-        raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
+    except EmbeddingFileError as exc:  # the same kind of error (e.g. pickle refused), naming the input as shown
+        raise type(exc)(str(exc).replace(str(path), name)) from None
     return ComparedInput(name, "embedding", utterance_embedding(array), tuple(array.shape))
 
 
