@@ -259,6 +259,7 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
     np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
     same = ui.compare(str(uploads / "en_neutral_1.wav"), str(npy), None, "zh").html
     assert "余弦相似度: 1.0000" in same and "几乎相同" in same and f".npy 向量 ({BUNDLED_DIM},)" in same
+    assert "按不同说话人的片段对测得" in same  # what the reading's numbers are about
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
     refused = ui.compare(str(pickled), str(npy), None, "en").html

@@ -33,6 +33,7 @@ CSS = """
 .compare-card .emoji { font-size: 56px; }
 #compare-similarity { font-size: 36px; font-weight: 700; text-align: center; }
 #compare-reading { text-align: center; }
+.compare-note { text-align: center; font-size: 0.9em; opacity: 0.75; }
 .compare-cards { display: flex; flex-wrap: wrap; gap: 12px; }
 .compare-cards > div { flex: 1 1 220px; min-width: 0; overflow-wrap: anywhere; }
 .error-detail { margin-top: 6px; font-size: 0.9em; opacity: 0.8; overflow-wrap: anywhere; }

@@ -143,6 +143,9 @@ TEXT: dict[str, dict[Language, str]] = {
         "zh": "注意：解读区间是用内置 compact 模型（{calibrated} 维）校准的；{dim} 维向量请只在同一模型的结果之间比较数值。",
         "en": "Note: the reading is calibrated on the bundled compact model ({calibrated}-d); for {dim}-d embeddings compare values with each other only.",
     },
+    "compare_reading_note": {"zh": "（按不同说话人的片段对测得；同一说话人的两段音频通常相似度更高。）",
+                             "en": "(Measured on pairs of clips by two different speakers; two clips of one speaker "
+                                   "usually score higher.)"},
     "kind_audio": {"zh": "音频", "en": "audio"},
     "kind_embedding": {"zh": ".npy 向量", "en": ".npy embedding"},
     "no_emotion": {"zh": "（无情感：向量维度与当前模型不符）", "en": "(no emotion: the embedding does not fit the current model)"},
@@ -194,11 +197,18 @@ TEXT: dict[str, dict[Language, str]] = {
 #: Chinese readings of :data:`emotion2vec_plus.analytics.SIMILARITY_BANDS` (keyed by the English text).
 SIMILARITY_READINGS_ZH: dict[str, str] = {
     "practically identical (the same clip, or the same embedding saved twice)": "几乎相同（同一段音频，或同一个向量保存了两次）",
-    "very similar emotional profile": "情感特征非常相似",
-    "similar emotional profile": "情感特征相似",
-    "somewhat similar emotional profile": "情感特征有些相似",
-    "different emotional profile": "情感特征不同",
-    "opposite emotional profile": "情感特征相反",
+    "higher than 99% of pairs of clips with different emotions; 1 in 9 pairs with the same emotion reach it: "
+    "a sign of the same emotion": "高于 99% 的不同情感片段对；相同情感的片段对约九分之一能达到：表明情感相同",
+    "reached by 1 in 4 pairs of clips with the same emotion and 1 in 20 with different emotions: a hint of the "
+    "same emotion": "相同情感的片段对约四分之一能达到，不同情感的约二十分之一：略微提示情感相同",
+    "reached by 6 in 10 pairs of clips with the same emotion and 1 in 4 with different emotions: says little":
+        "相同情感的片段对约六成能达到，不同情感的约四分之一：说明不了什么",
+    "as common for pairs of clips with different emotions as for the same emotion: says nothing either way":
+        "不同情感和相同情感的片段对同样常见：无法判断情感是否相同",
+    "lower than 9 in 10 pairs of clips with the same emotion: a hint of different emotions":
+        "低于九成相同情感的片段对：略微提示情感不同",
+    "lower than 99% of pairs of clips with the same emotion: a sign of different emotions":
+        "低于 99% 的相同情感片段对：表明情感不同",
 }
 
 

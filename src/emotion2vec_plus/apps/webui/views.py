@@ -584,6 +584,7 @@ class EmotionWebUI:
             f'<div class="compare-cards"><div>{card(comparison.a, "A")}</div><div>{card(comparison.b, "B")}</div></div>'
             f'<div id="compare-similarity">{html.escape(text("similarity", lang))}: {comparison.similarity:.4f}</div>'
             f'<p id="compare-reading">{html.escape(similarity_reading(comparison.reading, lang))}</p>'
+            f'<p class="compare-note">{html.escape(text("compare_reading_note", lang))}</p>'
             f"{note}", shown)
 
     # ------------------------------------------------------------------ explore
