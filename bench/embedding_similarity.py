@@ -9,7 +9,10 @@ embedding)``), and over all pairs of those clips this prints:
   * ``same - different``: mean cosine of same-emotion pairs of different speakers minus that of
     different-emotion pairs of different speakers;
   * cross-speaker 10-nearest-neighbour emotion UA: each clip's emotion voted by its 10 most
-    similar clips of *other* speakers of the same corpus.
+    similar clips of *other* speakers of the same corpus;
+  * for the bands of ``describe_similarity`` (pairs of clips by two different speakers): the
+    percentiles of same-emotion and of different-emotion pairs, and for each cosine v the share of
+    each that reaches v, per corpus and for the four corpora together (each weighing the same).
 
 Held-out speakers: with ``--fold-models DIR`` (written by ``training/v2_train.py --save-folds``)
 each fold's model embeds only the speakers it never saw; with ``--model NAME`` one model embeds
@@ -65,6 +68,8 @@ def statistics(z: np.ndarray, labels: np.ndarray, speakers: np.ndarray) -> dict:
     cross_same = cos[upper & same_emotion & ~same_speaker]
     cross_different = cos[upper & ~same_emotion & ~same_speaker]
     return {
+        "cross_same": cross_same,
+        "cross_different": cross_different,
         "clips": n,
         "random_pair": [float(np.percentile(pairs, q)) for q in (5, 50, 95)],
         "same_emotion_other_speaker": float(np.median(cross_same)),
@@ -74,6 +79,68 @@ def statistics(z: np.ndarray, labels: np.ndarray, speakers: np.ndarray) -> dict:
         "same_minus_different": float(cross_same.mean() - cross_different.mean()),
         "knn10_ua": knn_ua(cos, labels, speakers),
     }
+
+
+PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
+GRID = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def share_at_least(values: np.ndarray, v: float) -> float:
+    return float(np.mean(values >= v)) if len(values) else float("nan")
+
+
+def band_table(report: dict, corpora: list[str]) -> None:
+    """Percentiles of cross-speaker same- and different-emotion pairs, and the share of each reaching
+    each cosine on GRID, per corpus and pooled (every corpus weighing the same). Moves the pair arrays
+    out of ``report`` (they are not JSON) into ``report[corpus]["bands"]``."""
+    rows = {}
+    for corpus in corpora:
+        if corpus not in report:
+            continue
+        same, different = report[corpus].pop("cross_same"), report[corpus].pop("cross_different")
+        if len(same) == 0 or len(different) == 0:  # one held-out speaker: no cross-speaker pairs
+            continue
+        rows[corpus] = (same, different)
+        report[corpus]["bands"] = {
+            "same_percentiles": [float(np.percentile(same, q)) for q in PERCENTILES],
+            "different_percentiles": [float(np.percentile(different, q)) for q in PERCENTILES],
+            "same_reaching": [share_at_least(same, v) for v in GRID],
+            "different_reaching": [share_at_least(different, v) for v in GRID]}
+    if not rows:
+        return
+    print("\nPairs of clips by two different speakers, percentiles " + " / ".join(f"p{q}" for q in PERCENTILES) + ":")
+    print("| corpus | same emotion | different emotion |")
+    print("|---|---|---|")
+    for corpus, (same, different) in rows.items():
+        bands = report[corpus]["bands"]
+        print(f"| {corpus} | " + " / ".join(f"{v:.2f}" for v in bands["same_percentiles"]) + " | "
+              + " / ".join(f"{v:.2f}" for v in bands["different_percentiles"]) + " |")
+    print("\nShare of those pairs reaching each cosine, same emotion / different emotion "
+          "(all: the corpora weighing the same):")
+    print("| cosine ≥ | " + " | ".join(rows) + " | all |")
+    print("|---" * (len(rows) + 2) + "|")
+    pooled = {}
+    for i, v in enumerate(GRID):
+        cells = []
+        same_all, different_all = [], []
+        for corpus in rows:
+            bands = report[corpus]["bands"]
+            cells.append(f"{bands['same_reaching'][i]:.0%} / {bands['different_reaching'][i]:.0%}")
+            same_all.append(bands["same_reaching"][i])
+            different_all.append(bands["different_reaching"][i])
+        pooled[v] = (float(np.mean(same_all)), float(np.mean(different_all)))
+        print(f"| {v:+.1f} | " + " | ".join(cells) + f" | {pooled[v][0]:.0%} / {pooled[v][1]:.0%} |")
+    report["bands_all"] = {"grid": list(GRID), "same_reaching": [pooled[v][0] for v in GRID],
+                           "different_reaching": [pooled[v][1] for v in GRID]}
+
+
+def finite_or_null(value):
+    """``report`` with NaN (a statistic with no pairs, e.g. one held-out speaker) as ``null``: strict JSON."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_null(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def main() -> None:
@@ -129,6 +196,7 @@ def main() -> None:
               f"| {s['same_emotion_other_speaker']:.2f} | {s['different_emotion']:.2f} | {s['same_speaker_and_emotion']:.2f} "
               f"| {s['nearest_neighbour'][0]:.2f} / {s['nearest_neighbour'][1]:.2f} | {s['same_minus_different']:+.3f} "
               f"| {s['knn10_ua']:.3f} |")
+    band_table(report, corpora)
     # Pairs across corpora, within one run (a fold model only compares what it embedded itself).
     cross = []
     for rows in by_run:
@@ -144,7 +212,7 @@ def main() -> None:
         print("\nclips of two different corpora (languages): p5 / median / p95 = "
               + " / ".join(f"{v:.2f}" for v in report["cross_corpus_pair"]))
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps(report, indent=2))
+        args.json_out.write_text(json.dumps(finite_or_null(report), indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -12,17 +12,23 @@ from typing import Any, Callable
 import numpy as np
 
 from ..embeddings import NPY_MAGIC, load_embedding, utterance_embedding
-from ..errors import EmbeddingFileError
+from ..errors import EmbeddingDimensionError, EmbeddingFileError
 
 
-#: Lower bounds of the bands of :func:`describe_similarity`, highest first (calibrated on the compact model).
+#: Lower bounds of the bands of :func:`describe_similarity`, highest first (measured on the compact
+#: model with held-out speakers; each reading says what its values mean in those terms).
 SIMILARITY_BANDS: tuple[tuple[float, str], ...] = (
     (0.99, "practically identical (the same clip, or the same embedding saved twice)"),
-    (0.70, "very similar emotional profile"),
-    (0.40, "similar emotional profile"),
-    (0.20, "somewhat similar emotional profile"),
-    (-0.10, "different emotional profile"),
-    (-1.0, "opposite emotional profile"),
+    (0.50, "higher than 99% of pairs of clips with different emotions; 1 in 9 pairs with the same emotion "
+           "reach it: a sign of the same emotion"),
+    (0.40, "reached by 1 in 4 pairs of clips with the same emotion and 1 in 20 with different emotions: "
+           "a hint of the same emotion"),
+    (0.20, "reached by 6 in 10 pairs of clips with the same emotion and 1 in 4 with different emotions: "
+           "says little"),
+    (0.00, "as common for pairs of clips with different emotions as for the same emotion: says nothing "
+           "either way"),
+    (-0.20, "lower than 9 in 10 pairs of clips with the same emotion: a hint of different emotions"),
+    (-1.0, "lower than 99% of pairs of clips with the same emotion: a sign of different emotions"),
 )
 
 
@@ -62,34 +68,44 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def describe_similarity(value: float) -> str:
-    """A short plain-language reading of a cosine similarity between two emotion embeddings.
+    """A short plain-language reading of a cosine similarity between two emotion embeddings: what a
+    value like it means for pairs of clips by two different speakers, in terms of how often pairs
+    with the same emotion and pairs with different emotions reach it.
 
     A cosine has no absolute meaning: it depends on the model and is only worth comparing with
     other values from the same model (``search`` ranks that way). Embeddings that are not
     centred, such as emotion2vec+'s (768/1024-d), share a common direction, so even unrelated
     clips score high and the useful range is squeezed towards 1. The bundled compact model's
     256-d embedding is trained so that clips of one emotion are close across speakers and
-    languages. The bands are calibrated on it with held-out speakers (``bench/embedding_similarity.py
-    --fold-models ... --folds 0``: 360 RAVDESS, 300 CASIA, 1528 nEMO and 196 EMOVO clips that the
-    model never saw; ranges over the four corpora):
+    languages, but the two kinds of pairs overlap a lot, so most values say little; the readings say
+    so rather than "similar" or "opposite".
 
-    - a random pair of clips: median 0.10-0.30 (90 % of pairs within about -0.3 to 0.6);
-    - two clips of different emotions: median 0.06-0.26;
-    - the same emotion by two different speakers: median 0.21-0.32;
-    - two clips of the same speaker and emotion: median 0.39-0.61;
-    - a clip and its nearest neighbour among the others: median 0.62-0.78 (95th pct 0.76-0.91);
-    - clips of two different corpora (languages): median 0.03.
+    Measured with held-out speakers, as the model would meet new ones (the bundled model was trained
+    on every speaker of the four corpora, so measuring it on them would flatter it): the v2.1 recipe's
+    fold-0 model (``training/v2_frozen.py --save-folds``), ``bench/embedding_similarity.py
+    --fold-models FOLDS --folds 0`` on its 360 RAVDESS, 1528 nEMO and 196 EMOVO clips (CASIA's one
+    held-out speaker gives no pairs of two speakers). Pairs of clips by two different speakers of one
+    corpus; share of the pairs reaching each cosine, same emotion / different emotions, the three
+    corpora weighing the same (the range over the corpora in brackets):
 
-    ==============  ===================================================================
-    cosine          reading (with the compact model this is like ...)
-    ==============  ===================================================================
-    >= 0.99         practically identical (the same clip, or the same embedding saved twice)
-    0.70 - 0.99     very similar emotional profile (a clip's nearest neighbour)
-    0.40 - 0.70     similar emotional profile (same speaker and emotion)
-    0.20 - 0.40     somewhat similar emotional profile (same emotion, another speaker)
-    -0.10 - 0.20    different emotional profile (a typical unrelated pair)
-    < -0.10         opposite emotional profile
-    ==============  ===================================================================
+    ========  ==========================  ==========================
+    cosine    same emotion reaching it    different emotions
+    ========  ==========================  ==========================
+    >= 0.5    11% (4-18)                  1% (1-2)
+    >= 0.4    25% (13-35)                 5% (4-6)
+    >= 0.2    62% (51-72)                 26% (25-26)
+    >= 0.0    91% (88-93)                 63% (55-69)
+    >= -0.2   99% (99-100)                90% (82-95)
+    ========  ==========================  ==========================
+
+    So between 0.0 and 0.2 the two kinds of pairs are about equally common (0.8 : 1) and between
+    0.2 and 0.4 same-emotion pairs are only 1.5-2 times as common: those values say little or nothing.
+    Above 0.5 (about 10 : 1) and below -0.2 (about 1 : 10) is a sign; 0.4-0.5 and -0.2-0.0 (3.5 : 1
+    and 1 : 3) a hint. Two clips of one speaker score higher in general (same speaker and emotion:
+    median 0.39-0.61), and clips of two languages lower (median 0.03), so compare such pairs with
+    each other rather than with these bands. The same bench on the bundled model itself (seen
+    speakers, ``--model compact --per-corpus 600``) gives clearer separation (different emotions
+    reaching 0.4: 2 %, same emotion 23 %), which is why those figures were not used.
 
     For emotion2vec+ embeddings these bands over-state similarity (they are not calibrated
     for them here: no weights offline); compare such values with each other only.
@@ -136,8 +152,8 @@ class Comparison:
 def _embedding_side(path: Path, name: str) -> ComparedInput:
     try:
         array = load_embedding(path, mmap=False)
-    except EmbeddingFileError as exc:
-        raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
+    except EmbeddingFileError as exc:  # the same kind of error (e.g. pickle refused), naming the input as shown
+        raise type(exc)(str(exc).replace(str(path), name)) from None
     return ComparedInput(name, "embedding", utterance_embedding(array), tuple(array.shape))
 
 
@@ -157,8 +173,10 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
     given). Embeddings are loaded first, with the safe loader (no pickle), and, when a model is at
     hand and their size fits it, classified by it. ``names`` are the display names used in messages
     (e.g. upload names) instead of the paths. Raises
-    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file or an
-    embedding the model cannot have made, and ``ValueError`` when the two embeddings differ in size.
+    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file, and
+    :class:`~emotion2vec_plus.errors.EmbeddingDimensionError` (also a ``ValueError``) for an embedding
+    the model cannot have made, or two of different sizes (naming the one that does not fit the
+    model when the model is loaded, else both).
     """
     display = names or (str(a), str(b))
     paths = (Path(a), Path(b))
@@ -170,10 +188,9 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
         if is_embedding_file(path):
             sides[i] = _embedding_side(path, display[i])
     embedded = [side for side in sides if side is not None]
-    if len(embedded) == 2 and embedded[0].vector.shape[0] != embedded[1].vector.shape[0]:
-        raise ValueError(f"{display[1]}: embedding is {embedded[1].vector.shape[0]}-d but {display[0]} is "
-                         f"{embedded[0].vector.shape[0]}-d (made by different models?)")
     loaded = model if model is None or not callable(model) else None
+    if len(embedded) == 2 and embedded[0].vector.shape[0] != embedded[1].vector.shape[0]:
+        raise _mismatch(embedded[0], embedded[1], loaded)
     for i, path in enumerate(paths):
         if sides[i] is not None:
             continue
@@ -182,9 +199,7 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
         loaded = loaded if loaded is not None else model()
         for side in embedded:
             if side.vector.shape[0] != loaded.embed_dim:
-                raise EmbeddingFileError(f"{side.source}: embedding is {side.vector.shape[0]}-d but model "
-                                         f"{loaded.model_name} gives {loaded.embed_dim}-d embeddings; use the model "
-                                         "that made it")
+                raise _model_mismatch(side, loaded)
         result = loaded.predict(str(path), extract_embedding=True, name=display[i], output_dir=output_dir)
         vector = np.asarray(result.embedding, dtype=np.float32)
         sides[i] = ComparedInput(display[i], "audio", vector, tuple(vector.shape), result=result,
@@ -194,10 +209,29 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
     first, second = sides
     assert first is not None and second is not None
     if first.vector.shape[0] != second.vector.shape[0]:
-        raise ValueError(f"{display[1]}: embedding is {second.vector.shape[0]}-d but {display[0]} is "
-                         f"{first.vector.shape[0]}-d (made by different models?)")
+        raise _mismatch(first, second, loaded)
     value = cosine_similarity(first.vector, second.vector)
     return Comparison(first, second, value, describe_similarity(value), int(first.vector.shape[0]) == CALIBRATED_DIM)
+
+
+def _model_mismatch(side: ComparedInput, model: Any) -> EmbeddingDimensionError:
+    dim = side.vector.shape[0]
+    return EmbeddingDimensionError(
+        f"{side.source}: embedding is {dim}-d but model {model.model_name} gives {model.embed_dim}-d embeddings; "
+        "use the model that made it", side.source, dim, model.model_name, model.embed_dim, reference_is_model=True)
+
+
+def _mismatch(a: ComparedInput, b: ComparedInput, model: Any) -> EmbeddingDimensionError:
+    """Two inputs of different sizes: with a loaded model at hand, the one that does not fit it is
+    named as the problem; otherwise neither is to blame and both are named."""
+    dim = getattr(model, "embed_dim", None)
+    fits = [side.vector.shape[0] == dim for side in (a, b)]
+    if dim is not None and sum(fits) == 1:
+        return _model_mismatch(b if fits[0] else a, model)
+    return EmbeddingDimensionError(
+        f"{b.source} is {b.vector.shape[0]}-d but {a.source} is {a.vector.shape[0]}-d: embeddings of different "
+        "sizes come from different models and cannot be compared", b.source, b.vector.shape[0], a.source,
+        a.vector.shape[0], reference_is_model=False)
 
 
 def _is_npy(path: Path) -> bool:

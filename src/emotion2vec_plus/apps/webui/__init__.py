@@ -15,11 +15,13 @@ A thin layer over the Python API. Tabs:
   table and downloads (CSV, JSONL, Parquet, zip of ``.npy``).
 - **Compare** — two clips or ``.npy`` embeddings → :func:`emotion2vec_plus.analytics.compare_inputs`.
 - **Explore** — clips or an embeddings Parquet → :func:`emotion2vec_plus.analytics.cluster_embeddings`.
-- **History** — earlier runs from :func:`emotion2vec_plus.outputs.list_runs`.
+- **History** — earlier runs of every kind from :func:`emotion2vec_plus.outputs.list_runs`.
 
 The functions behind the buttons are methods of :class:`EmotionWebUI` and can be called directly
-(the tests do). They never raise for bad input: the message is shown in the page. Interface text
-is in Chinese and English (:mod:`.text`) with a switch; emotion labels are always bilingual.
+(the tests do). They never raise for bad input: the message is shown in the page, worded by
+:mod:`.messages` in the page's language. Interface text is in Chinese and English (:mod:`.text`)
+with a switch that also redraws what the tabs show (``EmotionWebUI.render_*``); emotion labels are
+always bilingual.
 Uploads are read where Gradio stored them; everything written goes to server-chosen folders
 under the outputs root (upload names only appear, sanitised, as names inside those folders).
 """
@@ -31,7 +33,7 @@ from typing import Any
 
 _EXPORTS = {
     **dict.fromkeys(["DEFAULT_PORT", "EmotionWebUI", "ModelProvider", "WebUISettings", "RecognitionView", "BatchView",
-                     "ExploreView", "HistoryView"], "views"),
+                     "CompareView", "ExploreView", "HistoryView"], "views"),
     **dict.fromkeys(["emotion_name", "scores_figure", "timeline_figure", "cluster_map_figure"], "charts"),
     **dict.fromkeys(["build_app", "launch_kwargs", "CSS"], "page"),
 }
