@@ -111,6 +111,29 @@ def test_frame_embeddings_come_as_a_npy_file(client, model, clips):
     np.testing.assert_allclose(frames, expected, atol=1e-4)
 
 
+def test_frame_embeddings_of_a_non_latin1_file_name_are_served(client, clips):
+    """``声音.wav`` used to be a 500 after the model ran: the header was built from the raw name."""
+    import urllib.parse
+
+    r = client.post("/v1/embed", files={"file": ("声音.wav", clips[2].read_bytes(), "audio/flac")},
+                    data={"granularity": "frame"})
+    assert r.status_code == 200, r.text
+    assert np.load(io.BytesIO(r.content), allow_pickle=False).ndim == 2
+    header = r.headers["content-disposition"]
+    header.encode("ascii")  # travels as plain ASCII
+    fallback, encoded = header.split('filename="', 1)[1].split("\"; filename*=UTF-8''")
+    assert urllib.parse.unquote(encoded) == "声音.frames.npy"  # RFC 5987, what browsers use
+    assert fallback == "__.frames.npy"  # for clients that only read filename=
+
+
+def test_attachment_names_keep_quotes_and_backslashes_out_of_the_fallback():
+    from emotion2vec_plus.apps.service import attachment_disposition
+
+    header = attachment_disposition('a "b"\\c\u00e9.npy')
+    assert header.startswith('attachment; filename="a _b__c_.npy"; filename*=UTF-8\'\'')
+    assert header.endswith("a%20%22b%22%5Cc%C3%A9.npy")
+
+
 def test_responses_past_the_limit_are_refused_before_they_are_built(model, clips):
     with TestClient(create_app(model, api_key="", max_response_mb=0.01)) as c:
         r = c.post("/v1/embed", files=upload(clips[2]), data={"granularity": "frame"})

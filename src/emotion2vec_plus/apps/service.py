@@ -55,6 +55,7 @@ import os
 import re
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -116,6 +117,16 @@ def sanitise_filename(name: str | None) -> str:
     if base in ("", ".", ".."):
         return "upload"
     return base[:200]
+
+
+def attachment_disposition(filename: str) -> str:
+    """A ``Content-Disposition: attachment`` value for any file name (RFC 6266).
+
+    HTTP headers are Latin-1, so the name travels as RFC 5987 ``filename*=UTF-8''...`` (percent-
+    encoded UTF-8) with a plain-ASCII ``filename="..."`` fallback for clients that ignore it.
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
 
 
 # --------------------------------------------------------------------------- micro-batching
@@ -549,7 +560,7 @@ async def embed(file: UploadFile = File(...), granularity: Literal["utterance", 
     np.save(buffer, frames, allow_pickle=False)
     stem = Path(name).stem or "audio"
     return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers={
-        "Content-Disposition": f'attachment; filename="{stem}.frames.npy"',
+        "Content-Disposition": attachment_disposition(f"{stem}.frames.npy"),
         "X-Embedding-Shape": ",".join(str(n) for n in frames.shape), "X-Model": model.model_name})
 
 
