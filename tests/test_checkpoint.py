@@ -215,6 +215,55 @@ def test_absurd_architecture_values_are_refused_before_building(tmp_path, key, v
         load_checkpoint(tmp_path)
 
 
+BILLION_LAUGHS = "".join(
+    [f"l0: &l0 [{', '.join(['lol'] * 10)}]\n"]
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9)]
+) + "model: *l8\n"  # 10^9 values in nine lines
+
+
+def test_a_config_yaml_alias_bomb_is_refused_while_parsing(tmp_path):
+    """``model: *l8`` used to hang the loader (+60 MB/s while str() expanded it): it is refused at
+    once, in a process capped at 1.5 GB of address space."""
+    config, sd = state()
+    write_checkpoint_dir(tmp_path, config, sd)
+    path = tmp_path / "config.yaml"
+    path.write_text(BILLION_LAUGHS + "\n".join(line for line in path.read_text().splitlines()
+                                                if not line.startswith("model:")))
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+        from emotion2vec_plus.errors import CheckpointError
+        from emotion2vec_plus.models.checkpoint import load_checkpoint
+        try:
+            load_checkpoint({str(tmp_path)!r})
+        except CheckpointError as exc:
+            print(exc)
+            sys.exit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    message = done.stdout.strip()
+    assert message.startswith(f"{path}: cannot read the model configuration")
+    assert "aliases" in message and "100,000 values" in message and len(message) < 400
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a: &a [1, *a]\n", "refers to itself"),
+    ("model_conf: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
+    ("x: &x {depth: 2}\nmodel_conf: {modalities: {audio: *x}}\n", None),  # a small alias is fine
+])
+def test_config_yaml_self_reference_and_deep_nesting_are_typed_errors(tmp_path, text, problem):
+    from emotion2vec_plus.models.config import read_config_file
+
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    if problem is None:
+        assert read_config_file(path).model_conf["modalities"]["audio"] == {"depth": 2}
+        return
+    with pytest.raises(CheckpointError, match=problem):
+        read_config_file(path)
+
+
 def test_loading_holds_no_second_copy_of_the_weights(tmp_path):
     """Peak memory while loading a training checkpoint (weights + 2x Adam moments) grows by at most
     one copy of the weights: tensors are memory-mapped and adopted (their pages are read once, by

@@ -14,8 +14,59 @@ import yaml
 from ..errors import CheckpointError
 
 
+#: Bounds of a ``config.yaml`` (the released ones are a few KB with a few hundred values).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_VALUES = 100_000
+
+
+class _ConfigTooLarge(yaml.YAMLError):
+    pass
+
+
+def _expanded_values(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded (a node reached through n
+    aliases counts n times), computed on the composed graph without expanding it. Stops counting
+    past :data:`MAX_CONFIG_VALUES`; an alias inside its own anchor counts as unbounded."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_CONFIG_VALUES + 1)
+            continue
+        if key in on_path:
+            return MAX_CONFIG_VALUES + 1  # an alias refers to a node that contains it
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                return MAX_CONFIG_VALUES + 1
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
 class _ConfigLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-05`` as a float, as OmegaConf (FunASR's loader) does."""
+    """SafeLoader that also reads ``1e-05`` as a float, as OmegaConf (FunASR's loader) does, and
+    refuses a document whose aliases expand it past :data:`MAX_CONFIG_VALUES` values (the "billion
+    laughs" file: nine lines that name 10⁹ values) before anything is built from it."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_values(node) > MAX_CONFIG_VALUES:
+            raise _ConfigTooLarge(f"its aliases (*name) expand it to more than {MAX_CONFIG_VALUES:,} values "
+                                  "(or an alias refers to itself); a model configuration has a few hundred")
+        return node
 
 
 _FLOAT = re.compile(
@@ -293,7 +344,15 @@ def read_config_file(path: str | Path) -> ConfigFile:
     """Read a FunASR ``config.yaml`` (without running anything in it)."""
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise _ConfigTooLarge(f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB; "
+                                  "a model configuration is a few KB")
+        data = yaml.load(raw.decode("utf-8"), Loader=_ConfigLoader)
+    except RecursionError:
+        raise CheckpointError(f"{path}: cannot read the model configuration: its values are nested too "
+                              "deeply") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{path}: cannot read the model configuration: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("model_conf"), dict):
