@@ -99,6 +99,29 @@ def test_a_file_name_that_is_not_utf8_is_one_error_and_the_others_run(small_chec
     assert records[0]["source"] == str(tmp_path / "bad\\xff\\xfename.flac")
 
 
+def test_a_head_file_with_deeply_nested_metadata_is_exit_code_2(small_checkpoint, tmp_path, capsys):
+    """Metadata JSON nested 100,000 deep used to end ``predict``/``batch --head`` in a RecursionError traceback."""
+    import numpy as np
+    import safetensors.numpy
+
+    from emotion2vec_plus.heads import train_head
+
+    rng = np.random.default_rng(0)
+    head = train_head(rng.normal(size=(40, 256)).astype(np.float32), ["a", "b"] * 20, embedding_model="x")
+    good = head.save(tmp_path / "good.safetensors")
+    with safetensors.safe_open(good, framework="numpy") as handle:
+        metadata = dict(handle.metadata())
+    deep = tmp_path / "deep.safetensors"
+    deep.write_bytes(safetensors.numpy.save(dict(head.params),
+                                            metadata={**metadata, "metrics": "[" * 100_000 + "]" * 100_000}))
+    clip = str(speech_clips(1)[0])
+    for command in (["predict", clip], ["batch", clip, "--out", str(tmp_path / "job"), "--no-progress"]):
+        code = main([*command, "--model", str(small_checkpoint), "--head", str(deep)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: {deep}: metadata entry 'metrics' is nested"), err[-500:]
+        assert "Traceback" not in err and err.count("\n") <= 2
+
+
 def test_a_npy_claiming_a_trillion_elements_is_exit_code_2_with_the_reason(tmp_path, capsys):
     import numpy as np
 
