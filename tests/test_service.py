@@ -276,12 +276,15 @@ def live_server(model):
 
     servers = []
 
-    def start(**options) -> str:
+    from emotion2vec_plus.apps.http_timeouts import uvicorn_config
+
+    def start(timeouts=None, **options) -> str:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(model, **options), host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        # The configuration `serve` runs (its h11 protocol with the connection timeouts).
+        server = uvicorn.Server(uvicorn_config(create_app(model, **options), host="127.0.0.1", port=port,
+                                               timeouts=timeouts, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()
         deadline = time.monotonic() + 30
         while not server.started:
@@ -323,6 +326,73 @@ def test_refusals_reach_clients_that_send_the_whole_body_first(live_server):
     for _ in range(5):
         status, payload = _urllib_post(url, body, headers)
         assert status == 401 and payload["error"] == "Unauthorized"
+
+
+def _closed_by_server(sock, patience_s: float) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it is still open after
+    ``patience_s``: the timeouts under test are a fraction of that)."""
+    import socket
+
+    sock.settimeout(patience_s)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except socket.timeout:
+        pytest.fail(f"the server kept a half-sent request's connection open for {patience_s} s; got {received!r}")
+    return received
+
+
+def test_a_client_that_sends_half_a_request_is_disconnected(live_server, clips):
+    """uvicorn alone waits for the rest of a request forever; the timeouts close such connections."""
+    import socket
+    import urllib.parse
+
+    from emotion2vec_plus.apps.http_timeouts import HttpTimeouts
+
+    timeouts = HttpTimeouts(header_s=1.0, body_s=1.0, request_s=3.0, idle_s=1.0)
+    address = urllib.parse.urlsplit(live_server(timeouts=timeouts, api_key=""))
+    target = (address.hostname, address.port)
+    patience = 20.0
+    boundary = "b0undary"
+    audio = clips[0].read_bytes()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.flac\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+    headers = (f"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
+               f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+
+    with socket.create_connection(target) as sock:  # connects, sends nothing
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # half of the headers
+        sock.sendall(headers[:30])
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # all headers, half the body
+        sock.sendall(headers + body[: len(body) // 2])
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # a body dribbled in under body_s per piece
+        sock.sendall(headers)
+        sock.settimeout(patience)
+        with pytest.raises(OSError):  # reset or broken pipe once request_s has passed
+            for start in range(0, len(body), 100):
+                sock.sendall(body[start:start + 100])
+                time.sleep(0.5)
+            pytest.fail("the server took a dribbled body for longer than request_s")
+    with socket.create_connection(target) as sock:  # one whole request, then half of the next one
+        sock.sendall(headers + body)
+        sock.settimeout(patience)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        sock.sendall(headers[:30])
+        assert b"HTTP/1.1 408" in _closed_by_server(sock, patience)
+
+    # A whole request sent in pieces with short pauses is served.
+    with socket.create_connection(target) as sock:
+        for piece in (headers[:20], headers[20:], body[:1000], body[1000:]):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        sock.settimeout(patience)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
 def test_docs_page_is_served_without_internet(client):
@@ -487,6 +557,7 @@ def test_serve_parser_defaults_and_options():
     args = parser.parse_args(["serve"])
     assert (args.host, args.port, args.model, args.max_upload_mb, args.max_duration) == ("127.0.0.1", 8000, None, 25, 600)
     assert (args.batch_window_ms, args.max_batch, args.queue_size) == (10, 16, 64)
+    assert (args.header_timeout, args.body_timeout, args.request_timeout, args.keep_alive_timeout) == (15, 30, 300, 5)
     args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--model", "compact",
                               "--max-upload-mb", "5", "--max-duration", "60", "--batch-window-ms", "20",
                               "--max-batch", "4"])

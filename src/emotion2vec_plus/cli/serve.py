@@ -32,6 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
     parser.add_argument("--queue-size", type=int, default=64,
                         help="requests allowed to wait; beyond that 503 (default 64)")
+    parser.add_argument("--header-timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="a request's headers must arrive within this (default 15); then 408 and the "
+                             "connection is closed")
+    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="longest pause within a request body (default 30)")
+    parser.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="a whole request (headers and body) must arrive within this (default 300)")
+    parser.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long an idle connection is kept open between requests (default 5)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(run=run)
 
@@ -41,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..runtime.compute import on_model_thread
+    from ..apps.http_timeouts import HttpTimeouts, uvicorn_config
     from ..apps.service import create_app
 
+    timeouts = HttpTimeouts(header_s=args.header_timeout, body_s=args.body_timeout, request_s=args.request_timeout,
+                            idle_s=args.keep_alive_timeout)  # checked before the model loads
     started = time.perf_counter()
     # Loaded on the thread that will run it: one OpenMP team in the process (see compute.model_thread).
     model = on_model_thread(model_from_args, args)
@@ -56,5 +68,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
               file=sys.stderr)
     sys.stderr.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, timeouts=timeouts,
+                                  log_level=args.log_level)).run()
     return 0
