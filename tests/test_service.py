@@ -222,7 +222,7 @@ def test_models_and_healthz(client):
     assert health.status_code == 200
     body = health.json()
     assert {key: body[key] for key in ("status", "model", "queue")} == {"status": "ok", "model": "compact", "queue": 0}
-    assert set(body["batches"]) == {"requests", "model_calls", "largest_batch"}
+    assert set(body["batches"]) == {"requests", "model_calls", "largest_batch", "long_requests"}
     assert client.get("/docs").status_code == 200
     assert "/v1/recognize" in client.get("/openapi.json").json()["paths"]
 
@@ -539,6 +539,73 @@ def test_queue_full_is_503_with_retry_after(model, clips, references):
     assert app.state.batcher.stats.model_calls == 2
 
 
+class RecordingModel:
+    """The real model; records the input durations of every call and holds the first call until
+    ``release`` is set (so that requests pile up behind it)."""
+
+    def __init__(self, model):
+        self._model = model
+        self.calls: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict_batch(self, inputs, *args, **kwargs):
+        self.calls.append([round(audio.duration_s) for audio in inputs])
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+        return self._model.predict_batch(inputs, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_a_short_request_runs_before_long_ones_that_wait(model, clips):
+    """Head-of-line blocking: a 3 s clip used to wait for every long recording ahead of it (79 s
+    behind four 599 s requests). Now it runs as soon as the one long call in progress ends, long
+    recordings run one per call, and only ``max_long_requests`` are admitted at once."""
+    recorder = RecordingModel(model)
+    app = create_app(recorder, batch_window_ms=0, long_input_s=20, max_long_requests=3, api_key="")
+    long_upload = {"file": ("long.wav", wav_bytes(speech_of_length(40.0)), "audio/wav")}
+    short_clip = clips[0]
+    expected_short = model.predict(str(short_clip))
+    results: dict[str, object] = {}
+    with TestClient(app) as c:
+        def post(key, files):
+            results[key] = c.post("/v1/recognize", files=files)
+
+        def wait_for_queue(n):
+            deadline = time.monotonic() + 30
+            while c.get("/healthz").json()["queue"] < n:
+                assert time.monotonic() < deadline, f"queue never reached {n}"
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=post, args=("long1", long_upload))]
+        threads[0].start()
+        assert recorder.entered.wait(30)  # the first long recording holds the model
+        for key in ("long2", "long3"):
+            threads.append(threading.Thread(target=post, args=(key, long_upload)))
+            threads[-1].start()
+        wait_for_queue(2)
+        try:
+            refused = c.post("/v1/recognize", files=long_upload)  # a fourth long one: over the limit
+            assert refused.status_code == 503 and refused.json()["error"] == "LongRequestsBusy"
+            assert refused.headers["retry-after"] == "10"
+            threads.append(threading.Thread(target=post, args=("short", upload(short_clip))))
+            threads[-1].start()
+            wait_for_queue(3)
+        finally:
+            recorder.release.set()
+            for thread in threads:
+                thread.join(60)
+    assert {key: response.status_code for key, response in results.items()} == {
+        "long1": 200, "long2": 200, "long3": 200, "short": 200}
+    short_seconds = round(expected_short.duration_s)
+    assert recorder.calls == [[40], [short_seconds], [40], [40]]  # the short clip jumped the long queue
+    assert_same_scores(results["short"].json(), expected_short)
+    assert app.state.batcher.stats.long_requests == 3
+
+
 def test_long_audio_through_service(model):
     """A clip longer than one 30 s window gets its speech segments, as with ``model.predict``."""
     data = wav_bytes(speech_of_length(32.0))
@@ -558,6 +625,7 @@ def test_serve_parser_defaults_and_options():
     assert (args.host, args.port, args.model, args.max_upload_mb, args.max_duration) == ("127.0.0.1", 8000, None, 25, 600)
     assert (args.batch_window_ms, args.max_batch, args.queue_size) == (10, 16, 64)
     assert (args.header_timeout, args.body_timeout, args.request_timeout, args.keep_alive_timeout) == (15, 30, 300, 5)
+    assert (args.long_input_s, args.max_long_requests) == (30, 2)
     args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--model", "compact",
                               "--max-upload-mb", "5", "--max-duration", "60", "--batch-window-ms", "20",
                               "--max-batch", "4"])

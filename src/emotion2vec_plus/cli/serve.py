@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
     parser.add_argument("--queue-size", type=int, default=64,
                         help="requests allowed to wait; beyond that 503 (default 64)")
+    parser.add_argument("--long-input-s", type=float, default=30.0, metavar="SECONDS",
+                        help="recordings longer than this run one per model call, after waiting short ones "
+                             "(default 30)")
+    parser.add_argument("--max-long-requests", type=int, default=2,
+                        help="long recordings running or waiting at once; beyond that 503 (default 2)")
     parser.add_argument("--header-timeout", type=float, default=15.0, metavar="SECONDS",
                         help="a request's headers must arrive within this (default 15); then 408 and the "
                              "connection is closed")
@@ -60,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     model = on_model_thread(model_from_args, args)
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_response_mb=args.max_response_mb, max_batch=args.max_batch,
-                     batch_window_ms=args.batch_window_ms, queue_size=args.queue_size)
+                     batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
+                     long_input_s=args.long_input_s, max_long_requests=args.max_long_requests)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"serving on http://{host}:{args.port}  (API docs: http://{host}:{args.port}/docs)", file=sys.stderr)
