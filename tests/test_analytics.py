@@ -351,6 +351,22 @@ def test_cli_search_and_similarity_on_npy(blobs, blob_index, tmp_path, capsys):
     assert data["model"] is None and data["reading_calibrated"] is False  # no model was loaded
 
 
+def test_cli_search_and_cluster_print_control_characters_escaped(blobs, tmp_path, capsys):
+    """The Parquet's path and emotion are text from outside: printed raw they could forge lines
+    or drive the terminal (clear the screen, set its title)."""
+    paths = [f"clip\x1b[2J{i}\nforged line.wav" if i % 60 == 7 else p for i, p in enumerate(blobs["paths"])]
+    emotions = ["happy\x1b]0;owned\x07" if e is not None else None for e in blobs["emotions"]]
+    hostile = write_index(tmp_path / "hostile.parquet", paths, blobs["embeddings"], emotions, blobs["confidences"])
+    query = save_embedding(tmp_path / "query.npy", blobs["embeddings"][7])
+    code, out, _ = run_cli(["search", query, "--index", hostile, "--top", "3"], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 4
+    assert "\x1b" not in out and "\x07" not in out
+    assert "clip\\x1b[2J7\\nforged line.wav" in out and "happy\\x1b]0;owned\\x07" in out
+    code, out, _ = run_cli(["cluster", hostile, "--out", tmp_path / "rep", "--seed", "0"], capsys)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out and "happy\\x1b]0;owned\\x07" in out
+    assert len(out.strip().splitlines()) == 3 + 3  # header lines, one per cluster, "wrote"
+
+
 def test_module_entry_point_exit_code_without_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "emotion2vec_plus.cli", "search", str(tmp_path / "q.npy"),
                            "--index", str(tmp_path / "none.parquet")], capture_output=True, text=True, timeout=120)

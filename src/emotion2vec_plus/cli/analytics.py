@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..terminal import terminal_safe
 from .options import add_model_options, model_from_args
 
 
@@ -113,8 +114,9 @@ def _run_search(args: argparse.Namespace) -> int:
                           "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
         return 0
     print(f"{'rank':>4}  {'similarity':>10}  {'emotion':10} {'conf':>6}  path")
-    for h in hits:
-        print(f"{h.rank:>4}  {h.similarity:>10.4f}  {(h.emotion or '-'):10} {_fmt_conf(h.confidence):>6}  {h.path}")
+    for h in hits:  # path and emotion come from the Parquet file: printed with control characters escaped
+        print(f"{h.rank:>4}  {h.similarity:>10.4f}  {terminal_safe(h.emotion or '-'):10} {_fmt_conf(h.confidence):>6}  "
+              f"{terminal_safe(h.path)}")
     return 0
 
 
@@ -132,12 +134,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
     print(f"{'cluster':>7}  {'size':>5}  {'dominant emotion':18} {'mean conf':>9}  example")
     for entry in report.summary:
         name = "noise" if entry["cluster"] == -1 else str(entry["cluster"])
-        dominant = entry["dominant_emotion"] or "-"
+        dominant = terminal_safe(entry["dominant_emotion"] or "-")
         if entry["dominant_share"] is not None:
             dominant += f" ({entry['dominant_share'] * 100:.0f}%)"
-        example = entry["examples"][0] if entry["examples"] else ""
+        example = terminal_safe(entry["examples"][0]) if entry["examples"] else ""
         print(f"{name:>7}  {entry['size']:>5}  {dominant:18} {_fmt_conf(entry['mean_confidence']):>9}  {example}")
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+    print("wrote " + ", ".join(terminal_safe(p) for p in written.values()))
     return 0
 
 
