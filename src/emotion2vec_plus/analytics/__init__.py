@@ -35,7 +35,7 @@ Command line (:mod:`emotion2vec_plus.cli.analytics`)::
     emotion2vec-plus cluster embeddings.parquet --out report/ [--min-cluster-size 15] [--seed 0]
 """
 
-from .cluster import CLUSTER_DIMS, ClusterReport, cluster_embeddings
+from .cluster import CLUSTER_DIMS, MAX_CLUSTERED, ClusterReport, cluster_embeddings
 from .index import FAISS_THRESHOLD, EmbeddingIndex, SearchHit, load_index, search
 from .report import write_cluster_report
 from .similarity import (CALIBRATED_DIM, SIMILARITY_BANDS, ComparedInput, Comparison, compare_inputs,
@@ -47,8 +47,9 @@ from ..errors import IndexFileError
 ANALYTICS_COMMANDS: tuple[str, ...] = ("similarity", "search", "cluster")
 
 __all__ = [
-    "ANALYTICS_COMMANDS", "CALIBRATED_DIM", "CLUSTER_DIMS", "FAISS_THRESHOLD", "SIMILARITY_BANDS", "ClusterReport",
-    "ComparedInput", "Comparison", "EmbeddingIndex", "EmotionRun", "EmotionTimeline", "IndexFileError", "SearchHit",
-    "cluster_embeddings", "compare_inputs", "cosine_similarity", "describe_similarity", "emotion_runs",
-    "emotion_timeline", "is_embedding_file", "load_index", "load_vector", "search", "write_cluster_report",
+    "ANALYTICS_COMMANDS", "CALIBRATED_DIM", "CLUSTER_DIMS", "FAISS_THRESHOLD", "MAX_CLUSTERED", "SIMILARITY_BANDS",
+    "ClusterReport", "ComparedInput", "Comparison", "EmbeddingIndex", "EmotionRun", "EmotionTimeline",
+    "IndexFileError", "SearchHit", "cluster_embeddings", "compare_inputs", "cosine_similarity",
+    "describe_similarity", "emotion_runs", "emotion_timeline", "is_embedding_file", "load_index", "load_vector",
+    "search", "write_cluster_report",
 ]

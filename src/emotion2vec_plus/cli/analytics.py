@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..terminal import terminal_safe
@@ -60,6 +61,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--min-cluster-size", type=int, default=15, help="smallest cluster (default 15)")
     cluster.add_argument("--seed", type=int, default=0, help="random seed of UMAP (default 0)")
     cluster.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size (default 15)")
+    cluster.add_argument("--max-clustered", type=int, default=None, metavar="N",
+                         help="cluster at most N embeddings with UMAP + HDBSCAN (default 20000, about a minute); "
+                              "of a larger index a random sample of N is clustered and every other embedding "
+                              "joins the cluster of its nearest sampled neighbours")
+    cluster.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     cluster.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     cluster.set_defaults(run=_run_cluster)
 
@@ -121,11 +127,20 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from ..analytics import cluster_embeddings, load_index, write_cluster_report
+    from ..analytics import MAX_CLUSTERED, cluster_embeddings, load_index, write_cluster_report
 
+    def progress(line: str) -> None:
+        print(f"cluster: {line}", file=sys.stderr, flush=True)
+
+    report_progress = None if args.no_progress else progress
+    if report_progress is not None:
+        report_progress(f"reading {terminal_safe(args.index)}")
     index = load_index(args.index)
     report = cluster_embeddings(index, min_cluster_size=args.min_cluster_size, seed=args.seed,
-                                n_neighbors=args.n_neighbors)
+                                n_neighbors=args.n_neighbors, progress=report_progress,
+                                max_clustered=MAX_CLUSTERED if args.max_clustered is None else args.max_clustered)
+    if report_progress is not None:
+        report_progress(f"writing the report to {terminal_safe(args.out)}")
     written = write_cluster_report(report, index, args.out)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
