@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=10)
     args = parser.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server below is stopped too
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(args.src.resolve())}
     server = subprocess.Popen([sys.executable, "-m", "emotion2vec_plus.cli", "serve", "--port", str(port),
@@ -119,6 +121,7 @@ def main() -> None:
         jobs.append((1.0, base + "/v1/recognize", {"file": ("short.wav", short_wav)}))
         first = concurrently(jobs)
         after_first, _ = rss_mb(server.pid)
+        print(f"first round done: {first}", file=sys.stderr, flush=True)
 
         second = concurrently([(0.0, base + "/v1/recognize", frame)] * args.memory_count)
         done_rss, peak = rss_mb(server.pid)
@@ -126,7 +129,11 @@ def main() -> None:
         settled_rss, peak = rss_mb(server.pid)
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # uvicorn waits for requests in progress
+            server.kill()
+            server.wait()
 
     print(f"\nsource {args.src}; model {args.model}; {cpu_name()}, {os.cpu_count()} CPUs\n")
     print(f"| request | status | seconds (first try to answer) | 503s before it was taken |\n|---|---|---|---|")
