@@ -353,6 +353,52 @@ def test_cli_cluster_writes_the_report(blobs, tmp_path, capsys):
     assert {p.name for p in (tmp_path / "rep").iterdir()} == {"clusters.csv", "map.png", "map.html", "summary.json"}
 
 
+@pytest.fixture(scope="module")
+def big_blobs(tmp_path_factory):
+    """4 separated Gaussian blobs in 64-d, 400 points each (1600 rows), as an index file."""
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((4, 64)) * 3.0
+    truth = np.repeat(np.arange(4), 400)
+    embeddings = (centres[truth] + rng.standard_normal((1600, 64))).astype(np.float32)
+    path = write_index(tmp_path_factory.mktemp("big") / "embeddings.parquet", [f"c/{i}.wav" for i in range(1600)],
+                       embeddings, ["happy"] * 1600, [0.8] * 1600)
+    return {"path": path, "truth": truth}
+
+
+def test_an_index_larger_than_max_clustered_is_clustered_on_a_sample_and_assigned(big_blobs):
+    """UMAP + HDBSCAN run on ``max_clustered`` rows only; every other row joins its nearest sampled
+    neighbours' cluster (200,000 rows clustered directly ran over 600 s and reached 2.9 GB)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    index = load_index(big_blobs["path"])
+    lines: list[str] = []
+    report = cluster_embeddings(index, min_cluster_size=15, seed=0, max_clustered=300, progress=lines.append)
+    assert len(report.labels) == len(report.coords) == 1600 and len(report.clustered_rows) == 300
+    assert report.params["clustered"] == 300 and report.params["assigned_by_nearest_sampled"] == 1300
+    assert any("neighbour graph of 300 embeddings" in line for line in lines)
+    assert any("assigning the other 1,300 embeddings" in line for line in lines)
+    assert report.n_clusters == 4 and adjusted_rand_score(big_blobs["truth"], report.labels) > 0.95
+    assert sum(entry["size"] for entry in report.summary) == 1600
+    again = cluster_embeddings(index, min_cluster_size=15, seed=0, max_clustered=300)
+    assert np.array_equal(report.labels, again.labels)  # the sample is seeded
+
+
+def test_cli_cluster_prints_progress_and_caps_the_html_map(big_blobs, tmp_path, capsys, monkeypatch):
+    """A long clustering used to print nothing until it ended (> 600 s on 200,000 rows)."""
+    monkeypatch.setattr(analytics.report, "MAX_HTML_POINTS", 500)
+    code, out, err = run_cli(["cluster", big_blobs["path"], "--out", tmp_path / "rep", "--max-clustered", "400"],
+                             capsys)
+    assert code == 0, err
+    stages = [line for line in err.splitlines() if line.startswith("cluster: [")]
+    assert len(stages) >= 6 and any("UMAP to 2-D" in line for line in stages) and any("HDBSCAN" in line for line in stages)
+    assert "1600 embeddings (64-d): 4 clusters" in out
+    page = (tmp_path / "rep" / "map.html").read_text(encoding="utf-8")
+    assert "1,600 files (400 drawn, a random sample)" in page
+    assert len((tmp_path / "rep" / "clusters.csv").read_text().splitlines()) == 1601
+    code, _, err = run_cli(["cluster", big_blobs["path"], "--out", tmp_path / "rep2", "--no-progress"], capsys)
+    assert code == 0 and "cluster: [" not in err
+
+
 @pytest.mark.parametrize("case", ["missing", "not_parquet", "no_embedding_column", "ragged", "nan"])
 def test_cli_bad_index_is_one_line_error(tmp_path, capsys, case):
     path, _ = _bad_index(tmp_path, case)
@@ -395,6 +441,22 @@ def test_cli_search_and_similarity_on_npy(blobs, blob_index, tmp_path, capsys):
     assert code == 0 and data["cosine_similarity"] == pytest.approx(
         cosine_similarity(blobs["embeddings"][7], blobs["embeddings"][100]), abs=1e-6)
     assert data["model"] is None and data["reading_calibrated"] is False  # no model was loaded
+
+
+def test_cli_search_and_cluster_print_control_characters_escaped(blobs, tmp_path, capsys):
+    """The Parquet's path and emotion are text from outside: printed raw they could forge lines
+    or drive the terminal (clear the screen, set its title)."""
+    paths = [f"clip\x1b[2J{i}\nforged line.wav" if i % 60 == 7 else p for i, p in enumerate(blobs["paths"])]
+    emotions = ["happy\x1b]0;owned\x07" if e is not None else None for e in blobs["emotions"]]
+    hostile = write_index(tmp_path / "hostile.parquet", paths, blobs["embeddings"], emotions, blobs["confidences"])
+    query = save_embedding(tmp_path / "query.npy", blobs["embeddings"][7])
+    code, out, _ = run_cli(["search", query, "--index", hostile, "--top", "3"], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 4
+    assert "\x1b" not in out and "\x07" not in out
+    assert "clip\\x1b[2J7\\nforged line.wav" in out and "happy\\x1b]0;owned\\x07" in out
+    code, out, _ = run_cli(["cluster", hostile, "--out", tmp_path / "rep", "--seed", "0"], capsys)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out and "happy\\x1b]0;owned\\x07" in out
+    assert len(out.strip().splitlines()) == 3 + 3  # header lines, one per cluster, "wrote"
 
 
 def test_module_entry_point_exit_code_without_traceback(tmp_path):

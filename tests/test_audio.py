@@ -618,6 +618,22 @@ def test_too_long(tmp_path: Path) -> None:
     expect_error(AudioTooLongError, (np.zeros(48000), 16000), "<array>", match="3.00 s", max_duration_s=2.0)
 
 
+@pytest.mark.parametrize("rate", [16000, 48000, 11025])
+def test_audio_of_exactly_the_limit_is_accepted(tmp_path: Path, rate: int) -> None:
+    """600.000 s with a limit of 600 s used to be refused: the block lengths were summed as float seconds."""
+    path = tmp_path / "ten_minutes.wav"
+    with sf.SoundFile(path, "w", rate, 1, "PCM_16") as out:
+        block = (sine(60.0, rate) * 0.1).astype(np.float32)
+        for _ in range(10):
+            out.write(block)
+    audio = load_audio(path, max_duration_s=600)
+    assert audio.info.duration_s == 600.0 and audio.num_samples == 600 * SAMPLE_RATE
+    with sf.SoundFile(path, "r+") as out:  # one more sample is over the limit
+        out.seek(0, sf.SEEK_END)
+        out.write(np.zeros(1, np.float32))
+    expect_error(AudioTooLongError, path, str(path), max_duration_s=600)
+
+
 def test_too_long_compressed(tmp_path: Path, mp3_files: dict[str, bytes]) -> None:
     webm = encode(tmp_path / "tone.webm", sine(3.0, 48000), 48000, "libopus")
     expect_error(AudioTooLongError, webm, str(webm), match="is 3.0", max_duration_s=1.0)

@@ -354,6 +354,34 @@ def test_cli_exit_codes(tree, tmp_path, capsys):
     assert code == 1 and "--retry-failed" in captured.out  # the earlier failure still counts
 
 
+def test_a_file_name_that_is_not_utf8_is_one_error_line_and_the_rest_run(tree, tmp_path, capsys):
+    """Linux names are bytes: one that is not UTF-8 used to abort the whole job before any file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in tree["audio"][:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9 \xff.flac")  # Latin-1 bytes, as old archives have
+    with open(odd, "wb") as handle:
+        handle.write(tree["audio"][0].read_bytes())
+    out = tmp_path / "job"
+
+    code = batch_cli([str(folder), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1 and "done 2, failed 1" in captured.out
+    raw = (out / "results.jsonl").read_bytes()
+    raw.decode("utf-8")  # valid UTF-8 throughout
+    lines = read_lines(out)
+    errors = [line for line in lines if line["status"] == "error"]
+    assert [line["status"] for line in lines].count("ok") == 2 and len(errors) == 1
+    assert errors[0]["path"] == str(folder / "caf\\xe9 \\xff.flac")
+    assert "caf\\xe9 \\xff.flac" in errors[0]["error"] and "not valid UTF-8" in errors[0]["error"]
+    assert pq.read_table(out / "embeddings.parquet").num_rows == 2
+
+    code = batch_cli([str(folder), "--out", str(out), "--no-progress"])  # resumes: nothing redone
+    assert code == 1 and "done 0, failed 0, skipped 3" in capsys.readouterr().out
+    assert len(read_lines(out)) == 3
+
+
 def test_cli_user_errors_are_one_line(tree, tmp_path, capsys):
     code = batch_cli([str(tree["root"]), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "job")])
     err = capsys.readouterr().err

@@ -115,6 +115,80 @@ def test_truncated_checkpoint_is_reported_as_damaged(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def _zip_bomb(path, inflated_mib: int) -> None:
+    """A zip laid out as torch.save writes one, but with ``archive/data.pkl`` deflated from
+    ``inflated_mib`` MiB of zeros (1 MiB blocks, each deflated alone so they can be repeated)."""
+    import struct
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    stream = block * inflated_mib + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    crc = 0
+    for _ in range(inflated_mib):
+        crc = zlib.crc32(bytes(1 << 20), crc)
+    entries = [(b"archive/version", b"3\n", b"3\n", 0, zlib.crc32(b"3\n")),
+               (b"archive/data.pkl", stream, None, 8, crc)]
+    local, central = b"", b""
+    for name, data, raw, method, checksum in entries:
+        size = len(raw) if raw is not None else inflated_mib << 20
+        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, checksum, len(data), size,
+                             len(name), 0)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, checksum, len(data),
+                               size, len(name), 0, 0, 0, 0, 0, len(local)) + name
+        local += header + name + data
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 2, 2, len(central), len(local), 0)
+    path.write_bytes(local + central + end)
+
+
+_REFUSED_IN_A_CAPPED_PROCESS = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+from emotion2vec_plus.errors import CheckpointError
+from emotion2vec_plus.models.checkpoint import load_checkpoint
+try:
+    load_checkpoint(sys.argv[1])
+except CheckpointError as exc:
+    print(exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("bytearray", "zero-filled buffer of 2,000,000,000 bytes"),
+    ("tensor", "torch.Tensor(...)"),
+    ("zip bomb", "would inflate to more than 64 MB"),
+])
+def test_a_model_pt_that_would_allocate_gigabytes_is_refused_before_it_does(tmp_path, kind, problem):
+    """A 30-byte pickle of ``bytearray(2_000_000_000)`` and a 2 MB zip bomb used to allocate > 2 GB
+    before being refused (here, in a process capped at 1.5 GB, they ended as 'damaged')."""
+    config, sd = state()
+    write_checkpoint_dir(tmp_path, config, sd)
+    weights = tmp_path / "model.pt"
+    if kind == "bytearray":
+        weights.write_bytes(b"\x80\x02cbuiltins\nbytearray\nJ\x00\x945w\x85R.")  # 30 bytes
+    elif kind == "tensor":
+        weights.write_bytes(b"\x80\x02ctorch\nTensor\nJ\x00\x945w\x85R.")
+    else:
+        _zip_bomb(weights, 2048)
+        assert weights.stat().st_size < 3 << 20
+    done = subprocess.run([sys.executable, "-c", _REFUSED_IN_A_CAPPED_PROCESS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    message, peak_mb = done.stdout.strip().rsplit("\n", 1)
+    assert message.startswith(f"{weights}: refused: ") and problem in message, message
+    assert int(peak_mb) < 1024, f"peak RSS {peak_mb} MB"
+
+
+def test_a_bytes_holding_checkpoint_still_loads(tmp_path):
+    """Byte strings pickled from the file's own bytes (protocol 2: bytearray of _codecs.encode) stay readable."""
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(3), "note": b"\x00\xffabc", "buffer": bytearray(b"xyz")}, path, pickle_protocol=2)
+    loaded = read_checkpoint_object(path)
+    assert loaded["note"] == b"\x00\xffabc" and loaded["buffer"] == bytearray(b"xyz")
+    assert torch.equal(loaded["w"], torch.ones(3))
+
+
 # ----------------------------------------------------------------- the released layout
 
 def released_dir(tmp_path, *, num_classes: int = 9, tokens=True, checkpoint=None, trap=None):
@@ -213,6 +287,55 @@ def test_absurd_architecture_values_are_refused_before_building(tmp_path, key, v
     write_checkpoint_dir(tmp_path, config, sd)
     with pytest.raises(CheckpointError, match=f"{key} {value} is outside"):
         load_checkpoint(tmp_path)
+
+
+BILLION_LAUGHS = "".join(
+    [f"l0: &l0 [{', '.join(['lol'] * 10)}]\n"]
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9)]
+) + "model: *l8\n"  # 10^9 values in nine lines
+
+
+def test_a_config_yaml_alias_bomb_is_refused_while_parsing(tmp_path):
+    """``model: *l8`` used to hang the loader (+60 MB/s while str() expanded it): it is refused at
+    once, in a process capped at 1.5 GB of address space."""
+    config, sd = state()
+    write_checkpoint_dir(tmp_path, config, sd)
+    path = tmp_path / "config.yaml"
+    path.write_text(BILLION_LAUGHS + "\n".join(line for line in path.read_text().splitlines()
+                                                if not line.startswith("model:")))
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+        from emotion2vec_plus.errors import CheckpointError
+        from emotion2vec_plus.models.checkpoint import load_checkpoint
+        try:
+            load_checkpoint({str(tmp_path)!r})
+        except CheckpointError as exc:
+            print(exc)
+            sys.exit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    message = done.stdout.strip()
+    assert message.startswith(f"{path}: cannot read the model configuration")
+    assert "aliases" in message and "100,000 values" in message and len(message) < 400
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a: &a [1, *a]\n", "refers to itself"),
+    ("model_conf: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
+    ("x: &x {depth: 2}\nmodel_conf: {modalities: {audio: *x}}\n", None),  # a small alias is fine
+])
+def test_config_yaml_self_reference_and_deep_nesting_are_typed_errors(tmp_path, text, problem):
+    from emotion2vec_plus.models.config import read_config_file
+
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    if problem is None:
+        assert read_config_file(path).model_conf["modalities"]["audio"] == {"depth": 2}
+        return
+    with pytest.raises(CheckpointError, match=problem):
+        read_config_file(path)
 
 
 def test_loading_holds_no_second_copy_of_the_weights(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,49 @@ def test_file_names_with_control_characters_are_printed_escaped(small_checkpoint
     assert code == 1
     assert len(out.strip().splitlines()) == 1 and "\x1b" not in out and "\\n😊 happy 99.0%" in out
     assert "\x1b" not in err and "\x07" not in err and "\\x1b]0;title\\x07" in err
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_and_the_others_run(small_checkpoint, tmp_path, capsys):
+    """Such a name used to stop ``--output-dir`` for every other file and put invalid UTF-8 in ``--json``."""
+    clip = speech_clips(1)[0]
+    odd = os.path.join(os.fsencode(tmp_path), b"bad\xff\xfename.flac")
+    with open(odd, "wb") as handle:
+        handle.write(clip.read_bytes())
+    odd_name = os.fsdecode(odd)
+    code = main(["predict", odd_name, str(clip), "--model", str(small_checkpoint), "--output-dir", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 1 and out.count("%") == 1 and str(clip) in out and "saved to" in out
+    assert "bad\\xff\\xfename.flac" in err and "not valid UTF-8" in err
+    assert len(list((tmp_path / "out").iterdir())) == 1  # the good file's run folder
+
+    code = main(["predict", odd_name, str(clip), "--model", str(small_checkpoint), "--json"])
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in out.encode("utf-8").splitlines()]  # encodes: no lone surrogates
+    assert code == 1 and [r["status"] for r in records] == ["error", "ok"]
+    assert records[0]["source"] == str(tmp_path / "bad\\xff\\xfename.flac")
+
+
+def test_a_head_file_with_deeply_nested_metadata_is_exit_code_2(small_checkpoint, tmp_path, capsys):
+    """Metadata JSON nested 100,000 deep used to end ``predict``/``batch --head`` in a RecursionError traceback."""
+    import numpy as np
+    import safetensors.numpy
+
+    from emotion2vec_plus.heads import train_head
+
+    rng = np.random.default_rng(0)
+    head = train_head(rng.normal(size=(40, 256)).astype(np.float32), ["a", "b"] * 20, embedding_model="x")
+    good = head.save(tmp_path / "good.safetensors")
+    with safetensors.safe_open(good, framework="numpy") as handle:
+        metadata = dict(handle.metadata())
+    deep = tmp_path / "deep.safetensors"
+    deep.write_bytes(safetensors.numpy.save(dict(head.params),
+                                            metadata={**metadata, "metrics": "[" * 100_000 + "]" * 100_000}))
+    clip = str(speech_clips(1)[0])
+    for command in (["predict", clip], ["batch", clip, "--out", str(tmp_path / "job"), "--no-progress"]):
+        code = main([*command, "--model", str(small_checkpoint), "--head", str(deep)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: {deep}: metadata entry 'metrics' is nested"), err[-500:]
+        assert "Traceback" not in err and err.count("\n") <= 2
 
 
 def test_a_npy_claiming_a_trillion_elements_is_exit_code_2_with_the_reason(tmp_path, capsys):

@@ -379,6 +379,10 @@ def _bad_files(head: EmotionHead, tmp_path: Path) -> dict[str, tuple[Path, str]]
         "nan weights": (safetensors.numpy.save(
             {**tensors, "weight": np.full((4, 32), np.nan, np.float32)}, metadata=metadata), "NaN"),
         "bad metrics": (safetensors.numpy.save(tensors, metadata={**metadata, "metrics": "[1, 2]"}), "metrics"),
+        "metrics nested 100,000 deep": (safetensors.numpy.save(  # was a RecursionError traceback
+            tensors, metadata={**metadata, "metrics": "[" * 100_000 + "]" * 100_000}), "nested more than 32 levels"),
+        "training nested 500 deep": (safetensors.numpy.save(
+            tensors, metadata={**metadata, "training": '{"a": ' * 500 + "1" + "}" * 500}), "nested more than 32"),
     }
     files = {}
     for i, (name, (content, fragment)) in enumerate(cases.items()):
@@ -394,7 +398,7 @@ def _bad_files(head: EmotionHead, tmp_path: Path) -> dict[str, tuple[Path, str]]
 
 def test_every_bad_file_is_a_head_file_error_naming_the_file(logreg_head, tmp_path):
     files = _bad_files(logreg_head, tmp_path)
-    assert len(files) == 21
+    assert len(files) == 23
     for name, (path, fragment) in files.items():
         with pytest.raises(HeadFileError) as caught:
             EmotionHead.load(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from checkpoints import make_config, randomize_
 from emotion2vec_plus.models.config import Emotion2vecConfig, load_config, parse_conv_spec
@@ -40,6 +41,44 @@ def test_conv_spec_is_parsed_without_eval():
     for hostile in ("__import__('os').system('true')", "[(1, 2)]", "[]", "[(1, 2, 'x')]"):
         with pytest.raises(CheckpointError):
             parse_conv_spec(hostile)
+
+
+@pytest.mark.parametrize("spec, layers", [
+    ("[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]",  # the released files
+     [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2),
+    ("[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2", [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2),
+    ("[(256, 2, 2)] * 4", [(256, 2, 2)] * 4),
+    ("[(512, 3, 1), (512, 3, 1), (512, 5, 5),]", [(512, 3, 1), (512, 3, 1), (512, 5, 5)]),
+    ("2 * [(64, 4, 2)] + [(64, 3, 1,)]", [(64, 4, 2), (64, 4, 2), (64, 3, 1)]),
+])
+def test_conv_spec_reads_the_forms_fairseq_configs_use(spec, layers):
+    assert parse_conv_spec(spec) == layers
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("[(512,10,5)] * 200000000", "more than 32 conv layers"),  # was GBs before the bound was checked
+    ("[(512,10,5)] * 20 * 20", "expected '\\+'"),
+    ("[" * 100_000 + "]" * 100_000, "longer than 2000 characters"),  # was RecursionError / MemoryError
+    ("[(512,10,5)] + " * 200 + "[(512,10,5)]", "longer than 2000 characters"),
+    ("[" + "(1,2,3)," * 40 + "]", "more than 32 conv layers"),
+    ("[(512, 10, 5)] + [(512, 3, 2)] * 4 + foo", "unexpected 'foo'"),
+    ("[(1, 2, 3)] * 99999999999999", "far too large"),
+])
+def test_conv_spec_past_its_bounds_is_refused_naming_the_file_and_field(spec, problem):
+    with pytest.raises(CheckpointError, match=problem) as caught:
+        parse_conv_spec(spec, "ck/config.yaml")
+    message = str(caught.value)
+    assert message.startswith("ck/config.yaml: model_conf.modalities.audio.feature_encoder_spec '")
+    assert len(message) < 400
+
+
+def test_a_config_with_a_huge_conv_spec_fails_at_once(tmp_path):
+    conf = make_config()
+    conf["model_conf"]["modalities"]["audio"]["feature_encoder_spec"] = "[(512,10,5)] * 200000000"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    with pytest.raises(CheckpointError, match=f"^{path}: model_conf.modalities.audio.feature_encoder_spec"):
+        load_config(path)
 
 
 def test_config_rejects_unsupported_settings(tmp_path):

@@ -111,6 +111,29 @@ def test_frame_embeddings_come_as_a_npy_file(client, model, clips):
     np.testing.assert_allclose(frames, expected, atol=1e-4)
 
 
+def test_frame_embeddings_of_a_non_latin1_file_name_are_served(client, clips):
+    """``声音.wav`` used to be a 500 after the model ran: the header was built from the raw name."""
+    import urllib.parse
+
+    r = client.post("/v1/embed", files={"file": ("声音.wav", clips[2].read_bytes(), "audio/flac")},
+                    data={"granularity": "frame"})
+    assert r.status_code == 200, r.text
+    assert np.load(io.BytesIO(r.content), allow_pickle=False).ndim == 2
+    header = r.headers["content-disposition"]
+    header.encode("ascii")  # travels as plain ASCII
+    fallback, encoded = header.split('filename="', 1)[1].split("\"; filename*=UTF-8''")
+    assert urllib.parse.unquote(encoded) == "声音.frames.npy"  # RFC 5987, what browsers use
+    assert fallback == "__.frames.npy"  # for clients that only read filename=
+
+
+def test_attachment_names_keep_quotes_and_backslashes_out_of_the_fallback():
+    from emotion2vec_plus.apps.service import attachment_disposition
+
+    header = attachment_disposition('a "b"\\c\u00e9.npy')
+    assert header.startswith('attachment; filename="a _b__c_.npy"; filename*=UTF-8\'\'')
+    assert header.endswith("a%20%22b%22%5Cc%C3%A9.npy")
+
+
 def test_responses_past_the_limit_are_refused_before_they_are_built(model, clips):
     with TestClient(create_app(model, api_key="", max_response_mb=0.01)) as c:
         r = c.post("/v1/embed", files=upload(clips[2]), data={"granularity": "frame"})
@@ -199,7 +222,7 @@ def test_models_and_healthz(client):
     assert health.status_code == 200
     body = health.json()
     assert {key: body[key] for key in ("status", "model", "queue")} == {"status": "ok", "model": "compact", "queue": 0}
-    assert set(body["batches"]) == {"requests", "model_calls", "largest_batch"}
+    assert set(body["batches"]) == {"requests", "model_calls", "largest_batch", "long_requests"}
     assert client.get("/docs").status_code == 200
     assert "/v1/recognize" in client.get("/openapi.json").json()["paths"]
 
@@ -253,12 +276,15 @@ def live_server(model):
 
     servers = []
 
-    def start(**options) -> str:
+    from emotion2vec_plus.apps.http_timeouts import uvicorn_config
+
+    def start(timeouts=None, **options) -> str:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(model, **options), host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        # The configuration `serve` runs (its h11 protocol with the connection timeouts).
+        server = uvicorn.Server(uvicorn_config(create_app(model, **options), host="127.0.0.1", port=port,
+                                               timeouts=timeouts, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()
         deadline = time.monotonic() + 30
         while not server.started:
@@ -300,6 +326,73 @@ def test_refusals_reach_clients_that_send_the_whole_body_first(live_server):
     for _ in range(5):
         status, payload = _urllib_post(url, body, headers)
         assert status == 401 and payload["error"] == "Unauthorized"
+
+
+def _closed_by_server(sock, patience_s: float) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it is still open after
+    ``patience_s``: the timeouts under test are a fraction of that)."""
+    import socket
+
+    sock.settimeout(patience_s)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except socket.timeout:
+        pytest.fail(f"the server kept a half-sent request's connection open for {patience_s} s; got {received!r}")
+    return received
+
+
+def test_a_client_that_sends_half_a_request_is_disconnected(live_server, clips):
+    """uvicorn alone waits for the rest of a request forever; the timeouts close such connections."""
+    import socket
+    import urllib.parse
+
+    from emotion2vec_plus.apps.http_timeouts import HttpTimeouts
+
+    timeouts = HttpTimeouts(header_s=1.0, body_s=1.0, request_s=3.0, idle_s=1.0)
+    address = urllib.parse.urlsplit(live_server(timeouts=timeouts, api_key=""))
+    target = (address.hostname, address.port)
+    patience = 20.0
+    boundary = "b0undary"
+    audio = clips[0].read_bytes()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.flac\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+    headers = (f"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
+               f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+
+    with socket.create_connection(target) as sock:  # connects, sends nothing
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # half of the headers
+        sock.sendall(headers[:30])
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # all headers, half the body
+        sock.sendall(headers + body[: len(body) // 2])
+        assert _closed_by_server(sock, patience).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(target) as sock:  # a body dribbled in under body_s per piece
+        sock.sendall(headers)
+        sock.settimeout(patience)
+        with pytest.raises(OSError):  # reset or broken pipe once request_s has passed
+            for start in range(0, len(body), 100):
+                sock.sendall(body[start:start + 100])
+                time.sleep(0.5)
+            pytest.fail("the server took a dribbled body for longer than request_s")
+    with socket.create_connection(target) as sock:  # one whole request, then half of the next one
+        sock.sendall(headers + body)
+        sock.settimeout(patience)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        sock.sendall(headers[:30])
+        assert b"HTTP/1.1 408" in _closed_by_server(sock, patience)
+
+    # A whole request sent in pieces with short pauses is served.
+    with socket.create_connection(target) as sock:
+        for piece in (headers[:20], headers[20:], body[:1000], body[1000:]):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        sock.settimeout(patience)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
 def test_docs_page_is_served_without_internet(client):
@@ -446,6 +539,73 @@ def test_queue_full_is_503_with_retry_after(model, clips, references):
     assert app.state.batcher.stats.model_calls == 2
 
 
+class RecordingModel:
+    """The real model; records the input durations of every call and holds the first call until
+    ``release`` is set (so that requests pile up behind it)."""
+
+    def __init__(self, model):
+        self._model = model
+        self.calls: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict_batch(self, inputs, *args, **kwargs):
+        self.calls.append([round(audio.duration_s) for audio in inputs])
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+        return self._model.predict_batch(inputs, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_a_short_request_runs_before_long_ones_that_wait(model, clips):
+    """Head-of-line blocking: a 3 s clip used to wait for every long recording ahead of it (79 s
+    behind four 599 s requests). Now it runs as soon as the one long call in progress ends, long
+    recordings run one per call, and only ``max_long_requests`` are admitted at once."""
+    recorder = RecordingModel(model)
+    app = create_app(recorder, batch_window_ms=0, long_input_s=20, max_long_requests=3, api_key="")
+    long_upload = {"file": ("long.wav", wav_bytes(speech_of_length(40.0)), "audio/wav")}
+    short_clip = clips[0]
+    expected_short = model.predict(str(short_clip))
+    results: dict[str, object] = {}
+    with TestClient(app) as c:
+        def post(key, files):
+            results[key] = c.post("/v1/recognize", files=files)
+
+        def wait_for_queue(n):
+            deadline = time.monotonic() + 30
+            while c.get("/healthz").json()["queue"] < n:
+                assert time.monotonic() < deadline, f"queue never reached {n}"
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=post, args=("long1", long_upload))]
+        threads[0].start()
+        assert recorder.entered.wait(30)  # the first long recording holds the model
+        for key in ("long2", "long3"):
+            threads.append(threading.Thread(target=post, args=(key, long_upload)))
+            threads[-1].start()
+        wait_for_queue(2)
+        try:
+            refused = c.post("/v1/recognize", files=long_upload)  # a fourth long one: over the limit
+            assert refused.status_code == 503 and refused.json()["error"] == "LongRequestsBusy"
+            assert refused.headers["retry-after"] == "10"
+            threads.append(threading.Thread(target=post, args=("short", upload(short_clip))))
+            threads[-1].start()
+            wait_for_queue(3)
+        finally:
+            recorder.release.set()
+            for thread in threads:
+                thread.join(60)
+    assert {key: response.status_code for key, response in results.items()} == {
+        "long1": 200, "long2": 200, "long3": 200, "short": 200}
+    short_seconds = round(expected_short.duration_s)
+    assert recorder.calls == [[40], [short_seconds], [40], [40]]  # the short clip jumped the long queue
+    assert_same_scores(results["short"].json(), expected_short)
+    assert app.state.batcher.stats.long_requests == 3
+
+
 def test_long_audio_through_service(model):
     """A clip longer than one 30 s window gets its speech segments, as with ``model.predict``."""
     data = wav_bytes(speech_of_length(32.0))
@@ -464,6 +624,8 @@ def test_serve_parser_defaults_and_options():
     args = parser.parse_args(["serve"])
     assert (args.host, args.port, args.model, args.max_upload_mb, args.max_duration) == ("127.0.0.1", 8000, None, 25, 600)
     assert (args.batch_window_ms, args.max_batch, args.queue_size) == (10, 16, 64)
+    assert (args.header_timeout, args.body_timeout, args.request_timeout, args.keep_alive_timeout) == (15, 30, 300, 5)
+    assert (args.long_input_s, args.max_long_requests) == (30, 2)
     args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--model", "compact",
                               "--max-upload-mb", "5", "--max-duration", "60", "--batch-window-ms", "20",
                               "--max-batch", "4"])

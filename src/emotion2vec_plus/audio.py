@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -263,6 +264,7 @@ class _Decoded:
         self.frames = 0
         """Frames decoded at the original rate (of the first block, if the rate changes midway)."""
         self.seconds = 0.0
+        self._exact_seconds = Fraction(0)  # samples / rate summed exactly: the limit is checked on this
         self.num_samples = 0
         self.clipped_values = 0
         self.values = 0
@@ -304,8 +306,10 @@ class _Decoded:
             self.peak = max(self.peak, float(np.max(np.abs(mono))))
             self._hand_on(mono, rate)
         self.frames += len(mono) if rate == self.rate else round(len(mono) * self.rate / rate)
-        self.seconds += len(mono) / rate
-        if self.max_duration_s is not None and self.seconds > self.max_duration_s:
+        # Counted in samples: a float sum of block lengths drifts, and 600.000 s came out above 600.
+        self._exact_seconds += Fraction(len(mono), rate)
+        self.seconds = float(self._exact_seconds)
+        if self.max_duration_s is not None and self._exact_seconds > self.max_duration_s:
             raise AudioTooLongError(
                 self.source,
                 f"audio is longer than the limit of {self.max_duration_s:.2f} s (decoding stopped at "

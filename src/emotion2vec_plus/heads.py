@@ -351,6 +351,26 @@ def _format_hint(path: Path) -> str:
     return ""
 
 
+#: How deep a head's JSON metadata may nest (what save writes: at most 4 levels, e.g. a confusion matrix
+#: in the metrics). Deeper values would break JSON writers and printers later on (RecursionError).
+_MAX_METADATA_DEPTH = 32
+
+
+def _nesting_depth(value: Any) -> int:
+    """Levels of lists and dicts in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > _MAX_METADATA_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _decode_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
     """Parse the JSON metadata of a head file, checking the format marker and version."""
     missing = [key for key in METADATA_KEYS if key not in metadata]
@@ -362,6 +382,14 @@ def _decode_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
             values[key] = json.loads(metadata[key])
         except json.JSONDecodeError as exc:
             raise HeadFileError(f"{path}: metadata entry {key!r} is not valid JSON ({exc})") from exc
+        except RecursionError:
+            values[key] = None
+            depth = _MAX_METADATA_DEPTH + 1
+        else:
+            depth = _nesting_depth(values[key])
+        if depth > _MAX_METADATA_DEPTH:
+            raise HeadFileError(f"{path}: metadata entry {key!r} is nested more than {_MAX_METADATA_DEPTH} levels "
+                                "deep; a head's metadata is a few levels")
     if values["format"] != HEAD_FORMAT:
         raise HeadFileError(f"{path}: metadata format is {values['format']!r}, expected {HEAD_FORMAT!r}")
     version = values["format_version"]

@@ -18,6 +18,11 @@ from .index import EmbeddingIndex
 _NOISE_GREY = "#b0b0b0"
 
 
+#: Most points drawn in ``map.html`` (a browser slows down past tens of thousands of hover points);
+#: a larger report draws the rows it clustered, or a seeded sample, and says so in the title.
+MAX_HTML_POINTS = 20_000
+
+
 def _palette(k: int) -> list[str]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
@@ -73,9 +78,17 @@ def _write_html(report: ClusterReport, index: EmbeddingIndex, target: Path, colo
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    drawn = np.ones(len(report.labels), dtype=bool)
+    if len(report.labels) > MAX_HTML_POINTS:
+        chosen = report.clustered_rows
+        if chosen is None or len(chosen) > MAX_HTML_POINTS:
+            seed = int(report.params.get("seed", 0))
+            chosen = np.random.default_rng(seed).choice(len(report.labels), MAX_HTML_POINTS, replace=False)
+        drawn[:] = False
+        drawn[chosen] = True
     order = [e for e in report.summary if e["cluster"] != -1] + [e for e in report.summary if e["cluster"] == -1]
     for entry in order:
-        rows = np.flatnonzero(report.labels == entry["cluster"])
+        rows = np.flatnonzero((report.labels == entry["cluster"]) & drawn)
         text = []
         for r in rows.tolist():
             confidence = index.confidences[r]
@@ -91,7 +104,8 @@ def _write_html(report: ClusterReport, index: EmbeddingIndex, target: Path, colo
             marker={"color": colours[entry["cluster"]], "size": 6, "opacity": 0.6 if entry["cluster"] == -1 else 0.9},
         ))
     axis = report.map_method.upper()
-    fig.update_layout(title=f"Emotion embedding map: {_title(report)}", xaxis_title=f"{axis} 1",
+    shown = "" if drawn.all() else f" ({int(drawn.sum()):,} drawn, a random sample)"
+    fig.update_layout(title=f"Emotion embedding map: {_title(report)}{shown}", xaxis_title=f"{axis} 1",
                       yaxis_title=f"{axis} 2", template="plotly_white", legend_title="cluster", showlegend=True)
     fig.write_html(str(target), include_plotlyjs=True, full_html=True, div_id="emotion-map")
 
@@ -102,7 +116,7 @@ def write_cluster_report(report: ClusterReport, index: EmbeddingIndex, out_dir: 
     ``clusters.csv``: one row per file (``path, cluster, emotion, confidence, x, y``; noise is -1).
     ``map.png``: the 2-D map (UMAP; PCA for sets under 5) coloured by cluster, noise grey, with a legend. ``map.html``: the
     same map in plotly, hover shows file name, emotion, confidence and cluster; plotly.js is
-    embedded so it opens offline. ``summary.json``: :meth:`ClusterReport.to_dict`.
+    embedded so it opens offline; at most :data:`MAX_HTML_POINTS` points are drawn. ``summary.json``: :meth:`ClusterReport.to_dict`.
     Returns ``{"csv": ..., "png": ..., "html": ..., "json": ...}``.
     """
     if len(report.labels) != len(index):

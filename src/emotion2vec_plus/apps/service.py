@@ -14,7 +14,8 @@ Endpoints (OpenAPI docs at ``/docs``):
   → ``{"similarity", "reading", ...}``.
 - ``GET /v1/models`` — the loaded model and the known ones.
 - ``GET /healthz`` — ``{"status": "ok", "model": ..., "queue": n, "batches": {...}}`` (n = requests
-  waiting; ``batches``: requests served, model calls and the largest batch since start).
+  waiting; ``batches``: requests served, model calls, the largest batch and the long recordings
+  served since start).
 
 Design:
 
@@ -24,6 +25,8 @@ Design:
   requests are still being read or decoded (a lone request runs at once), and runs them as
   one :meth:`Emotion2VecPlus.predict_batch` call on a dedicated model thread; each request
   awaits its own future. A full queue answers **503** with ``Retry-After: 1`` at once.
+  Recordings longer than ``long_input_s`` go to a second lane: one per call, only when no short
+  request waits, at most ``max_long_requests`` admitted (more: **503**, ``Retry-After: 10``).
 - Status codes (every error is JSON ``{"detail": message, "error": type}``, never a traceback):
 
   ====  =================================================================================
@@ -38,7 +41,8 @@ Design:
         than ``max_duration_s`` (``AudioTooLongError``), a refused/mis-shaped ``.npy``
         (``EmbeddingFileError``), a bad form field (FastAPI validation), or a response that
         would exceed ``max_response_mb`` (``ResponseTooLarge``; checked before it is built).
-  503   the request queue is full (``Retry-After: 1``).
+  503   the request queue is full (``Retry-After: 1``), or ``max_long_requests`` long recordings
+        are already running or waiting (``Retry-After: 10``).
   ====  =================================================================================
 
   Error messages name the upload by its file name (reduced to a plain base name).
@@ -47,6 +51,7 @@ Design:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import io
@@ -55,6 +60,7 @@ import os
 import re
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -72,7 +78,7 @@ from ..defaults import API_KEY_ENV
 from ..models.registry import all_models, bundled_model
 from ..analytics import CALIBRATED_DIM, cosine_similarity, describe_similarity
 from ..audio import Audio, load_audio
-from ..runtime.compute import model_thread
+from ..runtime.compute import model_thread, release_freed_memory
 from ..embeddings import NPY_MAGIC, load_embedding, utterance_embedding
 from ..errors import AudioError, EmbeddingFileError, NotAudioError
 from ..inference import Emotion2VecPlus
@@ -119,6 +125,16 @@ def sanitise_filename(name: str | None) -> str:
     return base[:200]
 
 
+def attachment_disposition(filename: str) -> str:
+    """A ``Content-Disposition: attachment`` value for any file name (RFC 6266).
+
+    HTTP headers are Latin-1, so the name travels as RFC 5987 ``filename*=UTF-8''...`` (percent-
+    encoded UTF-8) with a plain-ASCII ``filename="..."`` fallback for clients that ignore it.
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
 # --------------------------------------------------------------------------- micro-batching
 @dataclass
 class BatchStats:
@@ -127,9 +143,11 @@ class BatchStats:
     requests: int = 0
     model_calls: int = 0
     largest_batch: int = 0
+    long_requests: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "model_calls": self.model_calls, "largest_batch": self.largest_batch}
+        return {"requests": self.requests, "model_calls": self.model_calls, "largest_batch": self.largest_batch,
+                "long_requests": self.long_requests}
 
 
 @dataclass
@@ -140,7 +158,17 @@ class _Job:
 
 
 class MicroBatcher:
-    """Collects decoded inputs for ``gather_s`` seconds (up to ``max_batch``) and runs them in one call.
+    """Runs decoded inputs on the model in two lanes, so a short clip never queues behind long recordings.
+
+    Short inputs (at most ``long_input_s`` seconds) are gathered for up to ``gather_s`` seconds
+    (at most ``max_batch``) and run in one call; inputs longer than that (which the model cuts
+    into pieces itself, and which take seconds to minutes) run one per call. Whenever the model
+    is free, waiting short inputs go first, so a short request waits at most for the one long
+    call in progress, not for every long request ahead of it. At most ``max_long`` long inputs
+    are admitted at once (running or waiting); another one is a 503 with ``Retry-After``, which
+    bounds the memory long inputs and their (frame-level) results hold. After each long call the
+    C allocator gives freed memory back to the system
+    (:func:`~emotion2vec_plus.runtime.compute.release_freed_memory`).
 
     ``predict_batch`` runs on the process's model thread (:func:`~emotion2vec_plus.runtime.compute.model_thread`),
     so the model is never used from two threads at once and the event loop stays free. Embeddings are always computed (they are a
@@ -148,54 +176,84 @@ class MicroBatcher:
     """
 
     def __init__(self, model: Emotion2VecPlus, *, max_batch: int = 16, gather_s: float = 0.01,
-                 queue_size: int = 64) -> None:
+                 queue_size: int = 64, long_input_s: float = 30.0, max_long: int = 2) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if max_long < 1:
+            raise ValueError(f"max_long must be at least 1, got {max_long}")
+        if not long_input_s > 0:
+            raise ValueError(f"long_input_s must be positive, got {long_input_s}")
         self.model = model
         self.max_batch = max_batch
         self.gather_s = max(0.0, gather_s)
         self.queue_size = queue_size
+        self.long_input_s = long_input_s
+        self.max_long = max_long
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._short: asyncio.Queue[_Job] | None = None
+        self._long: collections.deque[_Job] = collections.deque()
+        self._waiting: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arriving = 0
         self._last_batch = 0
+        self._long_admitted = 0
 
     # The worker starts lazily in the running loop (so the app also works without lifespan events).
     def _ensure_started(self) -> asyncio.Queue[_Job]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
             self._loop = loop
-            self._queue = asyncio.Queue(self.queue_size)
-            self._task = loop.create_task(self._run(self._queue), name="emotion2vec-batcher")
-        assert self._queue is not None
-        return self._queue
+            self._short = asyncio.Queue(self.queue_size)
+            self._long = collections.deque()
+            self._waiting = asyncio.Event()
+            self._task = loop.create_task(self._run(self._short, self._long, self._waiting),
+                                          name="emotion2vec-batcher")
+        assert self._short is not None
+        return self._short
 
     @property
     def pending(self) -> int:
-        """Requests waiting in the queue (not counting the batch being computed)."""
-        return self._queue.qsize() if self._queue is not None else 0
+        """Requests waiting in either lane (not counting the call being computed)."""
+        return (self._short.qsize() if self._short is not None else 0) + len(self._long)
 
     def full(self) -> bool:
-        return self._queue is not None and self._queue.full()
+        return self._short is not None and self._short.full()
 
     def check_capacity(self) -> None:
         """Raise :class:`QueueFullError` now, before an upload is decoded for nothing."""
         if self.full():
             raise QueueFullError(self.queue_size)
 
+    def is_long(self, audio: Audio) -> bool:
+        """Whether ``audio`` goes to the long lane."""
+        return audio.duration_s > self.long_input_s
+
     async def submit(self, audio: Audio, granularity: str = "utterance"):
         """Queue one decoded input and wait for its :class:`Result` (embedding included)."""
-        queue = self._ensure_started()
-        future = asyncio.get_running_loop().create_future()
+        short = self._ensure_started()
+        assert self._waiting is not None
+        job = _Job(audio, granularity, asyncio.get_running_loop().create_future())
+        if not self.is_long(audio):
+            try:
+                short.put_nowait(job)
+            except asyncio.QueueFull:
+                raise QueueFullError(self.queue_size) from None
+            self._waiting.set()
+            return await job.future
+        if self._long_admitted >= self.max_long:
+            raise ServiceError(503, f"server busy: {self._long_admitted} recordings longer than "
+                                    f"{self.long_input_s:g} s are already running or waiting (the limit); retry "
+                                    "later", "LongRequestsBusy", {"Retry-After": "10"})
+        self._long_admitted += 1
         try:
-            queue.put_nowait(_Job(audio, granularity, future))
-        except asyncio.QueueFull:
-            raise QueueFullError(self.queue_size) from None
-        return await future
+            self._long.append(job)
+            self._waiting.set()
+            return await job.future
+        finally:
+            self._long_admitted -= 1
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -206,10 +264,21 @@ class MicroBatcher:
         finally:
             self._arriving -= 1
 
-    async def _run(self, queue: asyncio.Queue[_Job]) -> None:
+    async def _run(self, short: asyncio.Queue[_Job], long: collections.deque[_Job], waiting: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await queue.get()]
+            if short.empty() and not long:
+                waiting.clear()
+                await waiting.wait()
+                continue
+            if short.empty():  # the model is free and no short input waits: one long input
+                job = long.popleft()
+                if not job.future.done():
+                    self.stats.long_requests += 1
+                    await self._run_group(loop, job.granularity, [job])
+                    await loop.run_in_executor(model_thread(), release_freed_memory)
+                continue
+            batch = [short.get_nowait()]
             deadline = loop.time() + self.gather_s
             # Take what is queued; wait (up to the window) only under load — other requests still
             # being read or decoded, or the previous batch held several — so that a lone request
@@ -217,7 +286,7 @@ class MicroBatcher:
             busy = self._last_batch > 1
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(queue.get_nowait())
+                    batch.append(short.get_nowait())
                     continue
                 except asyncio.QueueEmpty:
                     pass
@@ -225,7 +294,7 @@ class MicroBatcher:
                 if remaining <= 0 or not (busy or self._arriving):
                     break
                 try:
-                    batch.append(await asyncio.wait_for(queue.get(), min(remaining, _ARRIVAL_POLL_S)))
+                    batch.append(await asyncio.wait_for(short.get(), min(remaining, _ARRIVAL_POLL_S)))
                 except asyncio.TimeoutError:
                     continue
             self._last_batch = len(batch)
@@ -268,11 +337,14 @@ class MicroBatcher:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self._queue is not None:
-            while not self._queue.empty():
-                job = self._queue.get_nowait()
-                if not job.future.done():
-                    job.future.cancel()
+        waiting = list(self._long)
+        self._long.clear()
+        if self._short is not None:
+            while not self._short.empty():
+                waiting.append(self._short.get_nowait())
+        for job in waiting:
+            if not job.future.done():
+                job.future.cancel()
 
 
 # --------------------------------------------------------------------------- ASGI guard
@@ -550,7 +622,7 @@ async def embed(file: UploadFile = File(...), granularity: Literal["utterance", 
     np.save(buffer, frames, allow_pickle=False)
     stem = Path(name).stem or "audio"
     return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers={
-        "Content-Disposition": f'attachment; filename="{stem}.frames.npy"',
+        "Content-Disposition": attachment_disposition(f"{stem}.frames.npy"),
         "X-Embedding-Shape": ",".join(str(n) for n in frames.shape), "X-Model": model.model_name})
 
 
@@ -610,9 +682,14 @@ def create_app(
     queue_size: int = 64,
     api_key: str | None = None,
     decode_threads: int = 2,
+    long_input_s: float = 30.0,
+    max_long_requests: int = 2,
     live_limits: LiveLimits | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``model`` (see the module docstring for endpoints and status codes).
+
+    Inputs longer than ``long_input_s`` run one per model call in their own lane, after any
+    waiting short ones, at most ``max_long_requests`` of them admitted at once (:class:`MicroBatcher`).
 
     ``api_key=None`` reads ``EMOTION2VEC_API_KEY``; an empty key means no authentication.
     The batcher is ``app.state.batcher`` (its ``stats`` count model calls and batch sizes); the
@@ -624,7 +701,8 @@ def create_app(
         raise ValueError(f"max_upload_mb and max_response_mb must be positive, got {max_upload_mb}, {max_response_mb}")
     if not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
-    batcher = MicroBatcher(model, max_batch=max_batch, gather_s=batch_window_ms / 1000, queue_size=queue_size)
+    batcher = MicroBatcher(model, max_batch=max_batch, gather_s=batch_window_ms / 1000, queue_size=queue_size,
+                           long_input_s=long_input_s, max_long=max_long_requests)
     decoder = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="emotion2vec-decode")
 
     @asynccontextmanager

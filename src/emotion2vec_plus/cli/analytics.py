@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from ..terminal import terminal_safe
 from .options import add_model_options, model_from_args
 
 
@@ -60,6 +62,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="smallest cluster (default: by the number of embeddings, 0.75 x sqrt(n) within 2-15)")
     cluster.add_argument("--seed", type=int, default=0, help="random seed of UMAP (default 0)")
     cluster.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size (default 15)")
+    cluster.add_argument("--max-clustered", type=int, default=None, metavar="N",
+                         help="cluster at most N embeddings with UMAP + HDBSCAN (default 20000, about a minute); "
+                              "of a larger index a random sample of N is clustered and every other embedding "
+                              "joins the cluster of its nearest sampled neighbours")
+    cluster.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     cluster.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     cluster.set_defaults(run=_run_cluster)
 
@@ -114,17 +121,27 @@ def _run_search(args: argparse.Namespace) -> int:
                           "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
         return 0
     print(f"{'rank':>4}  {'similarity':>10}  {'emotion':10} {'conf':>6}  path")
-    for h in hits:
-        print(f"{h.rank:>4}  {h.similarity:>10.4f}  {(h.emotion or '-'):10} {_fmt_conf(h.confidence):>6}  {h.path}")
+    for h in hits:  # path and emotion come from the Parquet file: printed with control characters escaped
+        print(f"{h.rank:>4}  {h.similarity:>10.4f}  {terminal_safe(h.emotion or '-'):10} {_fmt_conf(h.confidence):>6}  "
+              f"{terminal_safe(h.path)}")
     return 0
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from ..analytics import cluster_embeddings, load_index, write_cluster_report
+    from ..analytics import MAX_CLUSTERED, cluster_embeddings, load_index, write_cluster_report
 
+    def progress(line: str) -> None:
+        print(f"cluster: {line}", file=sys.stderr, flush=True)
+
+    report_progress = None if args.no_progress else progress
+    if report_progress is not None:
+        report_progress(f"reading {terminal_safe(args.index)}")
     index = load_index(args.index)
     report = cluster_embeddings(index, min_cluster_size=args.min_cluster_size, seed=args.seed,
-                                n_neighbors=args.n_neighbors)
+                                n_neighbors=args.n_neighbors, progress=report_progress,
+                                max_clustered=MAX_CLUSTERED if args.max_clustered is None else args.max_clustered)
+    if report_progress is not None:
+        report_progress(f"writing the report to {terminal_safe(args.out)}")
     written = write_cluster_report(report, index, args.out)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
@@ -138,12 +155,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
     print(f"{'cluster':>7}  {'size':>5}  {'dominant emotion':18} {'mean conf':>9}  example")
     for entry in report.summary:
         name = "noise" if entry["cluster"] == -1 else str(entry["cluster"])
-        dominant = entry["dominant_emotion"] or "-"
+        dominant = terminal_safe(entry["dominant_emotion"] or "-")
         if entry["dominant_share"] is not None:
             dominant += f" ({entry['dominant_share'] * 100:.0f}%)"
-        example = entry["examples"][0] if entry["examples"] else ""
+        example = terminal_safe(entry["examples"][0]) if entry["examples"] else ""
         print(f"{name:>7}  {entry['size']:>5}  {dominant:18} {_fmt_conf(entry['mean_confidence']):>9}  {example}")
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+    print("wrote " + ", ".join(terminal_safe(p) for p in written.values()))
     return 0
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..defaults import GRANULARITIES
-from ..terminal import terminal_safe
+from ..terminal import escape_undecodable, terminal_safe, undecodable_name_error
 from .options import add_length_options, add_model_options, model_from_args
 
 
@@ -56,6 +56,8 @@ def format_line(result) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """0 if every file was recognised, 1 if any failed (each reported; the others are done)."""
+    from ..results import Result
+
     started = time.perf_counter()
     model = model_from_args(args)
     if not args.json:
@@ -63,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     failed = 0
     for path in args.files:
-        result = model.predict_batch([path], granularity=args.granularity, extract_embedding=args.embedding,
-                                     output_dir=args.output_dir)[0]
+        name_error = undecodable_name_error(path)
+        if name_error is not None:
+            result = Result(source=escape_undecodable(path), model=model.model_name, granularity=args.granularity,
+                            error=name_error)
+        else:
+            result = model.predict_batch([path], granularity=args.granularity, extract_embedding=args.embedding,
+                                         output_dir=args.output_dir)[0]
         failed += not result.ok
         if args.json:
             print(json.dumps(result.to_dict(include_embedding=args.embedding), ensure_ascii=False))

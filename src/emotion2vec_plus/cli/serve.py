@@ -38,6 +38,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="most audio in one live session, in minutes (default 60)")
     parser.add_argument("--live-idle-timeout", type=float, default=30,
                         help="a live session with no message for this many seconds is closed (default 30)")
+    parser.add_argument("--long-input-s", type=float, default=30.0, metavar="SECONDS",
+                        help="recordings longer than this run one per model call, after waiting short ones "
+                             "(default 30)")
+    parser.add_argument("--max-long-requests", type=int, default=2,
+                        help="long recordings running or waiting at once; beyond that 503 (default 2)")
+    parser.add_argument("--header-timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="a request's headers must arrive within this (default 15); then 408 and the "
+                             "connection is closed")
+    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="longest pause within a request body (default 30)")
+    parser.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="a whole request (headers and body) must arrive within this (default 300)")
+    parser.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long an idle connection is kept open between requests (default 5)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(run=run)
 
@@ -46,16 +60,20 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, print the address, and run uvicorn until interrupted."""
     import uvicorn
 
+    from ..apps.http_timeouts import HttpTimeouts, uvicorn_config
     from ..apps.live import LiveLimits
     from ..apps.service import create_app
     from ..runtime.compute import on_model_thread
 
+    timeouts = HttpTimeouts(header_s=args.header_timeout, body_s=args.body_timeout, request_s=args.request_timeout,
+                            idle_s=args.keep_alive_timeout)  # checked before the model loads
     started = time.perf_counter()
     # Loaded on the thread that will run it: one OpenMP team in the process (see compute.model_thread).
     model = on_model_thread(model_from_args, args)
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_response_mb=args.max_response_mb, max_batch=args.max_batch,
                      batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
+                     long_input_s=args.long_input_s, max_long_requests=args.max_long_requests,
                      live_limits=LiveLimits(max_sessions=args.live_sessions, max_session_s=60 * args.live_max_minutes,
                                             idle_timeout_s=args.live_idle_timeout))
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -65,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
               file=sys.stderr)
     sys.stderr.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, timeouts=timeouts,
+                                  log_level=args.log_level)).run()
     return 0

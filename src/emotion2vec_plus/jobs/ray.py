@@ -240,7 +240,16 @@ def _run_on_ray(todo: list[Entry], out: Path, model, address: str | None, worker
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        items = [{"index": n, "path": str(entry.path), "missing": entry.size is None} for n, entry in enumerate(todo)]
+        # A name that is not UTF-8 cannot travel as Arrow text: its error line is written here.
+        refused = [error_line(entry, entry.name_error, model, granularity) for entry in todo if entry.name_error]
+        if refused:
+            commit_window(parts, log, refused, [], summary, ok_keys, bar)
+            if bar is not None:
+                bar.update(len(refused))
+        items = [{"index": n, "path": str(entry.path), "missing": entry.size is None}
+                 for n, entry in enumerate(todo) if not entry.name_error]
+        if not items:
+            return audio_s
         dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch_size)))
         results = dataset.map_batches(
             _Recognizer,

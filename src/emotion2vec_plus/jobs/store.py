@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BatchInputError
 from ..fileio import atomic_write
 from ..outputs import BATCH_NPY_ZIP, BATCH_PARQUET, BATCH_RESULTS, BATCH_RESULTS_CSV
-from ..terminal import terminal_safe
+from ..terminal import escape_undecodable, terminal_safe, undecodable_name_error
 
 from .discovery import absolute_path
 
@@ -96,7 +96,7 @@ class BatchSummary:
 
 
 def _safe_component(name: str) -> str:
-    name = _UNSAFE_CHARS.sub("_", name).strip(" ")
+    name = _UNSAFE_CHARS.sub("_", escape_undecodable(name)).strip(" ")
     if name in ("", ".", ".."):
         return "_"
     if name.rstrip(".") != name:  # trailing dots vanish on Windows
@@ -167,11 +167,21 @@ class Entry:
     npy_name: str
 
     @property
+    def name(self) -> str:
+        """The path as text: ``str(path)``, with bytes that are not UTF-8 shown as ``\\xNN``."""
+        return escape_undecodable(self.path)
+
+    @property
+    def name_error(self) -> str | None:
+        """Why this file is not processed because of its name (not valid UTF-8), or ``None``."""
+        return undecodable_name_error(self.path)
+
+    @property
     def key(self) -> tuple[str, int | None, int | None]:
-        return (str(self.path), self.size, self.mtime_ns)
+        return (self.name, self.size, self.mtime_ns)
 
     def line(self, **fields: Any) -> dict[str, Any]:
-        return {"path": str(self.path), "size": self.size, "mtime": self.mtime, "mtime_ns": self.mtime_ns, **fields}
+        return {"path": self.name, "size": self.size, "mtime": self.mtime, "mtime_ns": self.mtime_ns, **fields}
 
 
 def _line_key(record: dict[str, Any]) -> tuple[str, int | None, int | None] | None:
@@ -394,7 +404,7 @@ def resume_plan(entries: list[Entry], results_path: Path, model_name: str, granu
                 "choose another --out"
             )
     # Lines to drop before redoing files: failed ones with retry_failed, and files changed since.
-    current = {str(e.path): e.key for e in entries}
+    current = {e.name: e.key for e in entries}
     kept = [r for r in records if not (
         (r["path"] in current and _line_key(r) != current[r["path"]])
         or (retry_failed and r.get("status") != "ok" and r["path"] in current)

@@ -44,6 +44,8 @@ class Decoded:
 def decode_entry(entry: Entry, max_duration_s: float | None, hold_in_memory_s: float) -> Decoded:
     """One file decoded, or, when longer than ``hold_in_memory_s``, scanned for its speech to be
     streamed again when scored (:func:`~emotion2vec_plus.segmentation.load_input`)."""
+    if entry.name_error is not None:
+        return Decoded(entry, error=entry.name_error)
     if entry.size is None:
         return Decoded(entry, error=f"{entry.path}: file not found or not readable")
     try:
@@ -125,7 +127,7 @@ def result_outputs(entry: Entry, result: Result, out: Path, granularity: str,
             embedding_file = f"{NPY_DIR}/{entry.npy_name}"
             save_npy(out / NPY_DIR / Path(*entry.npy_name.split("/")), array)
         row = {
-            "path": str(entry.path), "size": entry.size, "mtime_ns": entry.mtime_ns,
+            "path": entry.name, "size": entry.size, "mtime_ns": entry.mtime_ns,
             "emotion": result.emotion, "confidence": result.confidence,
             "scores": list(result.scores.values()) if result.scores else None,
             "duration_s": result.duration_s, "embedding": utterance,

@@ -5,9 +5,10 @@ The released emotion2vec+ files are read as published:
 * ``model.pt`` is a full training checkpoint: the weights nested under ``model``, next to the
   trainer's configuration and optimiser state, which hold Python objects (fairseq/omegaconf
   configs, ``argparse.Namespace``, Enum members) that ``torch.load(weights_only=True)`` refuses.
-  Such files are read by :func:`read_checkpoint_object` with an unpickler that rebuilds tensors
+  Every file is read by :func:`read_checkpoint_object` with an unpickler that rebuilds tensors
   and plain containers and turns every other global into an inert stand-in
-  (:class:`InertObject`) that is never called, so no code in the file runs.
+  (:class:`InertObject`) that is never called, so no code in the file runs; what it builds is
+  bounded, and so is what a compressed zip entry may inflate to.
 * tensor names carry the trainer's wrapper prefix (``d2v_model.blocks.0...``; only the head,
   ``proj.*``, is unprefixed); ``config.yaml`` says how to rename them (``scope_map``), and
   :func:`map_checkpoint_names` applies that exactly as FunASR does.
@@ -18,10 +19,12 @@ loading never holds a second copy of the weights (nor any of the optimiser state
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import logging
 import pickle
 import types
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,13 @@ FUNASR_IMPLICIT_SCOPE: tuple[str, str] = ("module.", "")
 NESTING_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model")
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_OPCODE = 0x80
+#: Most a checkpoint's compressed zip entries may inflate to, together. ``torch.save`` stores every
+#: entry uncompressed (the released files: 1-2 GB of stored tensors, memory-mapped); a deflated
+#: entry is inflated whole into memory, so a 2 MB zip can otherwise claim 2 GB.
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+#: Longest byte string the unpickler builds from a length alone (``bytearray(n)``); byte strings
+#: from the file's own bytes are bounded by the file.
+MAX_PICKLED_BUFFER = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- reading model.pt
@@ -102,21 +112,57 @@ def _inert_class(module: str, name: str) -> type[InertObject]:
     return _inert_classes[key]
 
 
+class _Refused(pickle.UnpicklingError):
+    """Something a checkpoint's pickle asks to build that no checkpoint needs (and that could
+    allocate without bound); the message says what."""
+
+
+def _bounded_bytearray(*args: Any) -> bytearray:
+    """``bytearray`` as pickles of byte strings use it; a length alone (``bytearray(2_000_000_000)``,
+    30 bytes of pickle) is refused past :data:`MAX_PICKLED_BUFFER`."""
+    if args and isinstance(args[0], int) and args[0] > MAX_PICKLED_BUFFER:
+        raise _Refused(f"the pickle asks for a zero-filled buffer of {args[0]:,} bytes (bytearray(n)); "
+                       "a checkpoint never holds one")
+    return bytearray(*args)
+
+
+def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of ``bytes`` use it (``latin1`` only)."""
+    if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591", "l1"):
+        raise _Refused(f"the pickle encodes with {encoding!r}; only latin1 (how bytes are pickled) is read")
+    return __import__("codecs").encode(text, "latin1", errors)
+
+
+def _tensor_type(*args: Any) -> torch.Tensor:
+    """Stands for ``torch.Tensor`` in a checkpoint: ``_rebuild_from_type_v2`` gets it as the type of
+    the tensor rebuilt; calling it with a size (``torch.Tensor(2_000_000_000)``) is refused."""
+    if args:
+        raise _Refused("the pickle calls torch.Tensor(...) to allocate a tensor; checkpoint tensors are "
+                       "rebuilt from the file's own storage")
+    return torch.Tensor()
+
+
+def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
+    return torch._tensor._rebuild_from_type_v2(func, torch.Tensor if new_type is _tensor_type else new_type,
+                                               args, state)
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """Globals a tensor checkpoint legitimately needs: torch's tensor rebuild functions, sizes,
-    devices, dtypes and plain containers. Everything else becomes an :class:`InertObject`."""
+    devices, dtypes and plain containers. Everything else becomes an :class:`InertObject`.
+    Those that could build something from a size alone are bounded."""
     allowed: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("torch", "Size"): torch.Size,
         ("torch", "device"): torch.device,
-        ("torch", "Tensor"): torch.Tensor,
+        ("torch", "Tensor"): _tensor_type,
         ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
-        ("_codecs", "encode"): __import__("codecs").encode,  # how protocol 2 pickles bytes
+        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+        ("_codecs", "encode"): _latin1_encode,  # how protocol 2 pickles bytes
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): bytearray,
+        ("builtins", "bytearray"): _bounded_bytearray,
     }
     for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
                  "_rebuild_parameter_with_state"):
@@ -137,6 +183,11 @@ class _InertUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if _InertUnpickler._allowed is None:
             _InertUnpickler._allowed = _allowed_globals()
+        # Protocol 2 names Python 2's modules (``__builtin__.bytearray``); pickle's own find_class maps them.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         found = _InertUnpickler._allowed.get((module, name))
         return found if found is not None else _inert_class(module, name)
 
@@ -161,7 +212,10 @@ def _check_container(path: Path) -> None:
         raise CheckpointError(f"{path}: cannot read the checkpoint: {exc}") from exc
     if size == 0:
         raise CheckpointError(f"{path}: the checkpoint file is empty (0 bytes); download it again")
-    if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTOCOL_OPCODE:
+    if head.startswith(_ZIP_MAGIC):
+        _check_zip_entries(path, size)
+        return
+    if head[0] == _PICKLE_PROTOCOL_OPCODE:
         return
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
@@ -173,6 +227,32 @@ def _check_container(path: Path) -> None:
     else:
         what = f"neither a zip nor a pickle file (starts with {head[:16]!r})"
     raise CheckpointError(f"{path}: not a PyTorch checkpoint: the file is {what}; download model.pt again")
+
+
+def _check_zip_entries(path: Path, size: int) -> None:
+    """Refuse a zip whose entries would inflate past :data:`MAX_INFLATED_BYTES` or claim bytes the
+    file does not hold, from its central directory alone (PyTorch allocates each entry's declared
+    size before reading it)."""
+    damaged = f"{path}: the checkpoint is damaged or truncated and cannot be read"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{damaged} (its zip directory: {exc}); download model.pt again") from exc
+    inflated = 0
+    for entry in entries:
+        if entry.compress_type == zipfile.ZIP_STORED:
+            if entry.file_size != entry.compress_size or entry.header_offset + entry.compress_size > size:
+                raise CheckpointError(f"{damaged} (entry {entry.filename!r} claims {entry.file_size:,} bytes the "
+                                      "file does not hold); download model.pt again")
+            continue
+        inflated += entry.file_size
+        if inflated > MAX_INFLATED_BYTES:
+            raise CheckpointError(
+                f"{path}: refused: its compressed zip entries would inflate to more than "
+                f"{MAX_INFLATED_BYTES // (1024 * 1024)} MB in memory ({entry.filename!r} alone: "
+                f"{entry.file_size:,} bytes from {entry.compress_size:,}); torch.save stores checkpoints "
+                "uncompressed, so this is not one as published (a zip bomb?)")
 
 
 def _torch_load(path: Path, **kwargs: Any) -> Any:
@@ -189,28 +269,29 @@ def _torch_load(path: Path, **kwargs: Any) -> Any:
 def read_checkpoint_object(path: str | Path) -> Any:
     """Unpickle ``model.pt`` without running any code from it.
 
-    A file of tensors and plain containers loads with ``torch.load(weights_only=True)``. A full
-    training checkpoint that also holds Python objects (such as the released emotion2vec+ files,
-    saved by fairseq with its configuration and optimiser history) is read again with an
-    unpickler that only rebuilds tensors and containers: each other object comes back as an
-    :class:`InertObject` and nothing it names is imported or called.
+    The file is read with an unpickler that only rebuilds tensors and plain containers; any other
+    object (a full training checkpoint such as the released emotion2vec+ files holds fairseq's
+    configuration and optimiser history) comes back as an :class:`InertObject`, and nothing it
+    names is imported or called. What the pickle may build from a size alone is bounded
+    (``bytearray(n)``, ``torch.Tensor(n)``), and a zip whose compressed entries would inflate past
+    :data:`MAX_INFLATED_BYTES` is refused from its directory, before anything is inflated.
 
     Raises:
-        CheckpointError: missing, empty, not a PyTorch checkpoint, or damaged; the message says which.
+        CheckpointError: missing, empty, not a PyTorch checkpoint, damaged, or refused as above;
+            the message says which.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     _check_container(path)
     try:
-        try:
-            return _torch_load(path, weights_only=True)
-        except pickle.UnpicklingError as refused:
-            logger.info("%s holds Python objects besides tensors (%s); reading its tensors with "
-                        "inert stand-ins for the rest", path, str(refused).splitlines()[0][:200])
-            return _torch_load(path, weights_only=False, pickle_module=INERT_PICKLE)
+        # Not torch's weights_only unpickler first: it builds bytearray(n) and torch.Tensor(n) of
+        # any size the file names. This one builds only tensors and plain containers, bounded.
+        return _torch_load(path, weights_only=False, pickle_module=INERT_PICKLE)
     except CheckpointError:
         raise
+    except _Refused as exc:
+        raise CheckpointError(f"{path}: refused: {exc}; this is not a checkpoint as published") from None
     except Exception as exc:  # torch raises many types for a damaged file; all mean "unreadable"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: the checkpoint is damaged or truncated and cannot be read "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass
@@ -14,8 +13,59 @@ import yaml
 from ..errors import CheckpointError
 
 
+#: Bounds of a ``config.yaml`` (the released ones are a few KB with a few hundred values).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_VALUES = 100_000
+
+
+class _ConfigTooLarge(yaml.YAMLError):
+    pass
+
+
+def _expanded_values(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded (a node reached through n
+    aliases counts n times), computed on the composed graph without expanding it. Stops counting
+    past :data:`MAX_CONFIG_VALUES`; an alias inside its own anchor counts as unbounded."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_CONFIG_VALUES + 1)
+            continue
+        if key in on_path:
+            return MAX_CONFIG_VALUES + 1  # an alias refers to a node that contains it
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                return MAX_CONFIG_VALUES + 1
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
 class _ConfigLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-05`` as a float, as OmegaConf (FunASR's loader) does."""
+    """SafeLoader that also reads ``1e-05`` as a float, as OmegaConf (FunASR's loader) does, and
+    refuses a document whose aliases expand it past :data:`MAX_CONFIG_VALUES` values (the "billion
+    laughs" file: nine lines that name 10⁹ values) before anything is built from it."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_values(node) > MAX_CONFIG_VALUES:
+            raise _ConfigTooLarge(f"its aliases (*name) expand it to more than {MAX_CONFIG_VALUES:,} values "
+                                  "(or an alias refers to itself); a model configuration has a few hundred")
+        return node
 
 
 _FLOAT = re.compile(
@@ -29,38 +79,109 @@ _FLOAT = re.compile(
 _ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
-def parse_conv_spec(spec: str) -> list[tuple[int, int, int]]:
-    """Evaluate a fairseq ``feature_encoder_spec`` such as ``'[(512, 10, 5)] + [(512, 3, 2)] * 4'``.
+#: Bounds of ``feature_encoder_spec`` checked while it is read (the released files: 7 layers, 60 characters).
+MAX_CONV_LAYERS = 32
+MAX_CONV_SPEC_CHARS = 2000
+_SPEC_FIELD = "model_conf.modalities.audio.feature_encoder_spec"
+_SPEC_TOKEN = re.compile(r"\s*(?:(\d+)|([\[\]()+*,]))")
 
-    FunASR calls ``eval`` on this string; we accept only list/tuple literals of integers
-    combined with ``+`` and ``*``, so a config file cannot run code.
+
+def parse_conv_spec(spec: Any, source: str = "config") -> list[tuple[int, int, int]]:
+    """Read a fairseq ``feature_encoder_spec`` such as ``'[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2'``.
+
+    FunASR calls ``eval`` on this string. Here it is read with a small grammar, the forms
+    FunASR/fairseq configs use: a sum of terms, each a list of ``(channels, kernel, stride)``
+    integer triples, optionally repeated (``LIST * N`` or ``N * LIST``). The layer count is
+    bounded (:data:`MAX_CONV_LAYERS`) before any list is built, so ``[(512,10,5)] * 200000000``
+    is refused at once, as is anything else (no names, calls or nesting beyond the grammar).
+
+    Raises:
+        CheckpointError: naming ``source`` (the config file) and the field.
     """
+    shown = repr(spec) if len(repr(spec)) <= 80 else repr(spec)[:77] + "..."
 
-    def evaluate(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return evaluate(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, (ast.List, ast.Tuple)):
-            items = [evaluate(e) for e in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = evaluate(node.left), evaluate(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise ValueError(f"unsupported expression {ast.dump(node)}")
+    def refuse(reason: str) -> CheckpointError:
+        return CheckpointError(f"{source}: {_SPEC_FIELD} {shown} is not valid: {reason}")
 
-    try:
-        layers = evaluate(ast.parse(spec, mode="eval"))
-        if not isinstance(layers, list) or not layers:
-            raise ValueError("not a non-empty list")
-        result = []
-        for layer in layers:
-            if not (isinstance(layer, tuple) and len(layer) == 3 and all(isinstance(v, int) for v in layer)):
-                raise ValueError(f"layer {layer!r} is not (channels, kernel, stride)")
-            result.append(layer)
-        return result
-    except (SyntaxError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"feature_encoder_spec {spec!r} is not valid: {exc}") from exc
+    if not isinstance(spec, str):
+        raise refuse("not a string like '[(512, 10, 5)] + [(512, 3, 2)] * 4'")
+    if len(spec) > MAX_CONV_SPEC_CHARS:
+        raise refuse(f"longer than {MAX_CONV_SPEC_CHARS} characters")
+    tokens: list[str | int] = []
+    position = 0
+    while position < len(spec):
+        match = _SPEC_TOKEN.match(spec, position)
+        if match is None:
+            rest = spec[position:].lstrip()
+            if not rest:
+                break
+            raise refuse(f"unexpected {rest[:10]!r} at character {len(spec) - len(rest)} (only lists of "
+                         "(channels, kernel, stride) integers joined by + and repeated by * are read)")
+        if match.group(1) and len(match.group(1)) > 9:
+            raise refuse(f"the number {match.group(1)[:12]}... is far too large")
+        tokens.append(int(match.group(1)) if match.group(1) else match.group(2))
+        position = match.end()
+    tokens.append("")  # end marker
+    index = 0
+
+    def take(expected: str | None = None) -> str | int:
+        nonlocal index
+        token = tokens[index]
+        if expected is not None and token != expected:
+            raise refuse(f"expected {expected!r}, found {token!r}" if token != "" else f"expected {expected!r} at the end")
+        index += 1
+        return token
+
+    def count() -> int:
+        token = take()
+        if not isinstance(token, int):
+            raise refuse(f"expected a repeat count, found {token!r}")
+        return token
+
+    def layer_list() -> list[tuple[int, int, int]]:
+        take("[")
+        layers = []
+        while True:
+            take("(")
+            values = []
+            for position_in_layer in range(3):
+                value = take()
+                if not isinstance(value, int):
+                    raise refuse(f"a layer is (channels, kernel, stride) integers; found {value!r}")
+                values.append(value)
+                if position_in_layer < 2:
+                    take(",")
+            if tokens[index] == ",":
+                take(",")
+            take(")")
+            layers.append((values[0], values[1], values[2]))
+            if len(layers) > MAX_CONV_LAYERS:
+                raise refuse(f"more than {MAX_CONV_LAYERS} conv layers")
+            if tokens[index] == ",":
+                take(",")
+            if tokens[index] == "]":
+                take("]")
+                return layers
+
+    result: list[tuple[int, int, int]] = []
+    while True:
+        repeat = 1
+        if isinstance(tokens[index], int):
+            repeat = count()
+            take("*")
+        layers = layer_list()
+        if tokens[index] == "*":
+            take("*")
+            repeat *= count()
+        if len(result) + len(layers) * repeat > MAX_CONV_LAYERS:  # checked before the list is built
+            raise refuse(f"more than {MAX_CONV_LAYERS} conv layers")
+        result += layers * repeat
+        if tokens[index] == "":
+            break
+        take("+")
+    if not result:
+        raise refuse("no layers")
+    return result
 
 
 @dataclass(frozen=True)
@@ -138,7 +259,7 @@ class Emotion2vecConfig:
                 return getattr(defaults, default_attr or key) if value is None else cast(value)
 
             spec = audio.get("feature_encoder_spec")
-            conv_layers = tuple(parse_conv_spec(spec)) if spec else defaults.conv_layers
+            conv_layers = tuple(parse_conv_spec(spec, source)) if spec else defaults.conv_layers
             num_heads = top("num_heads", int)
             config = cls(
                 embed_dim=top("embed_dim", int),
@@ -293,7 +414,15 @@ def read_config_file(path: str | Path) -> ConfigFile:
     """Read a FunASR ``config.yaml`` (without running anything in it)."""
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise _ConfigTooLarge(f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB; "
+                                  "a model configuration is a few KB")
+        data = yaml.load(raw.decode("utf-8"), Loader=_ConfigLoader)
+    except RecursionError:
+        raise CheckpointError(f"{path}: cannot read the model configuration: its values are nested too "
+                              "deeply") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{path}: cannot read the model configuration: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("model_conf"), dict):
