@@ -1,4 +1,5 @@
-"""Shared fixtures: real speech from ../shared/datasets and random-weight FunASR-format checkpoints."""
+"""Shared fixtures: real speech (../shared/datasets, else the clips in tests/data/speech) and
+random-weight FunASR-format checkpoints."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ os.environ["EMOTION2VEC_COMPUTE_TYPE"] = "float32"
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+#: The emotional speech corpora; ``EMOTION2VEC_TEST_DATASETS`` points elsewhere (a missing path runs
+#: the suite as a fresh clone without them does).
+DATASETS = Path(os.environ.get("EMOTION2VEC_TEST_DATASETS") or REPO_ROOT.parent / "shared" / "datasets")
+
+#: Real speech shipped with the tests (public domain and permissive licences, see its README.md),
+#: shortest first: what tests that need real speech but no emotion labels use without the corpora.
+SHIPPED_SPEECH = sorted((TESTS_DIR / "data" / "speech").glob("*.flac"), key=lambda p: (sf.info(p).frames, p.name))
 
 #: Embedding size of the bundled compact model (what every default-model test expects).
 BUNDLED_DIM = __import__("emotion2vec_plus.models.compact", fromlist=["read_compact"]).read_compact().embed_dim
@@ -27,10 +34,18 @@ sys.path.insert(0, str(TESTS_DIR))
 from checkpoints import CONFIG_768, CONFIG_1024, build_checkpoint  # noqa: E402
 
 
-def speech_clips(n: int, dataset: str = "RAVDESS") -> list[Path]:
-    """The first ``n`` clips of a shared corpus (16 kHz FLAC), or skip when it is absent."""
+def speech_clips(n: int, dataset: str = "RAVDESS", *, labelled: bool = False) -> list[Path]:
+    """The first ``n`` clips of a shared corpus (16 kHz FLAC).
+
+    Without the corpus, tests that need real speech but not its emotion labels (``labelled`` False)
+    get the shipped clips (:data:`SHIPPED_SPEECH`, Mandarin first for CASIA) when there are ``n``
+    of them; otherwise the test is skipped.
+    """
     manifest = DATASETS / dataset / "manifest.csv"
     if not manifest.is_file():
+        if not labelled and n <= len(SHIPPED_SPEECH):
+            mandarin_first = dataset == "CASIA"
+            return sorted(SHIPPED_SPEECH, key=lambda p: mandarin_first != p.name.startswith("zh_"))[:n]
         pytest.skip(f"real speech corpus not found at {manifest}")
     with manifest.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -38,8 +53,8 @@ def speech_clips(n: int, dataset: str = "RAVDESS") -> list[Path]:
 
 
 def speech_of_length(seconds: float, offset: int = 0) -> np.ndarray:
-    """Real speech of exactly ``seconds`` (RAVDESS clips joined end to end), float32 16 kHz."""
-    clips = speech_clips(40)
+    """Real speech of exactly ``seconds`` (RAVDESS clips, else the shipped clips, joined end to end), float32 16 kHz."""
+    clips = speech_clips(40) if (DATASETS / "RAVDESS" / "manifest.csv").is_file() else SHIPPED_SPEECH
     need = int(round(seconds * 16000))
     parts, have, index = [], 0, offset
     while have < need:
@@ -71,4 +86,4 @@ def small_model(small_checkpoint):
     return Emotion2VecPlus(small_checkpoint, window_s=30.0)
 
 
-__all__ = ["CONFIG_768", "CONFIG_1024", "speech_clips", "speech_of_length"]
+__all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "speech_clips", "speech_of_length"]

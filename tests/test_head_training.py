@@ -30,7 +30,7 @@ from emotion2vec_plus.head_training import (
     train_head_from_data,
 )
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+from conftest import DATASETS  # noqa: E402
 CASIA = DATASETS / "CASIA"
 TRAIN_SPEAKERS = ("ZhaoZuoxiang", "liuchanhg", "wangzhe")
 HELD_OUT_SPEAKER = "zhaoquanyin"

@@ -68,7 +68,11 @@ def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
     assert pick_language(None, "fr-FR,zh-TW;q=0.8,en;q=0.5") == "zh"
     assert pick_language(None, "en-US,en;q=0.9") == "en"
     assert pick_language(None, None) == "zh" and pick_language("xx", "de", "zh") == "en"
-    assert similarity_reading("similar emotional profile", "zh") == "情感特征相似"
+    from emotion2vec_plus.analytics import SIMILARITY_BANDS, describe_similarity
+
+    assert describe_similarity(0.41) == SIMILARITY_BANDS[2][1]
+    assert similarity_reading(describe_similarity(0.41), "zh") == "相同情感的片段对约四分之一能达到，不同情感的约二十分之一：略微提示情感相同"
+    assert all(similarity_reading(reading, "zh") != reading for _, reading in SIMILARITY_BANDS)
     assert emotion_name("happy") == "😊 开心 happy" and emotion_name("hesitant") == "hesitant" and emotion_name(None) == "-"
 
 

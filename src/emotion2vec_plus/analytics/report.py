@@ -44,9 +44,9 @@ def _cluster_name(entry: dict[str, Any]) -> str:
 
 def _title(report: ClusterReport) -> str:
     if not report.clustered:
-        return (f"{len(report.labels)} embeddings, drawn with PCA and not clustered "
+        return (f"{len(report.labels):,} embeddings, drawn with PCA and not clustered "
                 f"(UMAP and clusters need at least {UMAP_MIN_EMBEDDINGS})")
-    return f"{len(report.labels)} embeddings, {report.n_clusters} clusters, {report.n_noise} noise"
+    return f"{len(report.labels):,} embeddings, {report.n_clusters} clusters, {report.n_noise:,} noise"
 
 
 def _write_png(report: ClusterReport, target: Path, colours: dict[int, str]) -> None:
