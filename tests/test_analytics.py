@@ -258,11 +258,21 @@ def test_clustering_is_deterministic_for_a_seed(blob_index, blob_report):
 
 
 def test_cluster_arguments_are_checked(blob_index):
-    small = EmbeddingIndex.from_arrays(blob_index.paths[:10], blob_index.embeddings[:10])
-    with pytest.raises(ValueError, match="only 10 embeddings"):
-        cluster_embeddings(small, min_cluster_size=15)
+    one = EmbeddingIndex.from_arrays(blob_index.paths[:1], blob_index.embeddings[:1], source="one.parquet")
+    with pytest.raises(ValueError, match="only 1 embedding in one.parquet: a map needs at least 2"):
+        cluster_embeddings(one)
     with pytest.raises(ValueError, match="min_cluster_size"):
         cluster_embeddings(blob_index, min_cluster_size=1)
+    small = EmbeddingIndex.from_arrays(blob_index.paths[:10], blob_index.embeddings[:10])
+    report = cluster_embeddings(small, min_cluster_size=15)  # larger than the set: lowered to it
+    assert report.params["min_cluster_size"] == 10 and report.coords.shape == (10, 2)
+
+
+def test_the_suggested_cluster_size_follows_the_set_size():
+    from emotion2vec_plus.analytics import suggested_min_cluster_size
+
+    assert [suggested_min_cluster_size(n) for n in (2, 5, 8, 12, 19, 40, 100, 400, 100_000)] == [
+        2, 2, 2, 3, 3, 5, 8, 15, 15]
 
 
 def test_cluster_report_files(blob_index, blob_report, tmp_path):
@@ -327,8 +337,8 @@ def test_cli_usage_errors(blobs, tmp_path, capsys):
     assert_one_line_error(*run_cli(["search", q64, "--index", blobs["path"], "--top", "0"], capsys)[::2], "--top")
     big = tmp_path / "rep_is_a_file"
     big.write_text("x")
-    code, _, err = run_cli(["cluster", blobs["path"], "--out", big, "--min-cluster-size", "500"], capsys)
-    assert_one_line_error(code, err, blobs["path"], "min-cluster-size")
+    code, _, err = run_cli(["cluster", blobs["path"], "--out", big], capsys)
+    assert_one_line_error(code, err, big, "not a directory")
 
 
 def test_cli_search_and_similarity_on_npy(blobs, blob_index, tmp_path, capsys):
@@ -413,6 +423,35 @@ def test_real_speech_similarity_and_search(speech, model):
     assert hits[1].similarity < hits[0].similarity and len(hits) == 12
 
 
+def test_every_set_of_two_or_more_real_clips_gets_a_map(speech):
+    """2-4 clips: PCA (UMAP cannot lay them out), not clustered; from 5 on UMAP, clustered with a size
+    that suits the set, so a small set is not all noise."""
+    index = load_index(speech["index"])
+    for n in (2, 3, 4):
+        few = EmbeddingIndex.from_arrays(index.paths[:n], index.embeddings[:n], index.emotions[:n], index.confidences[:n])
+        report = cluster_embeddings(few)
+        assert report.map_method == "pca" and not report.clustered and report.coords.shape == (n, 2)
+        assert np.isfinite(report.coords).all() and len({tuple(c) for c in report.coords.round(6).tolist()}) == n
+        assert report.n_clusters == 0 and report.summary[0]["size"] == n
+        # the map keeps the distances' order: the closest pair by cosine is the closest pair on the map
+        cos = few.embeddings @ few.embeddings.T
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        closest = max(pairs, key=lambda p: cos[p])
+        assert closest == min(pairs, key=lambda p: np.linalg.norm(report.coords[p[0]] - report.coords[p[1]]))
+    report = cluster_embeddings(index)  # 12 clips
+    assert report.map_method == "umap" and report.clustered and report.params["min_cluster_size"] == 3
+    assert report.n_clusters >= 2 and report.n_noise < 12 / 2
+
+
+def test_nineteen_real_clips_are_not_all_noise_with_the_default_size(model):
+    clips = speech_clips(19)
+    results = model.predict_batch(clips, extract_embedding=True, errors="raise")
+    index = EmbeddingIndex.from_arrays([str(c) for c in clips], np.stack([r.embedding for r in results]),
+                                       [r.emotion for r in results], [r.confidence for r in results])
+    report = cluster_embeddings(index)
+    assert report.n_clusters >= 2 and report.n_noise < 19 / 2, report.to_dict()
+
+
 def test_cli_similarity_audio_equals_npy(speech, capsys):
     """End to end with a model loaded by the CLI itself (no monkeypatching)."""
     a, b = speech["clips"][0], speech["clips"][5]
@@ -446,6 +485,23 @@ def test_cli_model_dimension_mismatch(speech, blobs, shared_model, tmp_path, cap
     small = save_embedding(tmp_path / "small.npy", np.ones(64, dtype=np.float32))
     code, _, err = run_cli(["similarity", clip, small], capsys)
     assert_one_line_error(code, err, small, "64-d", f"{BUNDLED_DIM}-d")
+
+
+def test_a_size_mismatch_names_the_embedding_that_does_not_fit_the_model(speech, model, tmp_path):
+    from emotion2vec_plus.analytics import compare_inputs
+    from emotion2vec_plus.errors import EmbeddingDimensionError
+
+    fits = speech["npy"][0]  # made by the bundled model
+    other = save_embedding(tmp_path / "other_model.npy", np.ones(768, dtype=np.float32))
+    for a, b in ((other, fits), (fits, other), (other, speech["clips"][0]), (speech["clips"][0], other)):
+        with pytest.raises(EmbeddingDimensionError) as caught:
+            compare_inputs(a, b, model)
+        error = caught.value
+        assert (error.source, error.dim, error.reference, error.reference_dim) == (str(other), 768, "compact", BUNDLED_DIM)
+        assert str(error).startswith(f"{other}: embedding is 768-d but model compact gives {BUNDLED_DIM}-d")
+    with pytest.raises(EmbeddingDimensionError) as caught:  # no model: neither is to blame, both are named
+        compare_inputs(other, fits)
+    assert str(other) in str(caught.value) and str(fits) in str(caught.value) and not caught.value.reference_is_model
 
 
 def test_cli_not_audio_is_one_line_error(speech, shared_model, tmp_path, capsys):

@@ -175,7 +175,7 @@ def test_file_object_of_compressed_audio_uses_pyav(tmp_path: Path) -> None:
     data = encode(tmp_path / "tone.m4a", sine(1.0, SAMPLE_RATE), SAMPLE_RATE, "aac").read_bytes()
     stream = io.BytesIO(data)
     result = load_audio(stream)
-    assert result.info.format == "mp4"
+    assert result.info.format == "m4a"
     assert not stream.closed
 
 
@@ -288,7 +288,8 @@ FORMATS = [
     ("tone.flac", 44100, "soundfile", "flac"),
     ("tone.ogg", 22050, "soundfile", "ogg"),  # Vorbis
     ("tone.mp3", 16000, "libmp3lame", "mp3"),
-    ("tone.m4a", 44100, "aac", "mp4"),
+    ("tone.m4a", 44100, "aac", "m4a"),  # the brand FFmpeg and phones write for .m4a: M4A
+    ("tone.mp4", 44100, "aac", "mp4"),
     ("tone.opus", 48000, "libopus", "ogg"),  # Opus in Ogg
     ("tone.webm", 48000, "libopus", "webm"),
 ]
@@ -317,7 +318,7 @@ def test_stereo_aac_decodes_planar_frames(tmp_path: Path) -> None:
     left, right = sine(1.0, 44100, 440), sine(1.0, 44100, 440, amplitude=0.1)
     path = encode(tmp_path / "stereo.m4a", np.stack([left, right], axis=1), 44100, "aac")
     result = load_audio(path)
-    assert (result.info.channels, result.info.format) == (2, "mp4")
+    assert (result.info.channels, result.info.format) == (2, "m4a")
     assert np.max(np.abs(result.samples[2000:-2000])) == pytest.approx(0.3, abs=0.03)
 
 

@@ -198,6 +198,7 @@ def test_a_corrupt_file_is_one_error_line(first_run, tree):
     errors = [line for line in read_lines(out) if line["status"] == "error"]
     assert len(errors) == 1 and errors[0]["path"] == str(tree["broken"])
     assert "broken.wav" in errors[0]["error"] and errors[0]["emotion"] is None
+    assert errors[0]["error_type"] == "CorruptAudioError"  # what kind of problem, for programs and the WebUI
 
 
 def test_batch_results_match_predict(first_run, tree, model):
@@ -429,6 +430,9 @@ def test_results_csv_and_npy_zip_for_people(tmp_path):
                        "embedding_file", "score_happy", "score_sad"]
     assert rows[1][:4] == ["/data/a.wav", "ok", "happy", "0.912346"] and rows[1][-2:] == ["0.912346", "0.0876543"]
     assert rows[2][:3] == ['/data/b,"odd".mp3', "error", ""] and rows[2][5] == "b: not audio"
+    given = write_results_csv(out, out / "given.csv", order=['/data/b,"odd".mp3', "/data/a.wav"])
+    assert [row[0] for row in csv.reader(given.read_text(encoding="utf-8-sig").splitlines())][1:] == [
+        '/data/b,"odd".mp3', "/data/a.wav"]  # the order the inputs were given in, not the order processed
 
     np.save(out / "embeddings" / "a.npy", np.ones(4, np.float32))
     np.save(out / "embeddings" / "sub" / "c.npy", np.zeros((2, 4), np.float32))

@@ -67,7 +67,7 @@ def test_list_runs_newest_first_with_results_and_damaged_runs(tmp_path):
     newer = create_run_dir(root, now=datetime(2026, 11, 24, 9, 0, 1))
     same_second = create_run_dir(root, now=datetime(2026, 11, 24, 9, 0, 1))
     damaged = create_run_dir(root, now=datetime(2026, 11, 24, 8, 0, 0))
-    (root / "batch_20261124_100000").mkdir()  # other kinds of folders are not recognition runs
+    (root / "batch_20261124_100000").mkdir()  # another kind of run, not listed when recognitions are asked for
     (root / "notes.txt").write_text("x")
     result = Result(source="call.wav", model="compact", granularity="utterance", emotion="happy", emotion_zh="开心",
                     emoji="😊", confidence=0.9, scores={"happy": 0.9, "sad": 0.1}, duration_s=1.5)
@@ -76,13 +76,13 @@ def test_list_runs_newest_first_with_results_and_damaged_runs(tmp_path):
     (newer / "embedding.npy").write_bytes(b"\x93NUMPY")
     (damaged / "result.json").write_text("{not json", encoding="utf-8")
 
-    runs = list_runs(root)
+    runs = list_runs(root, kinds=("recognition",))
     assert [r.run_dir for r in runs] == [same_second, newer, older, damaged]
     assert runs[1].emotion == "happy" and runs[1].emotion_zh == "开心" and runs[1].confidence == 0.9
     assert runs[1].source == "call.wav" and runs[1].started == datetime(2026, 11, 24, 9, 0, 1)
     assert [f.name for f in runs[1].files] == ["result.json", "embedding.npy"]
     assert runs[3].emotion is None and "unreadable" in runs[3].error
-    assert [r.run_dir for r in list_runs(root, limit=2)] == [same_second, newer]
+    assert [r.run_dir for r in list_runs(root, limit=2, kinds=("recognition",))] == [same_second, newer]
 
 
 def test_run_folder_prefix_is_checked(tmp_path):
@@ -112,3 +112,46 @@ def test_links_in_the_outputs_folder_are_never_served(small_model, tmp_path):
     assert servable_file(run / "embedding.npy", outputs) is None
     assert servable_file(secret, outputs) is None and servable_file(outputs / ".." / "secret.txt", outputs) is None
     assert servable_file(run / "result.json", outputs) == (run / "result.json").resolve()
+
+
+def test_list_runs_lists_batch_runs_beside_recognitions(small_model, tmp_path):
+    from emotion2vec_plus.jobs import run_batch, write_results_csv, zip_npy_embeddings
+    from emotion2vec_plus.outputs import BATCH_PREFIX, find_run, list_runs
+
+    outputs = tmp_path / "outputs"
+    recognition = Path(small_model.predict(speech_of_length(1.0), output_dir=outputs).output_dir)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    sf.write(inputs / "a.wav", speech_of_length(1.5), 16000)
+    sf.write(inputs / "b.wav", speech_of_length(2.0, offset=3), 16000)
+    (inputs / "broken.wav").write_bytes(b"RIFF\x24\x80\x00\x00WAVEfmt " + bytes(40))
+    batch = create_run_dir(outputs, prefix=BATCH_PREFIX, now=datetime(2099, 1, 2, 3, 4, 5))
+    run_batch(small_model, sorted(inputs.iterdir()), batch, embeddings="both", workers=1, progress=False)
+    write_results_csv(batch)
+    zip_npy_embeddings(batch)
+    unfinished = create_run_dir(outputs, prefix=BATCH_PREFIX, now=datetime(2000, 1, 1, 0, 0, 0))
+
+    runs = list_runs(outputs)
+    assert [(r.kind, r.run_dir) for r in runs] == [("batch", batch), ("recognition", recognition), ("batch", unfinished)]
+    assert (runs[0].items, runs[0].failed, runs[0].model) == (3, 1, small_model.model_name)
+    assert [f.name for f in runs[0].files] == ["results.csv", "results.jsonl", "embeddings.parquet", "embeddings_npy.zip"]
+    assert runs[0].emotion is None and runs[0].error is None
+    assert runs[2].items is None and "no results.jsonl" in runs[2].error
+    assert find_run(outputs, batch.name) == runs[0] and find_run(outputs, recognition.name) == runs[1]
+    assert find_run(outputs, "../" + batch.name) is None and find_run(outputs, "batch_x") is None
+
+
+def test_a_new_kind_of_run_is_one_entry_in_run_kinds(tmp_path, monkeypatch):
+    """The listing is ready for kinds other modules add (e.g. live sessions: processed audio, events)."""
+    from emotion2vec_plus import outputs as run_folders
+
+    def read_live(run_dir: Path) -> dict:
+        return {"items": len((run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines())}
+
+    live = run_folders.RunKind("live", "live_", ("processed_audio.wav", "events.jsonl"), read_live)
+    monkeypatch.setitem(run_folders.RUN_KINDS, "live", live)
+    session = create_run_dir(tmp_path, prefix="live_", now=datetime(2026, 12, 6, 10, 0, 0))
+    (session / "events.jsonl").write_text('{"utterance": 1}\n{"utterance": 2}\n', encoding="utf-8")
+    runs = run_folders.list_runs(tmp_path)
+    assert [(r.kind, r.items) for r in runs] == [("live", 2)]
+    assert [f.name for f in runs[0].files] == ["events.jsonl"]

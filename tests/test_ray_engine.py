@@ -89,6 +89,7 @@ def test_ray_engine_writes_the_same_results_as_the_local_engine(runs, inputs):
     error = ray_lines[str(inputs["broken"])]
     assert error["status"] == "error" and error["emotion"] is None and "broken.wav" in error["error"]
     assert error["error"] == local_lines[str(inputs["broken"])]["error"]
+    assert error["error_type"] == local_lines[str(inputs["broken"])]["error_type"] == "CorruptAudioError"
 
 
 def test_ray_engine_parquet_and_npy_match_the_local_engine(runs):

@@ -67,7 +67,7 @@ def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
     assert pick_language("en", "zh-CN") == "en"
     assert pick_language(None, "fr-FR,zh-TW;q=0.8,en;q=0.5") == "zh"
     assert pick_language(None, "en-US,en;q=0.9") == "en"
-    assert pick_language(None, None) == "zh" and pick_language("xx", "de", "en") == "en"
+    assert pick_language(None, None) == "zh" and pick_language("xx", "de", "zh") == "en"
     assert similarity_reading("similar emotional profile", "zh") == "情感特征相似"
     assert emotion_name("happy") == "😊 开心 happy" and emotion_name("hesitant") == "hesitant" and emotion_name(None) == "-"
 
@@ -95,6 +95,22 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
         assert line in view.log_text
 
 
+def test_the_log_names_an_m4a_upload_m4a(ui, uploads, tmp_path):
+    import av
+
+    samples, rate = sf.read(uploads / "en_neutral_2.wav", dtype="float32")
+    memo = tmp_path / "memo.m4a"  # as a phone's voice recorder saves it: AAC in an MP4 file of brand M4A
+    with av.open(str(memo), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    view = ui.recognise(str(memo), "utterance", False, None, "en")
+    assert "original format: m4a, 16000 Hz, 1 channel(s)" in view.log_text, view.log_text
+
+
 def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads):
     view = ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", True, None, "en")
     assert view.embedding_notice == {"__type__": "update", "value": f"Embedding generated: embedding.npy ({BUNDLED_DIM},)",
@@ -120,16 +136,35 @@ def test_frame_granularity_gives_a_timeline_and_a_segments_table_covering_the_cl
     assert table["emotion"].iloc[0] == "no speech"  # the clip starts with silence: no emotion there
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("broken.wav", "broken.wav: file is truncated or corrupt"),
-    ("empty.mp3", "empty.mp3"),
-    ("notes.wav", "notes.wav"),
-    ("long.flac", "long.flac"),
-    ("huge.wav", "above the limit of 2 MB"),
-])
-def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, uploads, name, expected):
+def visible_text(page_html: str) -> str:
+    """What a person reads in a message box: the text without tags, the folded details left out."""
+    import html as html_module
+    import re
+
+    shown = re.sub(r"<details.*?</details>", "", page_html, flags=re.S)
+    return html_module.unescape(re.sub(r"<[^>]+>", " ", shown))
+
+
+def has_chinese(value: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in value)
+
+
+BAD_UPLOADS = [
+    # file, what the English message says, what the Chinese one says
+    ("broken.wav", "the file is damaged or cut short", "文件已损坏或不完整"),
+    ("empty.mp3", "the file holds no audio", "文件中没有音频"),
+    ("notes.wav", "not an audio file", "不是音频文件"),
+    ("long.flac", "above this server's limit of 20 s. Cut it into shorter parts, or start the server with a higher "
+                  "--max-duration", "超过本服务器的时长上限 20 秒"),
+    ("huge.wav", "above this server's upload limit of 2 MB", "超过本服务器的上传上限 2 MB"),
+]
+
+
+@pytest.mark.parametrize("name, english, chinese", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, uploads, name, english, chinese):
     view = ui.recognise(str(uploads / name), "utterance", True, "compact", "en")
-    assert 'class="error-box"' in view.result_html and expected in view.result_html
+    message = visible_text(view.result_html)
+    assert 'class="error-box"' in view.result_html and f"{name}: " in message and english in message, message
     assert "Traceback" not in view.result_html + view.log_text and str(uploads) not in view.result_html
     assert view.scores_plot is None and view.downloads is None and view.embedding_notice["visible"] is False
     assert list(ui.outputs_root.glob("outputs_*")) == []
@@ -137,10 +172,30 @@ def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, 
     assert 'id="result-emoji"' in good.result_html
 
 
-def test_too_long_names_the_limit_and_nothing_uploaded_is_missing(ui, uploads):
+@pytest.mark.parametrize("name, english, chinese", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+def test_the_chinese_page_words_library_errors_in_chinese_with_what_to_do(ui, uploads, name, english, chinese):
+    """The library's typed errors become the page's own messages: in the page's language, naming the
+    file, and saying what the person can do (the server's options, not Python arguments)."""
+    view = ui.recognise(str(uploads / name), "utterance", False, None, "zh")
+    message = visible_text(view.result_html)
+    assert name in message and chinese in message and "无法处理" in message, message
+    assert not any(word in message for word in ("file", "audio", "limit", "decode", "corrupt")), message
+    assert "max_duration_s" not in view.result_html and "pass a larger" not in view.result_html
+    assert chinese in view.log_text and "文件" in view.log_text
+
+
+def test_too_long_names_the_servers_option_in_the_page(ui, uploads):
     view = ui.recognise(str(uploads / "long.flac"), "utterance", False, "compact", "zh")
-    assert "20" in view.result_html and "无法处理" in view.result_html
+    message = visible_text(view.result_html)
+    assert "long.flac" in message and "25.0 秒" in message and "20 秒" in message and "--max-duration" in message
     assert 'class="error-box"' in ui.recognise(None, "utterance", False, "compact", "en").result_html
+
+
+def test_a_browser_asking_for_neither_chinese_nor_english_gets_english():
+    assert pick_language(None, "de-DE,de;q=0.9,fr;q=0.8") == "en"
+    assert pick_language(None, "fr-FR,zh-TW;q=0.8,en;q=0.5") == "zh"  # it reads Chinese too
+    assert pick_language(None, None) == "zh" and pick_language(None, "") == "zh"  # no preference: the server's
+    assert pick_language("zh", "de-DE") == "zh"
 
 
 def test_only_offered_models_load(ui):
@@ -148,7 +203,7 @@ def test_only_offered_models_load(ui):
     with pytest.raises(Exception, match="not available"):
         ui.provider.get("emotion2vec/../../etc")
     view = ui.recognise(str(SAMPLES / "en_neutral_3.wav"), "utterance", False, "no-such-model", "en")
-    assert "not available here" in view.result_html
+    assert "The model no-such-model is not available on this server" in visible_text(view.result_html)
 
 
 def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
@@ -157,7 +212,7 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     table = view.table
     assert list(table["file"]) == ["en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav"]
     assert list(table["status / error"].str.startswith("✗")) == [False, True, False]
-    assert "broken.wav: file is truncated or corrupt" in table.iloc[1]["status / error"]
+    assert "broken.wav: the file is damaged or cut short" in table.iloc[1]["status / error"]
     assert str(ui.outputs_root) not in table.iloc[1]["status / error"]  # errors name the upload, not server paths
     assert "2 done, 1 failed" in view.summary
     names = [Path(f).name for f in view.downloads]
@@ -173,6 +228,18 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     assert ui.run_batch_job([], "compact", "en").downloads is None
 
 
+def test_batch_results_csv_lists_the_files_in_the_order_they_were_given(ui, uploads):
+    import csv
+
+    given = ["zh_neutral_1.wav", "en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav", "en_neutral_3.wav"]
+    view = ui.run_batch_job([str(uploads / name) for name in given], None, "en")
+    assert list(view.table["file"]) == given
+    with open(view.downloads[0], encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [Path(row["path"]).name for row in rows] == given
+    assert [row["status"] for row in rows] == ["ok", "ok", "error", "ok", "ok"]
+
+
 def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, uploads, tmp_path):
     secret = tmp_path / "secret.wav"
     shutil.copy(SAMPLES / "en_neutral_3.wav", secret)
@@ -180,29 +247,29 @@ def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, upload
     listing.write_text(f"{secret}\n")  # a list would make the server read other files: refused
     view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_neutral_3.wav")], None, "en")
     assert list(view.table["status / error"].str.startswith("✗")) == [True, True, False]
-    assert "not an audio file" in view.table.iloc[0]["status / error"]
-    assert "above the limit" in view.table.iloc[1]["status / error"]
+    assert "paths.txt: a list of paths (a .txt file), not audio" in view.table.iloc[0]["status / error"]
+    assert "huge.wav: the file is 4.3 MB, above this server's upload limit" in view.table.iloc[1]["status / error"]
     jsonl = Path(view.downloads[1]).read_text(encoding="utf-8")
     assert str(secret) not in jsonl and jsonl.count("\n") == 1
 
 
 def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_path):
-    html = ui.compare(str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav"), "compact", "en")
+    html = ui.compare(str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav"), "compact", "en").html
     value = float(html.split('id="compare-similarity">cosine similarity: ')[1].split("<")[0])
     assert -1 <= value <= 1 and 'id="compare-reading"' in html and html.count('class="emoji"') == 2
     npy = tmp_path / "en_neutral_1.npy"
     np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
-    same = ui.compare(str(uploads / "en_neutral_1.wav"), str(npy), None, "zh")
+    same = ui.compare(str(uploads / "en_neutral_1.wav"), str(npy), None, "zh").html
     assert "余弦相似度: 1.0000" in same and "几乎相同" in same and f".npy 向量 ({BUNDLED_DIM},)" in same
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    refused = ui.compare(str(pickled), str(npy), None, "en")
+    refused = ui.compare(str(pickled), str(npy), None, "en").html
     assert 'class="error-box"' in refused and "pickle" in refused and str(tmp_path) not in refused
     small = tmp_path / "small.npy"
     np.save(small, np.ones(768, np.float32))
-    mismatch = ui.compare(str(small), str(uploads / "en_neutral_1.wav"), None, "en")
+    mismatch = ui.compare(str(small), str(uploads / "en_neutral_1.wav"), None, "en").html
     assert 'class="error-box"' in mismatch and "768" in mismatch
-    assert 'class="error-box"' in ui.compare(None, str(npy), None, "en")
+    assert 'class="error-box"' in ui.compare(None, str(npy), None, "en").html
 
 
 def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
@@ -217,8 +284,9 @@ def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
     assert {trace.name.split(" ")[-1] for trace in by_emotion.map_plot.data} <= set(
         "angry disgusted fearful happy neutral other sad surprised unknown".split())
     batch = ui.run_batch_job(clips[:3], "compact", "en")
-    too_few = ui.explore([batch.downloads[2]], 5, "cluster", "compact", "en")
-    assert 'class="error-box"' in too_few.summary and "only 3 embeddings" in too_few.summary
+    three = ui.explore([batch.downloads[2]], 0, "cluster", "compact", "en")
+    assert "3 embeddings" in three.summary and "drawn with PCA" in three.summary
+    assert sum(len(trace.x) for trace in three.map_plot.data) == 3
     mixed = ui.explore([batch.downloads[2], clips[0]], 5, "cluster", "compact", "en")
     assert "single .parquet" in mixed.summary
 
@@ -228,7 +296,7 @@ def test_history_lists_runs_newest_first_with_links_and_files(ui, uploads):
     ui.recognise(str(uploads / "en_neutral_3.wav"), "utterance", True, "compact", "en")
     ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", False, "compact", "en")
     view = ui.history("en")
-    assert list(view.table["file"]) == ["zh_neutral_1.wav", "en_neutral_3.wav"]
+    assert list(view.table["file(s)"]) == ["zh_neutral_1.wav", "en_neutral_3.wav"]
     assert view.table.iloc[0]["emotion"].split(" ")[0] in EMOJIS and view.table.iloc[0]["confidence"].endswith("%")
     links = view.table.iloc[1]["files"]
     assert "[embedding.npy](/gradio_api/file=" in links and "[result.json](" in links
@@ -296,3 +364,81 @@ def test_compute_options_reach_the_model_and_the_log(tmp_path):
     ui = EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs"))
     view = ui.recognise(str(SAMPLES / "en_neutral_2.wav"), "utterance", False, None, "en")
     assert provider.get(None).compute_type == "int8" and f"model: compact ({BUNDLED_DIM}-d, int8)" in view.log_text
+
+
+def test_compare_names_the_embedding_that_does_not_fit_in_the_pages_language(ui, uploads, tmp_path):
+    fits = tmp_path / "made_here.npy"
+    np.save(fits, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
+    other = tmp_path / "other_model.npy"
+    np.save(other, np.ones(768, np.float32))
+    for a, b in ((other, fits), (fits, other), (other, uploads / "zh_neutral_1.wav")):
+        message = visible_text(ui.compare(str(a), str(b), None, "zh").html)
+        assert f"other_model.npy：这是 768 维向量，而模型 compact 输出 {BUNDLED_DIM} 维向量" in message, message
+        assert "made_here.npy" not in message
+    english = visible_text(ui.compare(str(fits), str(other), None, "en").html)
+    assert f"other_model.npy: this embedding is 768-d but the model compact gives {BUNDLED_DIM}-d" in english
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    refused = visible_text(ui.compare(str(fits), str(pickled), None, "zh").html)
+    assert "evil.npy：已拒绝" in refused and "pickle" in refused
+
+
+def test_batch_rows_word_each_failure_in_the_pages_language(ui, uploads):
+    view = ui.run_batch_job([str(uploads / n) for n in ("broken.wav", "long.flac", "notes.wav", "zh_neutral_1.wav")],
+                            None, "zh")
+    status = list(view.table["状态 / 错误"])
+    assert status[0] == "✗ broken.wav：文件已损坏或不完整，无法解码。请重新导出或录制后再试。"
+    assert status[1].startswith("✗ long.flac：音频") and "20 秒" in status[1] and "--max-duration" in status[1]
+    assert status[2].startswith("✗ notes.wav：不是音频文件") and status[3] == "完成 ok"
+    assert str(ui.outputs_root) not in "".join(status)
+
+
+def test_explore_maps_two_clips_and_redraws_without_the_model(ui, uploads):
+    clips = [str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav")]
+    two = ui.explore(clips, 0, "cluster", None, "en")
+    assert "2 embeddings" in two.summary and "drawn with PCA" in two.summary and 'class="error-box"' not in two.summary
+    assert sum(len(trace.x) for trace in two.map_plot.data) == 2 and two.map_plot.layout.xaxis.title.text == "PCA 1"
+    assert two.shown.embedded == 2
+    samples = [str(p) for p in sorted(uploads.glob("*.wav")) if p.name in {s.name for s in SAMPLES.glob("*.wav")}]
+    first = ui.explore(samples, 0, "cluster", None, "en", cache=two.cache)
+    assert first.shown.embedded == 3  # two of the five came from the session's cache
+    again = ui.explore(samples, 2, "cluster", None, "en", cache=first.cache)
+    assert again.shown.embedded == 0 and "smallest cluster 2" in again.summary
+    auto = ui.explore(samples, 0, "cluster", None, "en", cache=first.cache)
+    assert "smallest cluster 2 (chosen for 5 clips)" in auto.summary
+    by_emotion = ui.explore_map(again.shown, "emotion", "en")  # recolouring: no model, no clustering
+    assert by_emotion.layout.legend.title.text == "predicted emotion" and by_emotion.layout.showlegend
+    assert sum(len(trace.x) for trace in by_emotion.data) == 5
+    assert all(trace.name.split(" ")[-1] in {"angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"}
+               for trace in by_emotion.data)
+
+
+def test_history_lists_batch_runs_beside_recognitions(ui, uploads):
+    ui.recognise(str(uploads / "en_neutral_3.wav"), "utterance", False, None, "en")
+    batch = ui.run_batch_job([str(uploads / "en_neutral_1.wav"), str(uploads / "broken.wav")], None, "en")
+    view = ui.history("zh")
+    assert list(view.table.columns) == ["时间", "类型", "文件", "情感", "置信度", "下载"]
+    assert list(view.table["类型"]) == ["批量", "识别"]
+    assert view.table.iloc[0]["文件"] == "2 个文件，1 个失败" and view.table.iloc[1]["文件"] == "en_neutral_3.wav"
+    assert "[results.csv](/gradio_api/file=" in view.table.iloc[0]["下载"]
+    batch_folder = Path(batch.downloads[0]).parent.name
+    assert view.run_picker["value"] == batch_folder
+    assert [Path(f).name for f in view.files] == ["results.csv", "results.jsonl", "embeddings.parquet",
+                                                  "embeddings_npy.zip"]
+    assert ui.run_files(batch_folder) == view.files and ui.run_files("../" + batch_folder) is None
+
+
+def test_what_is_shown_is_drawn_again_in_the_other_language(ui, uploads):
+    english = {entry["en"] for entry in TEXT.values()} - {entry["zh"] for entry in TEXT.values()}
+    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", True, None, "en")
+    again = ui.render_recognition(view.shown, "zh")
+    assert again.downloads == view.downloads
+    assert "置信度" in visible_text(again.result_html) and "confidence" not in visible_text(again.result_html)
+    assert again.scores_plot.layout.title.text == text("scores_plot", "zh")
+    assert again.timeline_plot["value"].layout.title.text == text("timeline_plot", "zh")
+    assert list(again.segments_table["value"].columns) == ["开始 (s)", "结束 (s)", "情感", "置信度"]
+    assert again.log_text.startswith("文件: en_neutral_1.wav") and "粒度: 逐帧 frame" in again.log_text
+    assert not any(line.split(":")[0] in english for line in again.log_text.splitlines())
+    failed = ui.recognise(str(uploads / "notes.wav"), "utterance", False, None, "en")
+    assert "不是音频文件" in ui.render_recognition(failed.shown, "zh").result_html
+    assert "placeholder-box" in ui.render_recognition(None, "zh").result_html

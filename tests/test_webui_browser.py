@@ -10,6 +10,7 @@ they fail.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -303,12 +304,14 @@ def test_an_english_page_has_no_chinese_before_and_after_a_sample_click(page):
 
 
 def switch_language(page, name: str) -> None:
-    """Click the language radio and wait until the switch is complete: our texts and Gradio's drop zone
-    (mounted anew in the new locale) both in the chosen language."""
-    start, drop = ("开始识别", "拖放") if name == "中文" else ("Recognise", "Drop Audio Here")
+    """Click the language radio and wait until the switch is complete: our texts and Gradio's audio box
+    (mounted anew in the new locale: its drop zone, or with a clip its player) both in the chosen language."""
+    start, drop, player = (("开始识别", "拖放", "清除") if name == "中文" else ("Recognise", "Drop Audio Here", "Clear"))
     page.locator("#language label", has_text=name).click()
-    page.wait_for_function(f"document.querySelector('#start').innerText.includes({start!r}) && "
-                           f"(document.querySelector('#audio-input')?.innerText || '').includes({drop!r})")
+    page.wait_for_function(
+        f"document.querySelector('#start').innerText.includes({start!r}) && "
+        f"((document.querySelector('#audio-input')?.innerText || '').includes({drop!r}) || "
+        f"document.querySelector({json.dumps(f'#audio-input button[aria-label={player!r}]')}) !== null)")
 
 
 def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
@@ -373,3 +376,314 @@ def test_gradio_built_in_texts_follow_the_page_language_not_the_browser(browser,
         shot(page, f"09_drop_zone_{browser_locale}_{start}_to_{switch_to or start}")
     finally:
         context.close()
+
+
+# ------------------------------------------------------------------ issue 20: language, messages, phones, explore
+
+def page_text(page) -> str:
+    """Everything a person can read on the page now: its visible text (chart texts included) and the
+    values of visible text boxes (the processing log, dropdowns)."""
+    return page.evaluate("""() => {
+        const boxes = [...document.querySelectorAll('textarea, input[type=text], input:not([type])')]
+            .filter(e => e.offsetParent !== null).map(e => e.value);
+        return document.body.innerText + '\\n' + boxes.join('\\n'); }""")
+
+
+def texts_only_in(lang: str) -> set[str]:
+    """The literal parts of every interface text of ``lang`` that no text of the other language contains
+    (the bilingual ones, such as "整句 utterance", are meant to be on both pages)."""
+    import re
+
+    from emotion2vec_plus.apps.webui.text import SIMILARITY_READINGS_ZH, TEXT
+
+    other = "zh" if lang == "en" else "en"
+    mine = [entry[lang] for entry in TEXT.values()]
+    theirs = [entry[other] for entry in TEXT.values()]
+    readings = [*SIMILARITY_READINGS_ZH.values()] if lang == "zh" else [*SIMILARITY_READINGS_ZH]
+    parts = set()
+    for value in mine + readings:
+        for part in re.split(r"\{[^}]*\}", value):
+            part = part.strip(" :：,，.。()（）/;；")
+            if len(part) >= 2 and re.search(r"[A-Za-z\u4e00-\u9fff]", part) and not any(part in t for t in theirs):
+                parts.add(part)
+    return parts
+
+
+def old_language_left(text: str, lang: str) -> list[str]:
+    """The texts of ``lang`` found in ``text`` (English ones as whole words, not parts of names such
+    as processed_audio.wav or batch_20261206_120000)."""
+    import re
+
+    found = []
+    for part in texts_only_in(lang):
+        pattern = re.escape(part) if lang == "zh" else r"(?<![\w.])" + re.escape(part) + r"(?![\w.])"  # not in file names
+        if re.search(pattern, text):
+            found.append(part)
+    return sorted(found)
+
+
+TABS = {"en": ["Recognise", "Batch", "Compare", "Explore", "History"], "zh": ["识别", "批量", "比较", "探索", "历史"]}
+
+
+def open_tab(page, label: str) -> None:
+    page.locator("button[role=tab]", has_text=label).first.click()
+    page.wait_for_timeout(300)
+
+
+def fill_every_tab(page, tmp_path) -> None:
+    """A result on every tab: a frame-level recognition, a batch with a corrupt file, its map, a
+    comparison, and History."""
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
+    upload_clip(page, SAMPLES / "en_neutral_1.wav")
+    page.locator("#granularity label", has_text="frame").click()
+    page.locator("#extract-embedding input[type=checkbox]").check()
+    recognise(page)
+    page.wait_for_selector("#timeline-plot .js-plotly-plot")
+    open_tab(page, "Batch")
+    page.locator("#batch-files input[type=file]").set_input_files([*map(str, sorted(SAMPLES.glob("*.wav"))), str(corrupt)])
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 6")
+    page.locator("#batch-start").click()
+    page.wait_for_selector("#batch-summary")
+    page.locator("#batch-to-explore").click()
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 1")
+    page.locator("#explore-start").click()
+    page.wait_for_selector("#explore-map .js-plotly-plot")
+    open_tab(page, "Compare")
+    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_neutral_1.wav"))
+    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "zh_neutral_1.wav"))
+    page.wait_for_function("document.querySelectorAll('#compare-file-a a, #compare-file-b a').length >= 2")
+    page.locator("#compare-start").click()
+    page.wait_for_selector("#compare-similarity")
+    open_tab(page, "History")
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_neutral_1.wav')")
+
+
+#: What each tab shows once it has been drawn again in a language (waited for before reading the page).
+REDRAWN = {
+    "zh": ["#result-confidence:置信度", "#batch-summary:完成", "#compare-similarity:余弦相似度",
+           "#explore-summary:个向量", "#history-table:类型", "#log textarea:文件"],
+    "en": ["#result-confidence:confidence", "#batch-summary:done", "#compare-similarity:cosine similarity",
+           "#explore-summary:embeddings", "#history-table:kind", "#log textarea:file"],
+}
+
+
+def charts_fit(page) -> None:
+    """Every visible chart fills its box, no wider (cut off) and not much narrower."""
+    page.wait_for_timeout(300)
+    sizes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
+        .map(p => [p.closest('[id]').id, p.querySelector('.main-svg').getBoundingClientRect().width,
+                   p.parentElement.getBoundingClientRect().width])""")
+    for name, chart, box in sizes:
+        assert box * 0.9 <= chart <= box + 2, f"{name}: chart {chart:.0f} px in a box of {box:.0f} px"
+
+
+def read_every_tab(page, lang: str, shot_prefix: str) -> str:
+    for check in REDRAWN[lang]:
+        selector, expected = check.split(":")
+        page.wait_for_function(f"(e => e && (e.value || e.innerText || '').includes({expected!r}))"
+                               f"(document.querySelector({selector!r}))")
+    seen = []
+    for position, label in enumerate(TABS[lang], 1):
+        open_tab(page, label)
+        charts_fit(page)
+        seen.append(page_text(page))
+        shot(page, f"{shot_prefix}_{position}_{label}")
+    return "\n".join(seen)
+
+
+def test_a_language_switch_leaves_nothing_in_the_old_language(page, tmp_path, server):
+    """Issue 20.1: results already shown, chart titles, table headers, the log and History follow the switch."""
+    fill_every_tab(page, tmp_path)
+    english = read_every_tab(page, "en", "10_en")
+    assert old_language_left(english, "zh") == []
+    switch_language(page, "中文")
+    chinese = read_every_tab(page, "zh", "11_zh_after_switch")
+    assert "9 类情感得分" in chinese and "情感随时间变化" in chinese and "情感向量地图" in chinese  # chart texts are read
+    assert "开始 (s)" in chinese and "处理日志" in chinese and "类型" in chinese
+    assert old_language_left(chinese, "en") == [], old_language_left(chinese, "en")
+    switch_language(page, "English")
+    back = read_every_tab(page, "en", "12_en_after_switch_back")
+    assert old_language_left(back, "zh") == [], old_language_left(back, "zh")
+    log = (server["work"] / "server.log").read_text(errors="replace")
+    assert "too many output values" not in log  # issue 20.6: no Gradio warning on a language click
+
+
+def test_the_chinese_page_says_what_went_wrong_in_chinese(browser, server, tmp_path):
+    """Issue 20.2: the library's errors are the page's own words, in its language, with what to do."""
+    notes = tmp_path / "notes.wav"
+    notes.write_text("meeting notes, not audio\n" * 40)
+    long = tmp_path / "long.wav"
+    import soundfile as sf
+
+    sf.write(long, np.zeros(16000 * 125, np.float32) + 0.01, 16000, subtype="PCM_16")  # 125 s > --max-duration 120
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        page.set_default_timeout(RESULT_TIMEOUT_MS)
+        page.goto(server["url"] + "/")
+        page.wait_for_selector("#start")
+        page.wait_for_function("document.querySelector('#start').innerText.includes('开始识别')")
+        upload_clip(page, notes)
+        recognise(page)
+        message = page.locator("#error-message").inner_text()
+        assert "notes.wav：不是音频文件" in message and "not an audio" not in message, message
+        page.locator("#audio-input button[aria-label='清除']").first.click()  # Gradio's own label, in Chinese
+        page.wait_for_selector("#audio-input input[type=file]", state="attached")
+        upload_clip(page, long)
+        recognise(page)
+        message = page.locator("#error-message").inner_text()
+        assert "long.wav：音频长 125.0 秒，超过本服务器的时长上限 120 秒" in message and "--max-duration" in message
+        assert "max_duration_s" not in page.content()
+        shot(page, "13_zh_too_long_message")
+    finally:
+        context.close()
+
+
+def test_a_browser_in_another_language_gets_the_english_page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="de-DE")
+    page = context.new_page()
+    try:
+        page.goto(server["url"] + "/")
+        page.wait_for_selector("#start")
+        page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')", timeout=30_000)
+        page.wait_for_function("(document.querySelector('#audio-input')?.innerText || '').includes('Drop Audio Here')",
+                               timeout=30_000)  # Gradio's own texts too, not German
+    finally:
+        context.close()
+
+
+def test_read_only_download_boxes_have_no_remove_buttons(page):
+    """Issue 20.6: "×" on a download list removed the link from the page."""
+    upload_clip(page, SAMPLES / "en_neutral_2.wav")
+    recognise(page)
+    page.wait_for_selector("#downloads a[href*='result.json']")
+    assert page.locator("#downloads .file-preview tr").count() >= 2
+    assert page.locator("#downloads .label-clear-button").evaluate_all(
+        "buttons => buttons.filter(b => b.offsetParent !== null).length") == 0
+    assert page.locator("#audio-input button[aria-label='Clear']").count() >= 1  # the upload box keeps its own
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+
+def columns_readable(page, table: str) -> None:
+    """Every column of ``table`` can be read at this width: no header is cut off, and a table wider
+    than the screen scrolls sideways to its last column."""
+    headers = page.locator(f"{table} th")
+    assert headers.count() >= 2
+    for i in range(headers.count()):
+        header = headers.nth(i)
+        assert header.evaluate("h => h.scrollWidth <= h.clientWidth + 1"), f"{table}: {header.inner_text()} cut off"
+    viewport = page.locator(f"{table} .virtual-table-viewport").first
+    viewport.evaluate("v => { v.scrollLeft = v.scrollWidth; }")
+    page.wait_for_timeout(200)
+    frame = viewport.bounding_box()
+    last = headers.nth(headers.count() - 1).bounding_box()
+    assert last["x"] >= frame["x"] - 1 and last["x"] + last["width"] <= frame["x"] + frame["width"] + 1, table
+    assert frame["x"] + frame["width"] <= PHONE["viewport"]["width"]
+    viewport.evaluate("v => { v.scrollLeft = 0; }")
+
+
+def test_at_phone_width_every_tab_table_and_chart_is_usable(browser, server, tmp_path):
+    """Issue 20.5: at 390 px every tab is reachable (none behind "..."), tables keep their columns and
+    charts their labels (no toolbar over them)."""
+    context = browser.new_context(locale="en-US", **PHONE)
+    page = context.new_page()
+    try:
+        page.set_default_timeout(RESULT_TIMEOUT_MS)
+        page.goto(server["url"] + "/?lang=en")
+        page.wait_for_selector("#start")
+        page.wait_for_function("document.querySelector('#start').innerText.includes('Recognise')")
+        for label in TABS["en"]:
+            tab = page.locator("button[role=tab]", has_text=label).first
+            assert tab.is_visible(), f"{label} tab hidden"
+            box = tab.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, label
+        assert not page.locator("button[aria-label='More tabs']").is_visible()
+        shot(page, "14_phone_en_tabs")
+        fill_every_tab(page, tmp_path)
+        open_tab(page, "Recognise")
+        segments = page.locator("#segments")
+        segments.scroll_into_view_if_needed()
+        columns_readable(page, "#segments")
+        assert page.locator(".js-plotly-plot .modebar-container").evaluate_all(
+            "bars => bars.filter(b => b.offsetParent !== null).length") == 0
+        shot(page, "15_phone_en_recognise")
+        for label, table in (("Batch", "#batch-table"), ("Explore", "#explore-table"), ("History", "#history-table")):
+            open_tab(page, label)
+            page.locator(table).scroll_into_view_if_needed()
+            columns_readable(page, table)
+            shot(page, f"16_phone_en_{label}")
+        switch_language(page, "中文")
+        for position, label in enumerate(TABS["zh"], 1):
+            open_tab(page, label)
+            charts_fit(page)
+            shot(page, f"17_phone_zh_{position}_{label}")
+        open_tab(page, "探索")
+        columns_readable(page, "#explore-table")
+    finally:
+        context.close()
+
+
+def test_explore_maps_a_batch_of_seventeen_real_clips_in_colour_and_recolours_without_recomputing(page, server):
+    """Issue 20.3: Batch -> Explore on the defaults draws clusters (was 0 clusters, all grey), a legend,
+    and colouring by emotion redraws the map from what is kept."""
+    from conftest import speech_clips
+
+    clips = speech_clips(17)
+    page.locator("button[role=tab]:has-text('Batch')").first.click()
+    page.locator("#batch-files input[type=file]").set_input_files([str(c) for c in clips])
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 17")
+    page.locator("#batch-start").click()
+    page.wait_for_selector("#batch-summary")
+    page.locator("#batch-to-explore").click()
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 1")
+    page.locator("#explore-start").click()
+    page.wait_for_selector("#explore-map .js-plotly-plot")
+    summary = page.locator("#explore-summary").inner_text()
+    assert "17 embeddings" in summary and "smallest cluster 3 (chosen for 17 clips)" in summary, summary
+    legend = page.locator("#explore-map .legend").text_content()
+    assert "cluster 0" in legend and "cluster 1" in legend, legend
+    fills = page.locator("#explore-map .scatterlayer .point").evaluate_all("points => points.map(p => p.style.fill)")
+    assert len(fills) == 17 and len(set(fills) - {"rgb(176, 176, 176)"}) >= 2, fills  # not all noise grey
+    table = page.locator("#explore-table")
+    for header in ("cluster", "size", "dominant emotion", "members"):
+        cell = table.locator("th", has_text=header).first
+        assert cell.evaluate("h => h.scrollWidth <= h.clientWidth + 1"), header
+    shot(page, "18_explore_17_clips_by_cluster")
+    page.locator("#explore-colour label", has_text="predicted emotion").click()  # no button: redrawn from what is kept
+    page.wait_for_function("document.querySelector('#explore-map .legend').textContent.includes('predicted emotion')")
+    assert "cluster 0" not in page.locator("#explore-map .legend").text_content()
+    assert page.locator("#explore-summary").inner_text() == summary  # the same map, only coloured otherwise
+    shot(page, "19_explore_17_clips_by_emotion")
+
+
+def test_explore_maps_two_clips(page):
+    page.locator("button[role=tab]:has-text('Explore')").first.click()
+    page.locator("#explore-files input[type=file]").set_input_files([str(SAMPLES / "en_neutral_1.wav"),
+                                                                     str(SAMPLES / "zh_neutral_1.wav")])
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 2")
+    page.locator("#explore-start").click()
+    page.wait_for_selector("#explore-map .js-plotly-plot")
+    assert page.locator("#explore-map .scatterlayer .point").count() == 2
+    assert "drawn with PCA" in page.locator("#explore-summary").inner_text()
+    assert "en_neutral_1.wav" in page.locator("#explore-map .scatterlayer").text_content()  # names beside the points
+    shot(page, "20_explore_two_clips")
+
+
+def test_history_lists_a_batch_run_with_its_files(page, server):
+    """Issue 20.4: batch runs are in History beside recognitions."""
+    page.locator("button[role=tab]:has-text('Batch')").first.click()
+    page.locator("#batch-files input[type=file]").set_input_files([str(SAMPLES / "en_neutral_2.wav"),
+                                                                   str(SAMPLES / "zh_neutral_2.wav")])
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 2")
+    page.locator("#batch-start").click()
+    page.wait_for_selector("#batch-summary")
+    page.locator("button[role=tab]:has-text('History')").first.click()
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('2 files, 0 failed')")
+    link = page.locator("#history-table a", has_text="results.csv").first
+    href = link.get_attribute("href")
+    body = page.request.get(href if href.startswith("http") else server["url"] + href).body().decode("utf-8-sig")
+    assert body.splitlines()[1].split(",")[0].endswith("en_neutral_2.wav") and len(body.splitlines()) == 3
+    shot(page, "21_history_with_batch")

@@ -25,7 +25,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["load_embedding", "save_embedding"], "embeddings"),
     **dict.fromkeys([
         "AudioError", "AudioFileNotFoundError", "AudioTooLongError", "AudioTooShortError", "CheckpointError",
-        "CorruptAudioError", "Emotion2VecError", "EmbeddingFileError", "EmptyAudioError", "InvalidSamplesError",
+        "CorruptAudioError", "Emotion2VecError", "EmbeddingFileError", "EmbeddingDimensionError", "PickledEmbeddingError",
+        "EmptyAudioError", "InvalidSamplesError",
         "ModelError", "ModelNotFoundError", "NotAudioError", "IndexFileError", "HeadFileError", "HeadMismatchError",
         "TrainingDataError", "BatchInputError", "RayEngineError", "ServiceError", "QueueFullError",
         "LiveSessionError"], "errors"),
@@ -55,7 +56,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .audio import SAMPLE_RATE, Audio, AudioInfo, load_audio, stream_audio
     from .embeddings import load_embedding, save_embedding
     from .errors import (AudioError, AudioFileNotFoundError, AudioTooLongError, AudioTooShortError, CheckpointError,
-                         CorruptAudioError, EmbeddingFileError, Emotion2VecError, EmptyAudioError, InvalidSamplesError,
+                         CorruptAudioError, EmbeddingDimensionError, EmbeddingFileError, Emotion2VecError,
+                         EmptyAudioError, InvalidSamplesError, PickledEmbeddingError,
                          ModelError, ModelNotFoundError, NotAudioError, IndexFileError, HeadFileError,
                          HeadMismatchError, TrainingDataError, BatchInputError, RayEngineError, ServiceError,
                          QueueFullError, LiveSessionError)

@@ -75,7 +75,9 @@ _SOUNDFILE_FORMATS = {"WAVEX": "wav", "IRCAM": "sf", "SVX": "iff"}
 
 # Containers whose duration PyAV reads from the header; others (raw MP3, ADTS AAC, ...) estimate it
 # from the bitrate, which is too rough to detect truncation or to enforce the limit before decoding.
-_PYAV_EXACT_DURATION = {"mp4", "webm", "matroska", "ogg"}
+_PYAV_EXACT_DURATION = {"mp4", "m4a", "webm", "matroska", "ogg"}
+#: MP4 major brands of audio-only files saved as ``.m4a`` (iTunes / Apple Voice Memos / FFmpeg's ipod muxer).
+_M4A_BRANDS = {"M4A", "M4B", "M4P"}
 _PYAV_DTYPES = {
     "u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64
 }
@@ -89,8 +91,8 @@ class AudioInfo:
     """Display name used in messages: the path as given, ``<bytes>``, the file object's name or
     ``<stream>``, or ``<array>``."""
     format: str
-    """Container, lower-case: ``wav``, ``flac``, ``ogg``, ``mp3``, ``mp4`` (also M4A), ``webm``,
-    ``array``, ..."""
+    """Container, lower-case: ``wav``, ``flac``, ``ogg``, ``mp3``, ``m4a`` (an MP4 file whose brand
+    says audio-only, as phones and iTunes write them), ``mp4``, ``webm``, ``array``, ..."""
     sample_rate: int
     """Original sample rate in Hz."""
     channels: int
@@ -282,6 +284,7 @@ class _Decoded:
                 self.source,
                 f"audio is {duration_s:.2f} s long, more than the limit of {self.max_duration_s:.2f} s; "
                 "pass a larger max_duration_s (or None) to load it",
+                limit_s=self.max_duration_s, duration_s=duration_s,
             )
 
     def add(self, block: np.ndarray, rate: int) -> None:
@@ -307,6 +310,7 @@ class _Decoded:
                 self.source,
                 f"audio is longer than the limit of {self.max_duration_s:.2f} s (decoding stopped at "
                 f"{self.seconds:.2f} s); pass a larger max_duration_s (or None) to load it",
+                limit_s=self.max_duration_s,
             )
 
     def _hand_on(self, mono: np.ndarray, rate: int, last: bool = False) -> None:
@@ -595,7 +599,8 @@ def _pyav_detail(error: av.error.FFmpegError) -> str:
 def _pyav_format(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> str:
     names = container.format.name.split(",")
     if "mp4" in names:
-        return "mp4"
+        brand = str(container.metadata.get("major_brand", "")).strip().upper()
+        return "m4a" if brand in _M4A_BRANDS else "mp4"
     if "matroska" in names:
         # FFmpeg has one demuxer for both; WebM allows only Opus and Vorbis audio.
         return "webm" if stream.codec_context.name in ("opus", "vorbis") else "matroska"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmbeddingFileError
+from .errors import EmbeddingFileError, PickledEmbeddingError
 
 NPY_MAGIC = b"\x93NUMPY"
 #: Files at least this large are memory-mapped instead of read into memory.
@@ -60,7 +60,7 @@ def _check_header(path: Path) -> None:
     except Exception as exc:
         raise EmbeddingFileError(f"{path}: corrupt .npy header: {type(exc).__name__}: {exc}") from exc
     if dtype.hasobject:
-        raise EmbeddingFileError(f"{path}: refused: the file holds Python objects (pickle), not numbers")
+        raise PickledEmbeddingError(f"{path}: refused: the file holds Python objects (pickle), not numbers")
     if len(shape) not in (1, 2) or 0 in shape:
         raise EmbeddingFileError(f"{path}: expected shape (D,) or (T, D), the header says {shape}")
     needed = int(np.prod(shape, dtype=object)) * dtype.itemsize

@@ -41,7 +41,13 @@ class AudioTooShortError(AudioError):
 
 
 class AudioTooLongError(AudioError):
-    """The input is longer than the configured maximum duration."""
+    """The input is longer than the configured maximum duration: ``limit_s``; ``duration_s`` is the
+    input's length when it is known (``None`` when decoding stopped at the limit)."""
+
+    def __init__(self, source: str, reason: str, limit_s: float | None = None, duration_s: float | None = None) -> None:
+        super().__init__(source, reason)
+        self.limit_s = limit_s
+        self.duration_s = duration_s
 
 
 class InvalidSamplesError(AudioError):
@@ -62,6 +68,27 @@ class CheckpointError(ModelError):
 
 class EmbeddingFileError(Emotion2VecError):
     """An embedding file is missing, not a NumPy ``.npy`` file, unsafe (pickle), or mis-shaped."""
+
+
+class PickledEmbeddingError(EmbeddingFileError):
+    """A ``.npy`` file holds Python objects (pickle): refused, since loading it could run code."""
+
+
+class EmbeddingDimensionError(EmbeddingFileError, ValueError):
+    """An embedding's size does not match the model's, or the other embedding's it is compared with.
+
+    ``source`` is the embedding at fault (``dim``-d); ``reference`` is what it was measured against
+    (a model name when ``reference_is_model``, else the other input) and ``reference_dim`` its size.
+    """
+
+    def __init__(self, message: str, source: str, dim: int, reference: str, reference_dim: int,
+                 reference_is_model: bool) -> None:
+        super().__init__(message)
+        self.source = source
+        self.dim = dim
+        self.reference = reference
+        self.reference_dim = reference_dim
+        self.reference_is_model = reference_is_model
 
 
 class IndexFileError(EmbeddingFileError):

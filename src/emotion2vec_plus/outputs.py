@@ -1,4 +1,6 @@
-"""Result folders: ``outputs/outputs_YYYYMMDD_HHMMSS/`` with the processed audio, JSON and embedding."""
+"""Run folders under an outputs root: ``outputs_YYYYMMDD_HHMMSS/`` (one recognition: the processed
+audio, JSON and embedding), ``batch_YYYYMMDD_HHMMSS/`` (a batch job started from the WebUI), and the
+listing of every kind of run (:data:`RUN_KINDS`, :func:`list_runs`) that the WebUI's History shows."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +25,14 @@ RUN_PREFIX = "outputs_"
 PROCESSED_AUDIO = "processed_audio.wav"
 RESULT_JSON = "result.json"
 EMBEDDING_NPY = "embedding.npy"
+
+#: A batch job's folder: the WebUI's Batch tab makes ``batch_YYYYMMDD_HHMMSS``; the ``batch`` command
+#: writes the same files into the folder it is given. :mod:`emotion2vec_plus.jobs.store` writes them.
+BATCH_PREFIX = "batch_"
+BATCH_RESULTS = "results.jsonl"
+BATCH_RESULTS_CSV = "results.csv"
+BATCH_PARQUET = "embeddings.parquet"
+BATCH_NPY_ZIP = "embeddings_npy.zip"
 
 
 def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | None = None,
@@ -103,31 +114,103 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / RESULT_JSON).read_text(encoding="utf-8"))
 
 
-_RUN_NAME = re.compile(r"^" + re.escape(RUN_PREFIX) + r"(\d{8}_\d{6})(?:_(\d+))?$")
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of run folder, ``<prefix>YYYYMMDD_HHMMSS[_N]`` under the outputs root.
+
+    ``files``: the files offered for download, in this order, when present. ``read(run_dir)``:
+    the :class:`RunSummary` fields this kind can tell (``source``, ``emotion``, ``items``, ...),
+    read from the folder; for a missing or damaged record it raises ``ValueError`` (its message
+    naming the file and the problem) or ``OSError``. A new kind of run is one more entry in
+    :data:`RUN_KINDS`.
+    """
+
+    name: str
+    prefix: str
+    files: tuple[str, ...]
+    read: Callable[[Path], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One earlier recognition run found by :func:`list_runs`.
+    """One earlier run found by :func:`list_runs`.
 
-    ``files`` are the run's files that exist (``processed_audio.wav``, ``result.json``,
-    ``embedding.npy``), in that order. ``error`` is set when ``result.json`` is missing or
-    unreadable (the other fields are then ``None``).
+    ``kind`` is its :class:`RunKind`'s name (``"recognition"``, ``"batch"``); ``files`` the kind's
+    files that exist, in the kind's order. A recognition tells ``source`` (the input), ``emotion``,
+    ``confidence`` ...; a batch ``items`` (files in the job) and ``failed``; a kind that records a
+    stream of results (such as a live session's utterances) would give their number as ``items``.
+    ``error`` is set when the run's record is missing or unreadable (what it would have told is
+    then ``None``).
     """
 
     run_dir: Path
     started: datetime
-    source: str | None
-    emotion: str | None
-    emotion_zh: str | None
-    emoji: str | None
-    confidence: float | None
-    model: str | None
-    granularity: str | None
-    duration_s: float | None
-    embedding_shape: tuple[int, ...] | None
-    files: tuple[Path, ...]
+    kind: str = "recognition"
+    files: tuple[Path, ...] = ()
+    source: str | None = None
+    emotion: str | None = None
+    emotion_zh: str | None = None
+    emoji: str | None = None
+    confidence: float | None = None
+    model: str | None = None
+    granularity: str | None = None
+    duration_s: float | None = None
+    embedding_shape: tuple[int, ...] | None = None
+    items: int | None = None
+    failed: int | None = None
     error: str | None = None
+
+
+def _read_recognition(run_dir: Path) -> dict[str, Any]:
+    data = _read_json_record(run_dir / RESULT_JSON)
+    shape = data.get("embedding_shape")
+    confidence = data.get("confidence")
+    duration = data.get("duration_s")
+    return {
+        "source": _text_or_none(data.get("source")),
+        "emotion": _text_or_none(data.get("emotion")),
+        "emotion_zh": _text_or_none(data.get("emotion_zh")),
+        "emoji": _text_or_none(data.get("emoji")),
+        "confidence": float(confidence) if isinstance(confidence, (int, float)) else None,
+        "model": _text_or_none(data.get("model")),
+        "granularity": _text_or_none(data.get("granularity")),
+        "duration_s": float(duration) if isinstance(duration, (int, float)) else None,
+        "embedding_shape": tuple(int(n) for n in shape) if isinstance(shape, list) else None,
+        "error": _text_or_none(data.get("error")),
+    }
+
+
+def _read_batch(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / BATCH_RESULTS
+    if path.is_symlink():
+        raise ValueError(f"{path}: a link, not read")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir}: no {BATCH_RESULTS}") from None
+    lines = []
+    for raw in data[: data.rfind(b"\n") + 1].splitlines():  # a partial last line: a job still writing
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict):
+            lines.append(line)
+    models = {line.get("model") for line in lines} - {None}
+    return {"items": len(lines), "failed": sum(line.get("status") != "ok" for line in lines),
+            "model": _text_or_none(next(iter(models))) if len(models) == 1 else None,
+            "granularity": _text_or_none(lines[0].get("granularity")) if lines else None}
+
+
+#: Every kind of run folder :func:`list_runs` finds, by name.
+RUN_KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
+    RunKind("recognition", RUN_PREFIX, (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY), _read_recognition),
+    RunKind("batch", BATCH_PREFIX, (BATCH_RESULTS_CSV, BATCH_RESULTS, BATCH_PARQUET, BATCH_NPY_ZIP), _read_batch),
+)}
+
+
+def _run_name_pattern(kind: RunKind) -> re.Pattern[str]:
+    return re.compile(r"^" + re.escape(kind.prefix) + r"(\d{8}_\d{6})(?:_(\d+))?$")
 
 
 def servable_file(path: str | os.PathLike, outputs_root: str | os.PathLike) -> Path | None:
@@ -154,65 +237,84 @@ def servable_file(path: str | os.PathLike, outputs_root: str | os.PathLike) -> P
     return current if current.is_file() else None
 
 
-def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = None) -> list[RunSummary]:
-    """The ``outputs_YYYYMMDD_HHMMSS[_N]`` run folders under ``outputs_root``, newest first.
+def list_runs(outputs_root: str | os.PathLike = "outputs", limit: int | None = None,
+              kinds: tuple[str, ...] | None = None) -> list[RunSummary]:
+    """The run folders under ``outputs_root`` of every kind in :data:`RUN_KINDS` (or of ``kinds``),
+    newest first.
 
-    Other folders and files are ignored; a run whose ``result.json`` is missing or damaged is
-    still listed, with ``error`` saying so. A missing ``outputs_root`` gives an empty list.
-    ``limit`` keeps only the newest runs (``result.json`` is read for those only).
+    Other folders and files are ignored, as are links; a run whose record is missing or damaged
+    is still listed, with ``error`` saying so. A missing ``outputs_root`` gives an empty list.
+    ``limit`` keeps only the newest runs (their records are read for those only).
     """
     root = Path(outputs_root)
     if not root.is_dir():
         return []
-    found: list[tuple[datetime, int, Path]] = []
+    chosen = [RUN_KINDS[name] for name in (kinds or tuple(RUN_KINDS))]
+    patterns = [(kind, _run_name_pattern(kind)) for kind in chosen]
+    found: list[tuple[datetime, int, Path, RunKind]] = []
     for entry in root.iterdir():
-        match = _RUN_NAME.match(entry.name)
-        if match is None or entry.is_symlink() or not entry.is_dir():
+        for kind, pattern in patterns:
+            match = pattern.match(entry.name)
+            if match is not None:
+                break
+        else:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
             continue
         try:
             started = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S")
         except ValueError:
             continue
-        found.append((started, int(match.group(2) or 1), entry))
-    found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        found.append((started, int(match.group(2) or 1), entry, kind))
+    # Runs of one second: by their number (_2, _3 ...), and across kinds by when the folder last changed.
+    found.sort(key=lambda item: (item[0], item[1], _mtime_ns(item[2]), item[2].name), reverse=True)
     if limit is not None:
         found = found[:max(limit, 0)]
-    return [_summarise_run(run_dir, started) for started, _, run_dir in found]
+    return [_summarise_run(run_dir, started, kind) for started, _, run_dir, kind in found]
 
 
-def _summarise_run(run_dir: Path, started: datetime) -> RunSummary:
-    files = tuple(found for name in (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY)
-                  if (found := servable_file(run_dir / name, run_dir.parent)) is not None)
-    empty = dict(source=None, emotion=None, emotion_zh=None, emoji=None, confidence=None, model=None,
-                 granularity=None, duration_s=None, embedding_shape=None)
-    if (run_dir / RESULT_JSON).is_symlink():
-        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: a link, not read", **empty)
+def _mtime_ns(folder: Path) -> int:
     try:
-        data = read_run(run_dir)
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def find_run(outputs_root: str | os.PathLike, run_name: str | None) -> RunSummary | None:
+    """The run folder named ``run_name`` (a bare folder name, of any kind) under ``outputs_root``."""
+    if not run_name or "/" in run_name or "\\" in run_name or run_name in (".", ".."):
+        return None
+    kinds = tuple(kind.name for kind in RUN_KINDS.values() if _run_name_pattern(kind).match(run_name))
+    if not kinds:
+        return None
+    return next((run for run in list_runs(outputs_root, kinds=kinds) if run.run_dir.name == run_name), None)
+
+
+def _summarise_run(run_dir: Path, started: datetime, kind: RunKind) -> RunSummary:
+    files = tuple(found for name in kind.files
+                  if (found := servable_file(run_dir / name, run_dir.parent)) is not None)
+    try:
+        fields = kind.read(run_dir)
+    except ValueError as exc:  # UnicodeDecodeError and JSON errors included
+        return RunSummary(run_dir, started, kind.name, files, error=str(exc))
+    except OSError as exc:
+        return RunSummary(run_dir, started, kind.name, files, error=f"{run_dir}: unreadable: {exc}")
+    return RunSummary(run_dir, started, kind.name, files, **fields)
+
+
+def _read_json_record(path: Path) -> dict[str, Any]:
+    """A run's JSON record; ``ValueError`` for a link, a missing file, damaged JSON or not an object."""
+    if path.is_symlink():
+        raise ValueError(f"{path}: a link, not read")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return RunSummary(run_dir, started, files=files, error=f"{run_dir}: no {RESULT_JSON}", **empty)
+        raise ValueError(f"{path.parent}: no {path.name}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: unreadable: {exc}", **empty)
+        raise ValueError(f"{path}: unreadable: {exc}") from None
     if not isinstance(data, dict):
-        return RunSummary(run_dir, started, files=files, error=f"{run_dir / RESULT_JSON}: not a result object", **empty)
-    shape = data.get("embedding_shape")
-    confidence = data.get("confidence")
-    duration = data.get("duration_s")
-    return RunSummary(
-        run_dir=run_dir,
-        started=started,
-        source=_text_or_none(data.get("source")),
-        emotion=_text_or_none(data.get("emotion")),
-        emotion_zh=_text_or_none(data.get("emotion_zh")),
-        emoji=_text_or_none(data.get("emoji")),
-        confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
-        model=_text_or_none(data.get("model")),
-        granularity=_text_or_none(data.get("granularity")),
-        duration_s=float(duration) if isinstance(duration, (int, float)) else None,
-        embedding_shape=tuple(int(n) for n in shape) if isinstance(shape, list) else None,
-        files=files,
-        error=_text_or_none(data.get("error")),
-    )
+        raise ValueError(f"{path}: not a result object")
+    return data
 
 
 def _text_or_none(value: object) -> str | None:

@@ -32,10 +32,10 @@ Command line (:mod:`emotion2vec_plus.cli.analytics`)::
 
     emotion2vec-plus similarity a.wav b.npy [--model NAME] [--json]
     emotion2vec-plus search query.wav --index embeddings.parquet [--top 10] [--json]
-    emotion2vec-plus cluster embeddings.parquet --out report/ [--min-cluster-size 15] [--seed 0]
+    emotion2vec-plus cluster embeddings.parquet --out report/ [--min-cluster-size N] [--seed 0]
 """
 
-from .cluster import CLUSTER_DIMS, ClusterReport, cluster_embeddings
+from .cluster import CLUSTER_DIMS, UMAP_MIN_EMBEDDINGS, ClusterReport, cluster_embeddings, suggested_min_cluster_size
 from .index import FAISS_THRESHOLD, EmbeddingIndex, SearchHit, load_index, search
 from .report import write_cluster_report
 from .similarity import (CALIBRATED_DIM, SIMILARITY_BANDS, ComparedInput, Comparison, compare_inputs,
@@ -47,8 +47,10 @@ from ..errors import IndexFileError
 ANALYTICS_COMMANDS: tuple[str, ...] = ("similarity", "search", "cluster")
 
 __all__ = [
-    "ANALYTICS_COMMANDS", "CALIBRATED_DIM", "CLUSTER_DIMS", "FAISS_THRESHOLD", "SIMILARITY_BANDS", "ClusterReport",
+    "ANALYTICS_COMMANDS", "CALIBRATED_DIM", "CLUSTER_DIMS", "FAISS_THRESHOLD", "SIMILARITY_BANDS", "UMAP_MIN_EMBEDDINGS",
+    "ClusterReport",
     "ComparedInput", "Comparison", "EmbeddingIndex", "EmotionRun", "EmotionTimeline", "IndexFileError", "SearchHit",
     "cluster_embeddings", "compare_inputs", "cosine_similarity", "describe_similarity", "emotion_runs",
-    "emotion_timeline", "is_embedding_file", "load_index", "load_vector", "search", "write_cluster_report",
+    "emotion_timeline", "is_embedding_file", "load_index", "load_vector", "search", "suggested_min_cluster_size",
+    "write_cluster_report",
 ]

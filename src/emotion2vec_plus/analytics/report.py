@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .cluster import ClusterReport
+from .cluster import UMAP_MIN_EMBEDDINGS, ClusterReport
 from .index import EmbeddingIndex
 
 
@@ -37,6 +37,13 @@ def _cluster_name(entry: dict[str, Any]) -> str:
     return f"cluster {entry['cluster']} (n={entry['size']}{emotion})"
 
 
+def _title(report: ClusterReport) -> str:
+    if not report.clustered:
+        return (f"{len(report.labels)} embeddings, drawn with PCA and not clustered "
+                f"(UMAP and clusters need at least {UMAP_MIN_EMBEDDINGS})")
+    return f"{len(report.labels)} embeddings, {report.n_clusters} clusters, {report.n_noise} noise"
+
+
 def _write_png(report: ClusterReport, target: Path, colours: dict[int, str]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -52,9 +59,10 @@ def _write_png(report: ClusterReport, target: Path, colours: dict[int, str]) -> 
         ax.scatter(report.coords[mask, 0], report.coords[mask, 1], s=size, c=colours[entry["cluster"]],
                    alpha=0.5 if entry["cluster"] == -1 else 0.85, linewidths=0,
                    label=_cluster_name(entry) if show_label else None)
-    ax.set_title(f"{len(report.labels)} embeddings, {report.n_clusters} clusters, {report.n_noise} noise")
-    ax.set_xlabel("UMAP 1")
-    ax.set_ylabel("UMAP 2")
+    ax.set_title(_title(report))
+    axis = report.map_method.upper()
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
     if report.summary:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=1.5, frameon=False)
     fig.tight_layout()
@@ -82,8 +90,9 @@ def _write_html(report: ClusterReport, index: EmbeddingIndex, target: Path, colo
             name=html.escape(_cluster_name(entry)), text=text, hovertemplate="%{text}<extra></extra>",
             marker={"color": colours[entry["cluster"]], "size": 6, "opacity": 0.6 if entry["cluster"] == -1 else 0.9},
         ))
-    fig.update_layout(title=f"Emotion embedding map: {len(report.labels)} files, {report.n_clusters} clusters",
-                      xaxis_title="UMAP 1", yaxis_title="UMAP 2", template="plotly_white", legend_title="cluster")
+    axis = report.map_method.upper()
+    fig.update_layout(title=f"Emotion embedding map: {_title(report)}", xaxis_title=f"{axis} 1",
+                      yaxis_title=f"{axis} 2", template="plotly_white", legend_title="cluster", showlegend=True)
     fig.write_html(str(target), include_plotlyjs=True, full_html=True, div_id="emotion-map")
 
 
@@ -91,7 +100,7 @@ def write_cluster_report(report: ClusterReport, index: EmbeddingIndex, out_dir: 
     """Write ``clusters.csv``, ``map.png``, ``map.html`` (self-contained) and ``summary.json``.
 
     ``clusters.csv``: one row per file (``path, cluster, emotion, confidence, x, y``; noise is -1).
-    ``map.png``: the 2-D UMAP coloured by cluster, noise grey, with a legend. ``map.html``: the
+    ``map.png``: the 2-D map (UMAP; PCA for sets under 5) coloured by cluster, noise grey, with a legend. ``map.html``: the
     same map in plotly, hover shows file name, emotion, confidence and cluster; plotly.js is
     embedded so it opens offline. ``summary.json``: :meth:`ClusterReport.to_dict`.
     Returns ``{"csv": ..., "png": ..., "html": ..., "json": ...}``.

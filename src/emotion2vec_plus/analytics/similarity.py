@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..embeddings import NPY_MAGIC, load_embedding, utterance_embedding
-from ..errors import EmbeddingFileError
+from ..errors import EmbeddingDimensionError, EmbeddingFileError
 
 
 #: Lower bounds of the bands of :func:`describe_similarity`, highest first (calibrated on the compact model).
@@ -136,8 +136,8 @@ class Comparison:
 def _embedding_side(path: Path, name: str) -> ComparedInput:
     try:
         array = load_embedding(path, mmap=False)
-    except EmbeddingFileError as exc:
-        raise EmbeddingFileError(str(exc).replace(str(path), name)) from None
+    except EmbeddingFileError as exc:  # the same kind of error (e.g. pickle refused), naming the input as shown
+        raise type(exc)(str(exc).replace(str(path), name)) from None
     return ComparedInput(name, "embedding", utterance_embedding(array), tuple(array.shape))
 
 
@@ -157,8 +157,10 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
     given). Embeddings are loaded first, with the safe loader (no pickle), and, when a model is at
     hand and their size fits it, classified by it. ``names`` are the display names used in messages
     (e.g. upload names) instead of the paths. Raises
-    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file or an
-    embedding the model cannot have made, and ``ValueError`` when the two embeddings differ in size.
+    :class:`~emotion2vec_plus.errors.EmbeddingFileError` / ``AudioError`` for a bad file, and
+    :class:`~emotion2vec_plus.errors.EmbeddingDimensionError` (also a ``ValueError``) for an embedding
+    the model cannot have made, or two of different sizes (naming the one that does not fit the
+    model when the model is loaded, else both).
     """
     display = names or (str(a), str(b))
     paths = (Path(a), Path(b))
@@ -170,10 +172,9 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
         if is_embedding_file(path):
             sides[i] = _embedding_side(path, display[i])
     embedded = [side for side in sides if side is not None]
-    if len(embedded) == 2 and embedded[0].vector.shape[0] != embedded[1].vector.shape[0]:
-        raise ValueError(f"{display[1]}: embedding is {embedded[1].vector.shape[0]}-d but {display[0]} is "
-                         f"{embedded[0].vector.shape[0]}-d (made by different models?)")
     loaded = model if model is None or not callable(model) else None
+    if len(embedded) == 2 and embedded[0].vector.shape[0] != embedded[1].vector.shape[0]:
+        raise _mismatch(embedded[0], embedded[1], loaded)
     for i, path in enumerate(paths):
         if sides[i] is not None:
             continue
@@ -182,9 +183,7 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
         loaded = loaded if loaded is not None else model()
         for side in embedded:
             if side.vector.shape[0] != loaded.embed_dim:
-                raise EmbeddingFileError(f"{side.source}: embedding is {side.vector.shape[0]}-d but model "
-                                         f"{loaded.model_name} gives {loaded.embed_dim}-d embeddings; use the model "
-                                         "that made it")
+                raise _model_mismatch(side, loaded)
         result = loaded.predict(str(path), extract_embedding=True, name=display[i], output_dir=output_dir)
         vector = np.asarray(result.embedding, dtype=np.float32)
         sides[i] = ComparedInput(display[i], "audio", vector, tuple(vector.shape), result=result,
@@ -194,10 +193,29 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
     first, second = sides
     assert first is not None and second is not None
     if first.vector.shape[0] != second.vector.shape[0]:
-        raise ValueError(f"{display[1]}: embedding is {second.vector.shape[0]}-d but {display[0]} is "
-                         f"{first.vector.shape[0]}-d (made by different models?)")
+        raise _mismatch(first, second, loaded)
     value = cosine_similarity(first.vector, second.vector)
     return Comparison(first, second, value, describe_similarity(value), int(first.vector.shape[0]) == CALIBRATED_DIM)
+
+
+def _model_mismatch(side: ComparedInput, model: Any) -> EmbeddingDimensionError:
+    dim = side.vector.shape[0]
+    return EmbeddingDimensionError(
+        f"{side.source}: embedding is {dim}-d but model {model.model_name} gives {model.embed_dim}-d embeddings; "
+        "use the model that made it", side.source, dim, model.model_name, model.embed_dim, reference_is_model=True)
+
+
+def _mismatch(a: ComparedInput, b: ComparedInput, model: Any) -> EmbeddingDimensionError:
+    """Two inputs of different sizes: with a loaded model at hand, the one that does not fit it is
+    named as the problem; otherwise neither is to blame and both are named."""
+    dim = getattr(model, "embed_dim", None)
+    fits = [side.vector.shape[0] == dim for side in (a, b)]
+    if dim is not None and sum(fits) == 1:
+        return _model_mismatch(b if fits[0] else a, model)
+    return EmbeddingDimensionError(
+        f"{b.source} is {b.vector.shape[0]}-d but {a.source} is {a.vector.shape[0]}-d: embeddings of different "
+        "sizes come from different models and cannot be compared", b.source, b.vector.shape[0], a.source,
+        a.vector.shape[0], reference_is_model=False)
 
 
 def _is_npy(path: Path) -> bool:

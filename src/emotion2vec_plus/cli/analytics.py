@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "and summary.json to --out and prints the summary.")
     cluster.add_argument("index", metavar="PARQUET", help="embeddings.parquet")
     cluster.add_argument("--out", required=True, metavar="DIR", help="directory for the report files")
-    cluster.add_argument("--min-cluster-size", type=int, default=15, help="smallest cluster (default 15)")
+    cluster.add_argument("--min-cluster-size", type=int, default=None,
+                         help="smallest cluster (default: by the number of embeddings, 0.75 x sqrt(n) within 2-15)")
     cluster.add_argument("--seed", type=int, default=0, help="random seed of UMAP (default 0)")
     cluster.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size (default 15)")
     cluster.add_argument("--json", action="store_true", help="print summary.json instead of a table")
@@ -128,7 +129,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    print(f"{len(index)} embeddings ({index.dim}-d): {report.n_clusters} clusters, {report.n_noise} noise")
+    if report.clustered:
+        print(f"{len(index)} embeddings ({index.dim}-d): {report.n_clusters} clusters, {report.n_noise} noise "
+              f"(smallest cluster {report.params['min_cluster_size']})")
+    else:
+        print(f"{len(index)} embeddings ({index.dim}-d): drawn with PCA and not clustered "
+              "(UMAP and clusters need at least 5)")
     print(f"{'cluster':>7}  {'size':>5}  {'dominant emotion':18} {'mean conf':>9}  example")
     for entry in report.summary:
         name = "noise" if entry["cluster"] == -1 else str(entry["cluster"])

@@ -123,7 +123,8 @@ def _run_locked(model: "Emotion2VecPlus", plan: BatchPlan, out: Path, *, granula
             rows: list[dict[str, Any]] = []
             for item in group:
                 if item.audio is None:
-                    lines.append(error_line(item.entry, item.error or "unknown error", model, granularity))
+                    lines.append(error_line(item.entry, item.error or "unknown error", model, granularity,
+                                            item.error_type))
             if lines:
                 advance(len(lines))
             decoded = sorted((item for item in group if item.audio is not None),

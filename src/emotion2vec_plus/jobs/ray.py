@@ -69,6 +69,7 @@ class _Recognizer:
         decoded = list(self.pool.map(
             lambda entry: decode_entry(entry, self.model.max_duration_s, self.model.hold_in_memory_s), entries))
         outcome: list[Result | str] = [item.error or "unknown error" if item.audio is None else "" for item in decoded]
+        error_types = [item.error_type for item in decoded]
         good = sorted((n for n, item in enumerate(decoded) if item.audio is not None),
                       key=lambda n: decoded[n].num_samples, reverse=True)
         for start in range(0, len(good), self.batch_size):
@@ -78,15 +79,16 @@ class _Recognizer:
                 outcome[n] = result if result.ok else (result.error or "unknown error")
 
         # Each result travels as its own documented JSON (Result.to_dict) plus the embedding as floats.
-        columns: dict[str, list] = {name: [] for name in ("index", "status", "error", "result", "embedding",
-                                                          "embedding_shape")}
-        for index, item in zip(indices, outcome):
+        columns: dict[str, list] = {name: [] for name in ("index", "status", "error", "error_type", "result",
+                                                          "embedding", "embedding_shape")}
+        for index, item, error_type in zip(indices, outcome, error_types):
             result = item if isinstance(item, Result) else None
             embedding = None if result is None or result.embedding is None else np.asarray(result.embedding,
                                                                                           dtype=np.float32)
             columns["index"].append(index)
             columns["status"].append("ok" if result is not None else "error")
             columns["error"].append(None if result is not None else str(item))
+            columns["error_type"].append(None if result is not None else error_type)
             columns["result"].append(None if result is None else json.dumps(result.to_dict(), ensure_ascii=False))
             columns["embedding"].append(None if embedding is None else embedding.reshape(-1))
             columns["embedding_shape"].append(None if embedding is None else list(embedding.shape))
@@ -94,6 +96,7 @@ class _Recognizer:
             "index": pa.array(columns["index"], pa.int64()),
             "status": pa.array(columns["status"], pa.string()),
             "error": pa.array(columns["error"], pa.string()),
+            "error_type": pa.array(columns["error_type"], pa.string()),
             "result": pa.array(columns["result"], pa.string()),
             "embedding": pa.array(columns["embedding"], pa.list_(pa.float32())),
             "embedding_shape": pa.array(columns["embedding_shape"], pa.list_(pa.int64())),
@@ -255,7 +258,8 @@ def _run_on_ray(todo: list[Entry], out: Path, model, address: str | None, worker
                 for row in block.to_pylist():
                     entry = todo[row["index"]]
                     if row["status"] != "ok":
-                        lines.append(error_line(entry, row["error"] or "unknown error", model, granularity))
+                        lines.append(error_line(entry, row["error"] or "unknown error", model, granularity,
+                                                row.get("error_type")))
                         continue
                     result = _result_of(row)
                     line, parquet_row = result_outputs(entry, result, out, granularity, write_npy)

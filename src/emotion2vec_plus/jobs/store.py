@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import BatchInputError
 from ..fileio import atomic_write
+from ..outputs import BATCH_NPY_ZIP, BATCH_PARQUET, BATCH_RESULTS, BATCH_RESULTS_CSV
 from ..terminal import terminal_safe
 
 from .discovery import absolute_path
@@ -28,13 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inference import Emotion2VecPlus
 
 
-RESULTS_NAME = "results.jsonl"
+# The file names are the batch run folder's (outputs.py defines every kind of run folder).
+RESULTS_NAME = BATCH_RESULTS
 
 
-RESULTS_CSV_NAME = "results.csv"
+RESULTS_CSV_NAME = BATCH_RESULTS_CSV
 
 
-NPY_ZIP_NAME = "embeddings_npy.zip"
+NPY_ZIP_NAME = BATCH_NPY_ZIP
 
 
 #: Columns of ``results.csv`` (the scores follow as one ``score_<label>`` column per class).
@@ -42,7 +44,7 @@ RESULTS_CSV_COLUMNS: tuple[str, ...] = ("path", "status", "emotion", "confidence
                                         "model", "granularity", "embedding_file")
 
 
-PARQUET_NAME = "embeddings.parquet"
+PARQUET_NAME = BATCH_PARQUET
 
 
 PARTS_NAME = "embeddings.parquet.parts"
@@ -498,14 +500,23 @@ def read_results(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _parse_result_lines(data[: data.rfind(b"\n") + 1])
 
 
-def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+def write_results_csv(out_dir: str | os.PathLike, target: str | os.PathLike | None = None,
+                      order: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write the job's ``results.jsonl`` as a CSV table (default ``out_dir/results.csv``).
 
     Columns: :data:`RESULTS_CSV_COLUMNS`, then one ``score_<label>`` column per class (in the order
-    the scores were written). UTF-8 with a byte-order mark, so spreadsheet programs show the
-    Chinese and emoji correctly. Returns the path written.
+    the scores were written). Rows follow ``order`` (the inputs as the user gave them; files are
+    processed in length-sorted batches, so ``results.jsonl`` is in processing order), files not in
+    ``order`` after them as written; without ``order``, as written. UTF-8 with a byte-order mark, so
+    spreadsheet programs show the Chinese and emoji correctly. Returns the path written.
     """
     records = read_results(out_dir)
+    if order is not None:
+        position: dict[str, int] = {}
+        for rank, path in enumerate(order):
+            for key in (str(path), str(Path(path).resolve())):
+                position.setdefault(key, rank)
+        records.sort(key=lambda record: position.get(str(record.get("path")), len(position)))
     labels: list[str] = []
     for record in records:
         for label in (record.get("scores") or {}):

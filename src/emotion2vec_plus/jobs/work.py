@@ -33,6 +33,8 @@ class Decoded:
     entry: Entry
     audio: Audio | LongAudio | None = None
     error: str | None = None
+    error_type: str | None = None
+    """The class name of the :mod:`emotion2vec_plus.errors` error behind ``error`` (``None`` for others)."""
 
     @property
     def num_samples(self) -> int:
@@ -48,7 +50,7 @@ def decode_entry(entry: Entry, max_duration_s: float | None, hold_in_memory_s: f
         return Decoded(entry, audio=load_input(entry.path, name=str(entry.path), max_duration_s=max_duration_s,
                                                 hold_in_memory_s=hold_in_memory_s))
     except Emotion2VecError as exc:
-        return Decoded(entry, error=str(exc))
+        return Decoded(entry, error=str(exc), error_type=type(exc).__name__)
     except Exception as exc:  # one bad file must not stop the job
         return Decoded(entry, error=f"{entry.path}: cannot decode: {type(exc).__name__}: {exc}")
 
@@ -104,9 +106,11 @@ def predict_decoded(model: "Emotion2VecPlus", batch: list[Decoded], granularity:
                        error=f"{batch[0].entry.path}: model failed: {type(exc).__name__}: {exc}")]
 
 
-def error_line(entry: Entry, error: str, model: "Emotion2VecPlus", granularity: str) -> dict[str, Any]:
+def error_line(entry: Entry, error: str, model: "Emotion2VecPlus", granularity: str,
+               error_type: str | None = None) -> dict[str, Any]:
     return entry.line(status="error", emotion=None, confidence=None, scores=None, duration_s=None, error=error,
-                      model=model.model_name, granularity=granularity, embedding_file=None, warnings=[])
+                      error_type=error_type, model=model.model_name, granularity=granularity, embedding_file=None,
+                      warnings=[])
 
 
 def result_outputs(entry: Entry, result: Result, out: Path, granularity: str,

@@ -31,7 +31,7 @@ from typing import Any
 
 _EXPORTS = {
     **dict.fromkeys(["DEFAULT_PORT", "EmotionWebUI", "ModelProvider", "WebUISettings", "RecognitionView", "BatchView",
-                     "ExploreView", "HistoryView"], "views"),
+                     "CompareView", "ExploreView", "HistoryView"], "views"),
     **dict.fromkeys(["emotion_name", "scores_figure", "timeline_figure", "cluster_map_figure"], "charts"),
     **dict.fromkeys(["build_app", "launch_kwargs", "CSS"], "page"),
 }

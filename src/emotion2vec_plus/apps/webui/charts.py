@@ -99,29 +99,49 @@ def timeline_figure(result: "Result", lang: str) -> "go.Figure | None":
     return fig
 
 
+#: Up to this many points the map writes each file's name beside its point.
+MAP_NAMES_MAX = 12
+
+
 def cluster_map_figure(index: Any, report: Any, colour_by: str, lang: str) -> "go.Figure":
-    """The 2-D UMAP map, one trace per cluster (noise grey) or per predicted emotion; hover shows the file."""
+    """The 2-D map (UMAP, or PCA for tiny sets), one trace per cluster (noise grey) or per predicted
+    emotion, with a legend; hover shows the file, small maps also write it beside the point."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     names = [Path(p).name for p in index.paths]
+    outside = text("noise" if report.clustered else "not_grouped", lang)
     if colour_by == "emotion":
         groups = sorted({e or "-" for e in index.emotions}, key=lambda e: (e not in EMOTIONS, e))
         keys = [e or "-" for e in index.emotions]
         legend = {g: emotion_name(g) if g != "-" else "-" for g in groups}
         colours = {g: _colour(g, i) for i, g in enumerate(groups)}
+        legend_title = text("colour_emotion", lang)
     else:
         groups = sorted(set(report.labels.tolist()), key=lambda c: (c == -1, c))
         keys = report.labels.tolist()
-        legend = {g: f"{text('col_cluster', lang)} {g}" if g != -1 else text("noise", lang) for g in groups}
+        legend = {g: f"{text('col_cluster', lang)} {g}" if g != -1 else outside for g in groups}
         colours = {g: ("#b0b0b0" if g == -1 else _FALLBACK_COLOURS[g % len(_FALLBACK_COLOURS)]) for g in groups}
+        legend_title = text("col_cluster", lang)
+    label_points = len(names) <= MAP_NAMES_MAX
     for group in groups:
         rows = [r for r, k in enumerate(keys) if k == group]
         hover = [f"{html.escape(names[r])}<br>{html.escape(emotion_name(index.emotions[r]))} "
-                 f"{percent_text(index.confidences[r])}<br>{text('col_cluster', lang)}: {report.labels[r]}" for r in rows]
-        fig.add_trace(go.Scatter(x=report.coords[rows, 0].tolist(), y=report.coords[rows, 1].tolist(), mode="markers",
-                                 name=legend[group], text=hover, hovertemplate="%{text}<extra></extra>",
-                                 marker={"size": 10, "color": colours[group], "line": {"width": 0.5, "color": "#333"}}))
-    fig.update_layout(title=text("explore_map", lang), xaxis_title="UMAP 1", yaxis_title="UMAP 2", height=520,
-                      template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 30})
+                 f"{percent_text(index.confidences[r])}<br>{text('col_cluster', lang)}: "
+                 f"{report.labels[r] if report.labels[r] != -1 else outside}" for r in rows]
+        fig.add_trace(go.Scatter(x=report.coords[rows, 0].tolist(), y=report.coords[rows, 1].tolist(),
+                                 mode="markers+text" if label_points else "markers", name=legend[group],
+                                 text=[html.escape(names[r]) for r in rows] if label_points else None,
+                                 textposition="top center", textfont={"size": 11},
+                                 hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
+                                 marker={"size": 11, "color": colours[group], "line": {"width": 0.5, "color": "#333"}}))
+    axis = report.map_method.upper()
+    if label_points:  # room for the names beside the outermost points
+        for name, values in (("xaxis", report.coords[:, 0]), ("yaxis", report.coords[:, 1])):
+            low, high = float(np.min(values)), float(np.max(values))
+            pad = (high - low) * (0.3 if name == "xaxis" else 0.12) or 1.0
+            fig.update_layout({name: {"range": [low - pad, high + pad]}})
+    fig.update_layout(title=text("explore_map", lang), xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", height=520,
+                      template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 30}, showlegend=True,
+                      legend={"title": {"text": legend_title}, "orientation": "h", "y": -0.18, "x": 0})
     return fig

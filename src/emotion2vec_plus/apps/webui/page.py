@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 
 from .text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, language_of_tag, pick_language, text
-from .views import AUDIO_FILE_TYPES, EmotionWebUI, is_placeholder, placeholder_html
+from .views import AUDIO_FILE_TYPES, EmotionWebUI, placeholder_html
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -32,6 +32,27 @@ CSS = """
 .compare-card { text-align: center; padding: 8px; border-radius: 8px; border: 1px solid rgba(128,128,128,0.3); }
 .compare-card .emoji { font-size: 56px; }
 #compare-similarity { font-size: 36px; font-weight: 700; text-align: center; }
+#compare-reading { text-align: center; }
+.compare-cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.compare-cards > div { flex: 1 1 220px; min-width: 0; overflow-wrap: anywhere; }
+.error-detail { margin-top: 6px; font-size: 0.9em; opacity: 0.8; overflow-wrap: anywhere; }
+/* Download boxes are read-only: no "remove this file" buttons. */
+.read-only-files .label-clear-button { display: none; }
+/* Table headers break between words only (never "confi-dence"); a cell's long word breaks only if it must. */
+.wrapping-table th, .wrapping-table th * { word-break: keep-all; overflow-wrap: normal; hyphens: none; }
+.wrapping-table .body-cell, .wrapping-table .body-cell * { overflow-wrap: break-word; }
+/* Phone width: every tab on its own row if need be (Tabs wrap), tables in a smaller proportional font
+   (Gradio sizes columns by their content, so more of them fit) and scrolled sideways with a visible bar
+   when they are still wider; the charts' toolbars hidden (they covered the block labels). */
+@media (max-width: 640px) {
+  .wrapping-table th, .wrapping-table th *, .wrapping-table td, .wrapping-table td *,
+  .wrapping-table .body-cell, .wrapping-table .body-cell * { font-size: 12px; font-family: var(--font); }
+  .wrapping-table .cell-wrap { padding: 4px 5px; }
+  .wrapping-table .virtual-table-viewport { scrollbar-width: thin; scrollbar-color: #999 transparent; }
+  .js-plotly-plot .modebar-container { display: none; }
+  #result-emoji { font-size: 64px; }
+  #compare-similarity { font-size: 28px; }
+}
 """
 
 
@@ -65,6 +86,10 @@ def _set_gradio_locale_js() -> str:
             ".then((m) => m.changeLocale(locales[lang] || 'en')).catch(() => {}); return lang; }")
 
 
+#: Client-side: once a tab is shown, the window "resizes", and every chart refits its box.
+_FIT_CHARTS_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 60); }"
+
+
 def _granularity_choices(lang: str) -> list[tuple[str, str]]:
     return [(text("granularity_utterance", lang), "utterance"), (text("granularity_frame", lang), "frame")]
 
@@ -80,7 +105,8 @@ def _samples() -> list[Path]:
 
 class _Page:
     """Builds the Gradio page over ``ui``'s callbacks, one method per tab; every component whose text
-    depends on the language is registered in :attr:`relabel` (component, update for a language)."""
+    depends on the language is registered in :attr:`relabel` (component, update for a language), and
+    every tab that shows results registers in :attr:`redraw` how to draw them again in a language."""
 
     def __init__(self, ui: EmotionWebUI) -> None:
         import gradio as gr
@@ -89,6 +115,7 @@ class _Page:
         self.ui = ui
         self.start_lang: Language = ui.settings.language or DEFAULT_LANGUAGE
         self.relabel: list[tuple[Any, Callable[[str], Any]]] = []
+        self.redraw: list[tuple[list[Any], list[Any], Callable[..., Any]]] = []
         self.model_choices = ui.provider.choices()
 
     def T(self, key: str) -> str:  # noqa: N802 - short name for the initial text
@@ -104,6 +131,11 @@ class _Page:
         self.relabel.append((component, lambda lang, k=key: self.gr.update(value=fmt(lang) if fmt else text(k, lang))))
         return component
 
+    def redraws(self, inputs: list[Any], outputs: list[Any], draw: Callable[..., Any]) -> None:
+        """When the language changes, ``draw(lang, *inputs)`` gives new values for ``outputs``
+        (what a tab shows, drawn again from what it keeps)."""
+        self.redraw.append((inputs, outputs, draw))
+
     def header(self) -> Any:
         """Title, subtitle and the language radio (returned)."""
         gr, ui = self.gr, self.ui
@@ -114,8 +146,8 @@ class _Page:
                 self.value(gr.Markdown(self.T("subtitle").format(model=ui.provider.default_name)), "subtitle",
                            lambda lang: text("subtitle", lang).format(model=ui.provider.default_name))
             with gr.Column(scale=1, min_width=180):
-                return gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=self.start_lang,
-                                label=self.T("language"), elem_id="language")
+                return self.label(gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value=self.start_lang,
+                                           label=self.T("language"), elem_id="language"), "language")
 
     def recognise_tab(self, language: Any) -> SimpleNamespace:
         gr = self.gr
@@ -141,18 +173,30 @@ class _Page:
                     result_html = gr.HTML(placeholder_html(self.start_lang), elem_id="result")
                     notice = gr.Markdown("", visible=False, elem_id="embedding-notice")
                     downloads = self.label(gr.File(label=self.T("downloads"), file_count="multiple", interactive=False,
-                                              elem_id="downloads"), "downloads")
+                                                   elem_id="downloads", elem_classes=["read-only-files"]), "downloads")
                     scores = self.label(gr.Plot(label=self.T("scores_plot"), elem_id="scores-plot"), "scores_plot")
                     timeline = self.label(gr.Plot(label=self.T("timeline_plot"), visible=False, elem_id="timeline-plot"),
                                      "timeline_plot")
                     segments = self.label(gr.Dataframe(label=self.T("segments"), visible=False, interactive=False,
-                                                  elem_id="segments"), "segments")
+                                                       wrap=True, elem_id="segments", elem_classes=["wrapping-table"]),
+                                          "segments")
                     log_box = self.label(gr.Textbox(label=self.T("log"), lines=7, interactive=False, elem_id="log"), "log")
+            shown = gr.State(None)
             start.click(
                 lambda a, g, e, m, lang, progress=gr.Progress(): self.ui.recognise(a, g, e, m, lang, progress),
                 inputs=[audio, granularity, embedding, model, language],
-                outputs=[result_html, scores, timeline, segments, notice, downloads, log_box],
+                outputs=[result_html, scores, timeline, segments, notice, downloads, log_box, shown],
             )
+
+            def draw(lang: str, kept: Any) -> tuple:
+                view = self.ui.render_recognition(kept, lang)
+                # The same result: what is shown stays shown. Re-sending visible=True remounts a chart,
+                # which then takes Plotly's default width instead of its box's.
+                timeline, segments = ({key: value for key, value in update.items() if key != "visible"}
+                                      for update in (view.timeline_plot, view.segments_table))
+                return (view.result_html, view.scores_plot, timeline, segments, view.embedding_notice, view.log_text)
+
+            self.redraws([shown], [result_html, scores, timeline, segments, notice, log_box], draw)
         return SimpleNamespace(audio=audio, examples=examples, model=model, result_html=result_html)
 
     def batch_tab(self, model: Any, language: Any) -> SimpleNamespace:
@@ -167,19 +211,23 @@ class _Page:
                                         "batch_start")
                     batch_summary = gr.HTML("", elem_id="batch-summary-box")
                     batch_downloads = self.label(gr.File(label=self.T("batch_downloads"), file_count="multiple",
-                                                    interactive=False, elem_id="batch-downloads"), "batch_downloads")
+                                                    interactive=False, elem_id="batch-downloads",
+                                                    elem_classes=["read-only-files"]), "batch_downloads")
                     batch_to_explore = self.value(gr.Button(self.T("batch_to_explore"), elem_id="batch-to-explore"),
                                              "batch_to_explore")
                 with gr.Column(scale=2):
                     batch_table = self.label(gr.Dataframe(label=self.T("batch_table"), interactive=False, wrap=True,
-                                                     column_widths=["25%", "17%", "13%", "13%", "32%"],
-                                                     max_height=1200, elem_id="batch-table"), "batch_table")
+                                                     max_height=1200, pinned_columns=1, elem_id="batch-table",
+                                                     elem_classes=["wrapping-table"]), "batch_table")
             batch_parquet = gr.State(None)  # server side: the client cannot point Explore elsewhere
+            shown = gr.State(None)
             batch_start.click(
                 lambda f, m, lang, progress=gr.Progress(): self.ui.run_batch_job(f, m, lang, progress),
                 inputs=[batch_files, model, language],
-                outputs=[batch_table, batch_summary, batch_downloads, batch_parquet],
+                outputs=[batch_table, batch_summary, batch_downloads, batch_parquet, shown],
             )
+            self.redraws([shown], [batch_table, batch_summary],
+                         lambda lang, kept: self.ui.render_batch(kept, lang)[:2])
         return SimpleNamespace(to_explore=batch_to_explore, parquet=batch_parquet)
 
     def compare_tab(self, model: Any, language: Any) -> None:
@@ -194,10 +242,12 @@ class _Page:
             compare_start = self.value(gr.Button(self.T("compare_start"), variant="primary", elem_id="compare-start"),
                                   "compare_start")
             compare_html = gr.HTML("", elem_id="compare-result")
+            shown = gr.State(None)
             compare_start.click(
                 lambda a, b, m, lang, progress=gr.Progress(): self.ui.compare(a, b, m, lang, progress),
-                inputs=[file_a, file_b, model, language], outputs=[compare_html],
+                inputs=[file_a, file_b, model, language], outputs=[compare_html, shown],
             )
+            self.redraws([shown], [compare_html], lambda lang, kept: self.ui.render_compare(kept, lang).html)
 
     def explore_tab(self, model: Any, language: Any, tabs: Any, batch: SimpleNamespace) -> None:
         gr = self.gr
@@ -209,7 +259,7 @@ class _Page:
                     explore_files = self.label(gr.File(file_count="multiple", label=self.T("explore_files"),
                                                   file_types=[*AUDIO_FILE_TYPES, ".parquet"],
                                                   elem_id="explore-files"), "explore_files")
-                    min_cluster = self.label(gr.Slider(2, 50, value=5, step=1, label=self.T("explore_min_cluster"),
+                    min_cluster = self.label(gr.Slider(0, 50, value=0, step=1, label=self.T("explore_min_cluster"),
                                                   elem_id="explore-min-cluster"), "explore_min_cluster")
                     colour_by = gr.Radio(_colour_choices(self.start_lang), value="cluster", label=self.T("explore_colour"),
                                          elem_id="explore-colour")
@@ -221,12 +271,21 @@ class _Page:
                 with gr.Column(scale=2):
                     explore_map = self.label(gr.Plot(label=self.T("explore_map"), elem_id="explore-map"), "explore_map")
                     explore_table = self.label(gr.Dataframe(label=self.T("explore_table"), interactive=False, wrap=True,
-                                                       elem_id="explore-table"), "explore_table")
+                                                            column_widths=["17%", "11%", "28%", "44%"],
+                                                            elem_id="explore-table", elem_classes=["wrapping-table"]),
+                                               "explore_table")
+            shown = gr.State(None)
+            cache = gr.State({})  # this session's embeddings by file: drawing the same clips again runs no model
             explore_start.click(
-                lambda f, n, c, m, lang, progress=gr.Progress(): self.ui.explore(f, n, c, m, lang, progress),
-                inputs=[explore_files, min_cluster, colour_by, model, language],
-                outputs=[explore_map, explore_table, explore_summary],
+                lambda f, n, c, m, lang, kept, progress=gr.Progress(): self.ui.explore(f, n, c, m, lang, progress, kept),
+                inputs=[explore_files, min_cluster, colour_by, model, language, cache],
+                outputs=[explore_map, explore_table, explore_summary, shown, cache],
             )
+            # Colouring the map another way only redraws it from what is kept.
+            colour_by.input(lambda c, lang, kept: self.ui.explore_map(kept, c, lang) if kept is not None else gr.update(),
+                            inputs=[colour_by, language, shown], outputs=[explore_map], show_progress="hidden")
+            self.redraws([shown, colour_by], [explore_map, explore_table, explore_summary],
+                         lambda lang, kept, c: self.ui.render_explore(kept, c, lang)[:3])
             batch_to_explore.click(
                 lambda parquet: (self.ui.embeddings_for_explore(parquet), gr.Tabs(selected="explore")),
                 inputs=[batch_parquet], outputs=[explore_files, tabs],
@@ -238,24 +297,32 @@ class _Page:
             self.value(gr.Markdown(self.T("history_intro")), "history_intro")
             history_refresh = self.value(gr.Button(self.T("history_refresh"), elem_id="history-refresh"), "history_refresh")
             history_table = self.label(gr.Dataframe(label=self.T("history_table"), interactive=False, wrap=True,
-                                               datatype=["str", "str", "str", "str", "markdown"],
-                                               elem_id="history-table"), "history_table")
+                                                    datatype=["str", "str", "str", "str", "str", "markdown"],
+                                                    pinned_columns=1, elem_id="history-table",
+                                                    elem_classes=["wrapping-table"]),
+                                       "history_table")
             with gr.Row():
                 run_picker = self.label(gr.Dropdown([], label=self.T("history_pick"), elem_id="history-pick"), "history_pick")
                 run_files = self.label(gr.File(label=self.T("history_files"), file_count="multiple", interactive=False,
-                                          elem_id="history-files"), "history_files")
+                                               elem_id="history-files", elem_classes=["read-only-files"]),
+                                       "history_files")
             history_outputs = [history_table, run_picker, run_files]
-            history_refresh.click(self.ui.history, inputs=[language], outputs=history_outputs)
-            history_tab.select(self.ui.history, inputs=[language], outputs=history_outputs)
+            history_refresh.click(self.ui.history, inputs=[language, run_picker], outputs=history_outputs)
+            history_tab.select(self.ui.history, inputs=[language, run_picker], outputs=history_outputs)
             run_picker.input(self.ui.run_files, inputs=[run_picker], outputs=[run_files])
+            self.redraws([run_picker], [history_table, run_picker],
+                         lambda lang, picked: self.ui.history(lang, picked)[:2])
 
     def follow_language(self, demo: Any, language: Any, recognise: SimpleNamespace) -> None:
-        """Relabel every registered component when the language changes, keep Gradio's own texts
-        in step, and set the language at page load from ``?lang=`` or the browser."""
+        """Relabel every registered component and draw again what the tabs show when the language
+        changes, keep Gradio's own texts in step, and set the language at page load from ``?lang=``
+        or the browser."""
         gr = self.gr
         audio, examples, result_html = recognise.audio, recognise.examples, recognise.result_html
         components = [component for component, _ in self.relabel]
         language.change(lambda lang: [make(lang) for _, make in self.relabel], inputs=[language], outputs=components)
+        for inputs, outputs, draw in self.redraw:
+            language.change(draw, inputs=[language, *inputs], outputs=outputs, show_progress="hidden")
         set_gradio_locale = _set_gradio_locale_js()
 
         def sync_gradio_texts(event: Any, when: Callable[..., Any]) -> None:
@@ -276,11 +343,8 @@ class _Page:
             return gr.update() if browser_lang == lang else gr.update(visible=False)
 
         hide_unless_browser_language.__annotations__["request"] = gr.Request  # this module defers annotations
-        sync_gradio_texts(language.input(lambda lang: lang, inputs=[language], outputs=None, queue=False,
-                                         show_progress="hidden"), hide_always)
-        # The result box shows the placeholder in the chosen language until there is a result.
-        language.change(lambda lang, current: placeholder_html(lang) if is_placeholder(current) else gr.update(),
-                        inputs=[language, result_html], outputs=[result_html], queue=False, show_progress="hidden")
+        sync_gradio_texts(language.input(lambda: None, inputs=None, outputs=None, queue=False, show_progress="hidden"),
+                          hide_always)
         # Gradio re-applies the audio box's construction-time label when a sample is clicked.
         examples.load_input_event.then(lambda lang: gr.update(label=text("audio_input", lang)), inputs=[language],
                                        outputs=[audio], queue=False, show_progress="hidden")
@@ -303,12 +367,16 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
     # delete_cache: uploads in Gradio's cache older than a day are removed every hour (runs in outputs/ are kept).
     with gr.Blocks(title="emotion2vec+ WebUI", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         language = page.header()
-        with gr.Tabs(elem_id="tabs") as tabs:
+        # Tabs that do not fit the width wrap onto another row (a phone shows every tab, none behind "...").
+        with gr.Tabs(elem_id="tabs", overflow_behavior="wrap") as tabs:
             recognise = page.recognise_tab(language)
             batch = page.batch_tab(recognise.model, language)
             page.compare_tab(recognise.model, language)
             page.explore_tab(recognise.model, language, tabs, batch)
             page.history_tab(language)
+        # A chart drawn while its tab was hidden (a language switch redraws every tab) takes Plotly's
+        # default width; the charts follow the window's size, so a tab shown again tells them to fit.
+        tabs.change(None, js=_FIT_CHARTS_JS, queue=False, show_progress="hidden")
         page.follow_language(demo, language, recognise)
     return demo
 

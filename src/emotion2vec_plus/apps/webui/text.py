@@ -63,6 +63,9 @@ TEXT: dict[str, dict[Language, str]] = {
     "log_time": {"zh": "耗时", "en": "time taken"},
     "log_saved": {"zh": "保存到", "en": "saved to"},
     "log_warning": {"zh": "注意", "en": "warning"},
+    "log_failed": {"zh": "失败", "en": "failed"},
+    "warn_silent": {"zh": "音频几乎无声，结果没有参考价值", "en": "the audio is almost silent; the result is not meaningful"},
+    "warn_clipped": {"zh": "录音削波失真，结果可能不太可靠", "en": "the recording is clipped (distorted); the result may be less reliable"},
     "no_head": {"zh": "该模型没有情感分类头，只输出情感向量", "en": "This model has no emotion classifier; it only gives embeddings"},
     "loading_model": {"zh": "正在加载模型 {model}…", "en": "Loading model {model}…"},
     "recognising": {"zh": "正在识别…", "en": "Recognising…"},
@@ -70,11 +73,48 @@ TEXT: dict[str, dict[Language, str]] = {
     "error_title": {"zh": "无法处理", "en": "Could not process"},
     "error_no_audio": {"zh": "请先上传或录制一段音频。", "en": "Please upload or record a clip first."},
     "error_no_files": {"zh": "请先选择文件。", "en": "Please choose some files first."},
-    "error_too_large": {"zh": "{name}：文件 {size:.1f} MB，超过上限 {limit:g} MB。",
-                        "en": "{name}: the file is {size:.1f} MB, above the limit of {limit:g} MB."},
-    "error_unexpected": {"zh": "内部错误（{kind}）：{message}。页面仍可继续使用。",
-                         "en": "Internal error ({kind}): {message}. The page is still usable."},
-    "error_hint": {"zh": "请换一个音频文件再试。", "en": "Please try another audio file."},
+    "error_too_large": {"zh": "{name}：文件 {size:.1f} MB，超过本服务器的上传上限 {limit:g} MB（启动服务器时的 --max-upload-mb）。",
+                        "en": "{name}: the file is {size:.1f} MB, above this server's upload limit of {limit:g} MB "
+                              "(set when the server is started: --max-upload-mb)."},
+    "error_unexpected": {"zh": "内部错误（{kind}）。页面仍可继续使用。",
+                         "en": "Internal error ({kind}). The page is still usable."},
+    "error_details": {"zh": "详细信息（程序原文）", "en": "details"},
+    "error_not_found": {"zh": "{name}：找不到该文件，请重新上传。", "en": "{name}: the file is gone; please upload it again."},
+    "error_not_audio": {"zh": "{name}：不是音频文件。可以上传 wav、mp3、m4a、flac、ogg/opus 或 webm。",
+                        "en": "{name}: not an audio file. Upload wav, mp3, m4a, flac, ogg/opus or webm."},
+    "error_list_file": {"zh": "{name}：这是路径列表（{suffix} 文件），不是音频。请直接上传音频文件。",
+                        "en": "{name}: a list of paths (a {suffix} file), not audio. Upload the audio files themselves."},
+    "error_corrupt": {"zh": "{name}：文件已损坏或不完整，无法解码。请重新导出或录制后再试。",
+                      "en": "{name}: the file is damaged or cut short and cannot be decoded. Export or record it again."},
+    "error_empty": {"zh": "{name}：文件中没有音频。", "en": "{name}: the file holds no audio."},
+    "error_too_short": {"zh": "{name}：音频太短（不足 25 毫秒）。", "en": "{name}: the audio is too short (under 25 ms)."},
+    "error_too_long": {"zh": "{name}：音频超过本服务器的时长上限 {limit:g} 秒。请剪成较短的片段，或在启动服务器时用 --max-duration 调高上限。",
+                       "en": "{name}: the audio is longer than this server's limit of {limit:g} s. Cut it into shorter "
+                             "parts, or start the server with a higher --max-duration."},
+    "error_too_long_known": {"zh": "{name}：音频长 {duration:.1f} 秒，超过本服务器的时长上限 {limit:g} 秒。请剪成较短的片段，或在启动服务器时用 --max-duration 调高上限。",
+                             "en": "{name}: the audio is {duration:.1f} s long, above this server's limit of {limit:g} s. "
+                                   "Cut it into shorter parts, or start the server with a higher --max-duration."},
+    "error_invalid_samples": {"zh": "{name}：音频含有无效的采样值（非数字或无穷大）。",
+                              "en": "{name}: the audio holds invalid samples (not-a-number or infinite values)."},
+    "error_audio": {"zh": "{name}：无法读取该音频。", "en": "{name}: the audio cannot be read."},
+    "error_file_failed": {"zh": "{name}：无法处理。", "en": "{name}: could not be processed."},
+    "error_embedding": {"zh": "{name}：不是可用的 .npy 情感向量文件。", "en": "{name}: not a usable .npy embedding."},
+    "error_pickle": {"zh": "{name}：已拒绝：该 .npy 文件包含 Python 对象（pickle），读取它可能执行代码。请把向量保存为普通数值数组。",
+                     "en": "{name}: refused: the .npy file holds Python objects (pickle), which could run code when read. "
+                           "Save the embedding as a plain array of numbers."},
+    "error_dimension_model": {"zh": "{name}：这是 {dim} 维向量，而模型 {model} 输出 {model_dim} 维向量。请在“模型”中选择生成它的模型。",
+                              "en": "{name}: this embedding is {dim}-d but the model {model} gives {model_dim}-d "
+                                    "embeddings. Choose the model that made it (Model)."},
+    "error_dimension_pair": {"zh": "{name} 是 {dim} 维，{other} 是 {other_dim} 维：不同维度的向量来自不同模型，无法比较。",
+                             "en": "{name} is {dim}-d but {other} is {other_dim}-d: embeddings of different sizes come "
+                                   "from different models and cannot be compared."},
+    "error_index": {"zh": "{name}：不是可用的 embeddings.parquet（由“批量”生成）。",
+                    "en": "{name}: not a usable embeddings.parquet (Batch writes one)."},
+    "error_model": {"zh": "无法加载或运行模型。", "en": "The model could not be loaded or run."},
+    "error_model_unavailable": {"zh": "模型 {model} 在本服务器上不可用，请从列表中选择。",
+                                "en": "The model {model} is not available on this server; choose one from the list."},
+    "error_explore_too_few": {"zh": "至少需要 2 个可读取的片段才能画图（现在 {n} 个）。",
+                              "en": "A map needs at least 2 clips that can be read (now {n})."},
     # batch
     "batch_intro": {"zh": "一次识别多个文件；结果可下载为 CSV、JSONL，情感向量为 Parquet 或 .npy 压缩包。",
                     "en": "Recognise many files at once; download the results as CSV or JSONL and the embeddings as Parquet or a zip of .npy files."},
@@ -110,7 +150,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "explore_intro": {"zh": "把一组音频或批量生成的 embeddings.parquet 画成 UMAP 二维图，并用 HDBSCAN 聚类。",
                       "en": "Map a set of clips, or an embeddings.parquet from Batch, in 2-D with UMAP and group them with HDBSCAN."},
     "explore_files": {"zh": "多个音频文件，或一个 embeddings.parquet", "en": "Several audio files, or one embeddings.parquet"},
-    "explore_min_cluster": {"zh": "最小簇大小", "en": "Smallest cluster"},
+    "explore_min_cluster": {"zh": "最小簇大小（0 = 按片段数量自动选择）", "en": "Smallest cluster (0 = chosen for the number of clips)"},
     "explore_colour": {"zh": "着色", "en": "Colour by"},
     "colour_cluster": {"zh": "聚类 cluster", "en": "cluster"},
     "colour_emotion": {"zh": "预测情感 emotion", "en": "predicted emotion"},
@@ -119,6 +159,13 @@ TEXT: dict[str, dict[Language, str]] = {
     "explore_table": {"zh": "聚类", "en": "Clusters"},
     "explore_summary": {"zh": "{n} 个向量（{dim} 维）：{clusters} 个簇，{noise} 个噪声点",
                         "en": "{n} embeddings ({dim}-d): {clusters} clusters, {noise} noise"},
+    "explore_size_auto": {"zh": "最小簇大小 {size}（按 {n} 个片段自动选择）", "en": "smallest cluster {size} (chosen for {n} clips)"},
+    "explore_size_given": {"zh": "最小簇大小 {size}", "en": "smallest cluster {size}"},
+    "explore_all_noise": {"zh": "没有找到簇：所有点都是噪声。可以把最小簇大小调小再试。",
+                          "en": "No cluster found: every point is noise. Try a smaller cluster size."},
+    "explore_pca": {"zh": "{n} 个向量（{dim} 维），用 PCA 画图：UMAP 和聚类至少需要 5 个片段，所以这些片段没有分组。",
+                    "en": "{n} embeddings ({dim}-d), drawn with PCA: UMAP and clustering need at least 5 clips, so these are not grouped."},
+    "not_grouped": {"zh": "未分组", "en": "not grouped"},
     "col_cluster": {"zh": "簇", "en": "cluster"},
     "col_size": {"zh": "数量", "en": "size"},
     "col_dominant": {"zh": "主要情感", "en": "dominant emotion"},
@@ -128,12 +175,18 @@ TEXT: dict[str, dict[Language, str]] = {
     "explore_mixed": {"zh": "请上传音频文件，或只上传一个 .parquet 文件。",
                       "en": "Upload audio files, or a single .parquet file on its own."},
     # history
-    "history_intro": {"zh": "输出目录中之前的识别记录（最新在前）。", "en": "Earlier runs in the outputs folder, newest first."},
+    "history_intro": {"zh": "输出目录中之前的识别和批量记录（最新在前）。",
+                      "en": "Earlier recognitions and batch runs in the outputs folder, newest first."},
     "history_refresh": {"zh": "刷新", "en": "Refresh"},
-    "history_table": {"zh": "识别记录", "en": "Runs"},
+    "history_table": {"zh": "记录", "en": "Earlier runs"},
     "history_pick": {"zh": "选择一条记录以下载其文件", "en": "Pick a run to download its files"},
     "history_files": {"zh": "该记录的文件", "en": "Files of that run"},
     "col_time": {"zh": "时间", "en": "time"},
+    "col_kind": {"zh": "类型", "en": "kind"},
+    "col_what": {"zh": "文件", "en": "file(s)"},
+    "kind_recognition": {"zh": "识别", "en": "recognition"},
+    "kind_batch": {"zh": "批量", "en": "batch"},
+    "history_batch_files": {"zh": "{items} 个文件，{failed} 个失败", "en": "{items} files, {failed} failed"},
     "col_folder": {"zh": "目录", "en": "folder"},
     "col_links": {"zh": "下载", "en": "files"},
     "history_empty": {"zh": "还没有记录。", "en": "No runs yet."},
@@ -170,9 +223,11 @@ def language_of_tag(tag: str | None) -> Language | None:
 
 
 def pick_language(query_lang: str | None, accept_language: str | None, default: Language = DEFAULT_LANGUAGE) -> Language:
-    """The page language: ``?lang=`` wins, then the browser's first zh/en preference, then ``default``."""
-    for tag in [query_lang, *(accept_language or "").split(",")]:
+    """The page language: ``?lang=`` wins, then the browser's first zh/en preference; a browser that
+    asks for other languages only gets English; no preference at all (no header) gets ``default``."""
+    tags = [tag for tag in (accept_language or "").split(",") if tag.split(";")[0].strip() not in ("", "*")]
+    for tag in [query_lang, *tags]:
         language = language_of_tag(tag)
         if language is not None:
             return language
-    return default
+    return "en" if tags else default

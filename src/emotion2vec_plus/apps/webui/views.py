@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
@@ -18,13 +18,15 @@ from ...defaults import AUDIO_EXTENSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOA
 from ...runtime.compute import on_model_thread
 from ...errors import Emotion2VecError
 from ...labels import EMOJI, EMOTIONS_ZH
-from ...outputs import servable_file
-from .text import DEFAULT_LANGUAGE, Language, similarity_reading, text
+from ...outputs import BATCH_PREFIX, servable_file
+from .messages import PageMessage, page_error, recorded_error
+from .text import DEFAULT_LANGUAGE, TEXT, Language, similarity_reading, text
 from .charts import TIMELINE_SMOOTH_S, cluster_map_figure, emotion_name, percent_text, scores_figure, timeline_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from ...analytics import ClusterReport, Comparison, EmbeddingIndex
     from ...inference import Emotion2VecPlus
     from ...results import Result
 
@@ -38,9 +40,6 @@ DEFAULT_MAX_UPLOAD_MB = WEBUI_MAX_UPLOAD_MB
 
 
 DEFAULT_MAX_DURATION_S = SERVER_MAX_DURATION_S
-
-
-BATCH_PREFIX = "batch_"
 
 
 BATCH_INPUTS = "inputs"
@@ -99,6 +98,11 @@ class ModelProvider:
         if preloaded is not None:
             self._models[self.default_name] = preloaded
 
+    @property
+    def max_duration_s(self) -> float | None:
+        """The longest audio the models accept, in seconds (what the page names as the limit)."""
+        return self._options["max_duration_s"]
+
     def load_default(self) -> "Emotion2VecPlus":
         """Load the default model now (the server does this before it starts listening)."""
         return self.get(self.default_name)
@@ -145,8 +149,72 @@ class ModelProvider:
             return model
 
 
+# ---------------------------------------------------------------------------------------------- what is shown
+# Each tab keeps what it shows (a result, a batch run, a comparison, a map) per browser session, in
+# language-free form: switching the language draws it again in the other language.
+
+
+@dataclass
+class Recognition:
+    """What the Recognise tab shows: a result, or a message about the input ``name``."""
+
+    name: str
+    result: "Result | None" = None
+    model_text: str | None = None
+    """The model as the log names it, e.g. ``compact (256-d, int8)``."""
+    error: PageMessage | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class BatchRow:
+    """One file of a batch run: its line of ``results.jsonl``, or why it failed or was refused."""
+
+    name: str
+    record: dict[str, Any] | None = None
+    error: PageMessage | None = None
+
+
+@dataclass
+class BatchRun:
+    """What the Batch tab shows."""
+
+    rows: list[BatchRow] = field(default_factory=list)
+    seconds: float = 0.0
+    folder: Path | None = None
+    downloads: list[str] = field(default_factory=list)
+    parquet: str | None = None
+    error: PageMessage | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(row.error is None for row in self.rows)
+
+
+@dataclass
+class CompareOutcome:
+    """What the Compare tab shows."""
+
+    comparison: "Comparison | None" = None
+    error: PageMessage | None = None
+
+
+@dataclass
+class ExploreMap:
+    """What the Explore tab shows: the embeddings, their map and clusters, and the files left out."""
+
+    index: "EmbeddingIndex | None" = None
+    report: "ClusterReport | None" = None
+    skipped: list[PageMessage] = field(default_factory=list)
+    size_chosen: bool = True
+    """Whether the smallest cluster size was chosen for the set (0 on the slider) or given."""
+    embedded: int = 0
+    """How many clips were run through the model for this map (the others came from the session's cache)."""
+    error: PageMessage | None = None
+
+
 class RecognitionView(NamedTuple):
-    """What the Recognise button shows (one entry per output component)."""
+    """What the Recognise button shows (one entry per output component), and what to keep."""
 
     result_html: str
     scores_plot: Any
@@ -155,6 +223,7 @@ class RecognitionView(NamedTuple):
     embedding_notice: Any
     downloads: Any
     log_text: str
+    shown: Recognition | None = None
 
 
 class BatchView(NamedTuple):
@@ -164,14 +233,24 @@ class BatchView(NamedTuple):
     summary: str
     downloads: Any
     parquet: str | None = None
+    shown: BatchRun | None = None
+
+
+class CompareView(NamedTuple):
+    """What the Compare button shows."""
+
+    html: str
+    shown: CompareOutcome | None = None
 
 
 class ExploreView(NamedTuple):
-    """What the Explore button shows."""
+    """What the Explore button shows; ``cache`` holds the session's embeddings by file."""
 
     map_plot: Any
     clusters_table: Any
     summary: str
+    shown: ExploreMap | None = None
+    cache: dict | None = None
 
 
 class HistoryView(NamedTuple):
@@ -182,10 +261,12 @@ class HistoryView(NamedTuple):
     files: Any
 
 
-def _error_html(message: str, lang: str, hint: str | None = None) -> str:
-    extra = f'<div class="error-hint">{html.escape(hint)}</div>' if hint else ""
-    return (f'<div class="error-box" id="error-message"><b>{html.escape(text("error_title", lang))}</b>'
-            f"<div>{html.escape(message)}</div>{extra}</div>")
+class _Refusal(Exception):
+    """An input the page refuses before the library sees it (too large, a list of paths)."""
+
+    def __init__(self, error: PageMessage) -> None:
+        super().__init__(error.key)
+        self.error = error
 
 
 _PLACEHOLDER_START = '<div class="placeholder-box">'
@@ -195,26 +276,43 @@ def placeholder_html(lang: str) -> str:
     return f'{_PLACEHOLDER_START}{html.escape(text("result_placeholder", lang))}</div>'
 
 
-def is_placeholder(value: Any) -> bool:
-    """Whether the result box still shows :func:`placeholder_html` (in any language), not a result."""
-    return isinstance(value, str) and value.startswith(_PLACEHOLDER_START)
-
-
-def _user_message(exc: BaseException, lang: str) -> str:
-    """A one-paragraph message for the page: library errors as they are, anything else briefly."""
-    if isinstance(exc, (Emotion2VecError, ValueError, OSError)):
-        return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-    return text("error_unexpected", lang).format(kind=type(exc).__name__, message=str(exc)[:300])
-
-
 def _frame(rows: list[list[Any]], columns: list[str]) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame(rows, columns=columns)
 
 
+def _columns(lang: str, *keys: str) -> list[str]:
+    return [text(key, lang) for key in keys]
+
+
+#: Warnings the library gives (``result.warnings``, "silent: ...") that the page words itself.
+_WARNING_KEYS = {"silent": "warn_silent", "clipped": "warn_clipped"}
+
+
+def _warning_text(warning: str, lang: str) -> str:
+    key = _WARNING_KEYS.get(warning.split(":", 1)[0].strip())
+    return text(key, lang) if key else warning
+
+
+def _model_text(model: "Emotion2VecPlus") -> str:
+    compute = ", ".join(v for v in (getattr(model, "compute_type", "float32"), getattr(model, "backend", "torch"))
+                        if v not in ("float32", "torch"))
+    return f"{model.model_name} ({model.embed_dim}-d{', ' + compute if compute else ''})"
+
+
+def _hidden() -> Any:
+    import gradio as gr
+
+    return gr.update(value=None, visible=False)
+
+
 class EmotionWebUI:
-    """The functions behind the page's buttons, over a :class:`ModelProvider` and an outputs folder."""
+    """The functions behind the page's buttons, over a :class:`ModelProvider` and an outputs folder.
+
+    Each button's method does the work and returns a view; ``render_*`` draws a kept outcome again
+    (in another language) without running anything.
+    """
 
     def __init__(self, provider: ModelProvider, settings: WebUISettings | None = None) -> None:
         self.provider = provider
@@ -223,34 +321,44 @@ class EmotionWebUI:
 
     # ------------------------------------------------------------------ helpers
     def _model(self, name: str | None, progress: Any, lang: str) -> "Emotion2VecPlus":
+        if name and name != self.provider.default_name and name not in self.provider.choices():
+            raise _Refusal(PageMessage("error_model_unavailable", {"model": name}))
+
         def announce(model_name: str) -> None:
             if progress is not None:
                 progress(0.0, desc=text("loading_model", lang).format(model=model_name))
         return self.provider.get(name, on_load=announce)
 
-    def _too_large(self, path: str | os.PathLike, lang: str) -> str | None:
+    def _check_size(self, path: str | os.PathLike, name: str) -> None:
         size = os.path.getsize(path)
         if size > self.settings.max_upload_mb * _MB:
-            return text("error_too_large", lang).format(name=_display_name(path), size=size / _MB,
-                                                        limit=self.settings.max_upload_mb)
-        return None
+            raise _Refusal(PageMessage("error_too_large", {"name": name, "size": size / _MB,
+                                                         "limit": self.settings.max_upload_mb}))
+
+    def _max_duration_s(self) -> float:
+        """The duration limit the models enforce (the server's ``--max-duration``)."""
+        return self.provider.max_duration_s or self.settings.max_duration_s
+
+    def _error(self, exc: BaseException, name: str, *paths: str | os.PathLike) -> PageMessage:
+        """The page's message for ``exc`` about the input ``name`` (stored on the server at ``paths``)."""
+        if isinstance(exc, _Refusal):
+            return exc.error
+        if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
+            log.exception("unexpected error for %s", name)
+        server_paths = tuple(sorted({str(p) for p in paths} | {str(Path(p).resolve()) for p in paths}, key=len,
+                                    reverse=True))
+        return page_error(exc, name, max_duration_s=self._max_duration_s(), server_paths=server_paths)
 
     # ------------------------------------------------------------------ recognise
     def recognise(self, audio_path: str | None, granularity: str = "utterance", extract_embedding: bool = False,
                   model_name: str | None = None, lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> RecognitionView:
         """Recognise one uploaded or recorded clip and save the run; never raises for bad input."""
-        import gradio as gr
-
         started = time.perf_counter()
-        hidden = gr.update(value=None, visible=False)
         if not audio_path:
-            return RecognitionView(_error_html(text("error_no_audio", lang), lang), None, hidden, hidden,
-                                   gr.update(value="", visible=False), None, "")
+            return self.render_recognition(Recognition("", error=PageMessage("error_no_audio")), lang)
         name = _display_name(audio_path)
         try:
-            refusal = self._too_large(audio_path, lang)
-            if refusal is not None:
-                raise ValueError(refusal)
+            self._check_size(audio_path, name)
             model = self._model(model_name, progress, lang)
             if progress is not None:
                 progress(0.3, desc=text("recognising", lang))
@@ -258,20 +366,37 @@ class EmotionWebUI:
                                      extract_embedding=bool(extract_embedding), name=name,
                                      output_dir=self.outputs_root)
         except Exception as exc:  # bad input: a message in the page, never a stack trace
-            if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
-                log.exception("recognise failed for %s", name)
-            message = _user_message(exc, lang)
-            log_text = f"{text('log_file', lang)}: {name}\n✗ {message}\n{text('log_time', lang)}: {time.perf_counter() - started:.2f} s"
-            return RecognitionView(_error_html(message, lang, text("error_hint", lang)), None, hidden, hidden,
-                                   gr.update(value="", visible=False), None, log_text)
-        return self._recognition_view(result, model, lang)
+            shown = Recognition(name, error=self._error(exc, name, audio_path),
+                                elapsed_s=time.perf_counter() - started)
+        else:
+            shown = Recognition(name, result, _model_text(model), elapsed_s=time.perf_counter() - started)
+        return self.render_recognition(shown, lang)
 
-    def _recognition_view(self, result: "Result", model: "Emotion2VecPlus", lang: str) -> RecognitionView:
+    def render_recognition(self, shown: Recognition | None, lang: str) -> RecognitionView:
+        """What the Recognise tab shows for ``shown`` (the placeholder for ``None``) in ``lang``."""
+        import gradio as gr
+
+        no_notice = gr.update(value="", visible=False)
+        if shown is None:
+            return RecognitionView(placeholder_html(lang), None, _hidden(), _hidden(), no_notice, None, "", None)
+        if shown.error is not None or shown.result is None:
+            error = shown.error or PageMessage("error_no_audio")
+            lines = ([f"{text('log_file', lang)}: {shown.name}"] if shown.name else []) + [
+                f"✗ {error.message(lang)}"]
+            if shown.name:
+                lines.append(f"{text('log_time', lang)}: {shown.elapsed_s:.2f} s")
+            return RecognitionView(error.html(lang), None, _hidden(), _hidden(), no_notice, None, "\n".join(lines),
+                                   shown)
+        return self._result_view(shown, lang)
+
+    def _result_view(self, shown: Recognition, lang: str) -> RecognitionView:
         import gradio as gr
 
         from ...analytics import emotion_runs
         from ...outputs import EMBEDDING_NPY, PROCESSED_AUDIO, RESULT_JSON
 
+        result = shown.result
+        assert result is not None
         if result.emotion is not None:
             card = (f'<div id="result-card"><div id="result-emoji">{html.escape(result.emoji or "")}</div>'
                     f'<div id="result-label">{html.escape(result.emotion_zh or "")} · {html.escape(result.emotion)}</div>'
@@ -283,10 +408,9 @@ class EmotionWebUI:
             scores = None
         timeline = timeline_figure(result, lang) if result.emotion is not None else None
         runs = emotion_runs(result, smooth_s=TIMELINE_SMOOTH_S) if result.emotion is not None else []
-        columns = [text(k, lang) for k in ("col_start", "col_end", "col_emotion", "col_confidence")]
         table = _frame([[round(r.start_s, 2), round(r.end_s, 2),
                          emotion_name(r.emotion) if r.speech else text("no_speech", lang), percent_text(r.confidence)]
-                        for r in runs], columns)
+                        for r in runs], _columns(lang, "col_start", "col_end", "col_emotion", "col_confidence"))
         run_dir = Path(result.output_dir) if result.output_dir else None
         files = [str(f) for n in (EMBEDDING_NPY, RESULT_JSON, PROCESSED_AUDIO)
                  if run_dir is not None and (f := servable_file(run_dir / n, self.outputs_root)) is not None]
@@ -301,19 +425,19 @@ class EmotionWebUI:
         if audio is not None:
             lines.append(f"{text('log_format', lang)}: " + text("log_audio", lang).format(
                 format=audio.format, rate=audio.sample_rate, channels=audio.channels, duration=audio.duration_s))
-        compute = ", ".join(v for v in (getattr(model, "compute_type", "float32"), getattr(model, "backend", "torch"))
-                            if v not in ("float32", "torch"))
-        lines += [f"{text('log_model', lang)}: {model.model_name} ({model.embed_dim}-d{', ' + compute if compute else ''})",
-                  f"{text('log_granularity', lang)}: {result.granularity}",
+        granularity = f"granularity_{result.granularity}"
+        lines += [f"{text('log_model', lang)}: {shown.model_text or result.model}",
+                  f"{text('log_granularity', lang)}: "
+                  f"{text(granularity, lang) if granularity in TEXT else result.granularity}",
                   f"{text('log_time', lang)}: {result.processing_time_s:.2f} s"]
         if run_dir is not None:
             lines.append(f"{text('log_saved', lang)}: {run_dir}")
-        lines += [f"{text('log_warning', lang)}: {w}" for w in result.warnings]
+        lines += [f"{text('log_warning', lang)}: {_warning_text(w, lang)}" for w in result.warnings]
         return RecognitionView(
             card, scores,
             gr.update(value=timeline, visible=timeline is not None),
             gr.update(value=table, visible=bool(runs)),
-            notice, files, "\n".join(lines),
+            notice, files, "\n".join(lines), shown,
         )
 
     # ------------------------------------------------------------------ batch
@@ -324,24 +448,26 @@ class EmotionWebUI:
                             stage_files, write_results_csv, zip_npy_embeddings)
         from ...outputs import create_run_dir
 
-        columns = [text(k, lang) for k in ("col_file", "col_emotion", "col_confidence", "col_duration", "col_status")]
         if not files:
-            return BatchView(_frame([], columns), _error_html(text("error_no_files", lang), lang), None)
+            return self.render_batch(BatchRun(error=PageMessage("error_no_files")), lang)
         started = time.perf_counter()
+        names = [_display_name(f) for f in files]
         try:
             model = self._model(model_name, progress, lang)
-            names = [_display_name(f) for f in files]
-            refused: dict[int, str] = {}
+            refused: dict[int, PageMessage] = {}
             for position, path in enumerate(files):
-                reason = self._too_large(path, lang)
-                if reason is None and Path(path).suffix.lower() in LIST_EXTENSIONS:
-                    reason = f"{names[position]}: not an audio file (a {Path(path).suffix} file)"
-                if reason is not None:
-                    refused[position] = reason
+                try:
+                    self._check_size(path, names[position])
+                    suffix = Path(path).suffix.lower()
+                    if suffix in LIST_EXTENSIONS:  # a list would make the server read other files
+                        raise _Refusal(PageMessage("error_list_file", {"name": names[position], "suffix": suffix}))
+                except _Refusal as refusal:
+                    refused[position] = refusal.error
             batch_dir = create_run_dir(self.outputs_root, prefix=BATCH_PREFIX)
             accepted = [p for p in range(len(files)) if p not in refused]
             staged = stage_files([(names[p], files[p]) for p in accepted], batch_dir / BATCH_INPUTS)
             staged_of = dict(zip(accepted, staged))
+
             def report(finished: int, total: int) -> None:
                 progress(finished / max(total, 1), desc=f"{text('batch_progress', lang)} {finished}/{total}")
 
@@ -351,42 +477,53 @@ class EmotionWebUI:
                 on_model_thread(run_batch, model, staged, batch_dir, embeddings="both", workers=1,
                                 batch_size=4, progress=report if progress is not None else False)
             records = {record["path"]: record for record in read_results(batch_dir)}
-            rows: list[list[Any]] = []
-            done = failed = 0
+            rows: list[BatchRow] = []
             for position in range(len(files)):
                 if position in refused:
-                    rows.append([names[position], "-", "-", "-", f"✗ {refused[position]}"])
-                    failed += 1
+                    rows.append(BatchRow(names[position], error=refused[position]))
                     continue
                 staged_path = staged_of[position]
                 record = records.get(str(staged_path.resolve())) or records.get(str(staged_path)) or {}
                 if record.get("status") == "ok":
-                    done += 1
-                    rows.append([names[position], emotion_name(record.get("emotion")), percent_text(record.get("confidence")),
-                                 record.get("duration_s"), text("status_ok", lang)])
+                    rows.append(BatchRow(names[position], record))
                 else:
-                    failed += 1
-                    error = str(record.get("error") or "not processed")
-                    error = error.replace(str(staged_path.resolve()), names[position]).replace(str(staged_path), names[position])
-                    rows.append([names[position], "-", "-", "-", f"✗ {error}"])
-            downloads = [str(write_results_csv(batch_dir))]
+                    rows.append(BatchRow(names[position], record or None, recorded_error(
+                        record.get("error_type"), str(record.get("error") or "not processed"), names[position],
+                        max_duration_s=self._max_duration_s(),
+                        server_paths=(str(staged_path.resolve()), str(staged_path)))))
+            downloads = [str(write_results_csv(batch_dir, order=staged))]
             if (batch_dir / RESULTS_NAME).is_file():
                 downloads.append(str(batch_dir / RESULTS_NAME))
-            if done and (batch_dir / PARQUET_NAME).is_file():
+            if any(row.error is None for row in rows) and (batch_dir / PARQUET_NAME).is_file():
                 downloads.append(str(batch_dir / PARQUET_NAME))
             archive = zip_npy_embeddings(batch_dir, batch_dir / NPY_ZIP_NAME)
             if archive is not None:
                 downloads.append(str(archive))
         except Exception as exc:
-            if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
-                log.exception("batch failed")
-            return BatchView(_frame([], columns), _error_html(_user_message(exc, lang), lang), None, None)
-        summary = text("batch_summary", lang).format(done=done, failed=failed, seconds=time.perf_counter() - started,
-                                                     folder=batch_dir)
-        downloads = [str(f) for d in downloads if (f := servable_file(d, self.outputs_root)) is not None]
-        parquet = next((d for d in downloads if Path(d).name == PARQUET_NAME), None)
-        return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>', downloads,
-                         parquet)
+            return self.render_batch(BatchRun(error=self._error(exc, ", ".join(names))), lang)
+        served = [str(f) for d in downloads if (f := servable_file(d, self.outputs_root)) is not None]
+        parquet = next((d for d in served if Path(d).name == PARQUET_NAME), None)
+        return self.render_batch(BatchRun(rows, time.perf_counter() - started, batch_dir, served, parquet), lang)
+
+    def render_batch(self, shown: BatchRun | None, lang: str) -> BatchView:
+        """The Batch tab's table and summary for ``shown`` in ``lang`` (and its downloads)."""
+        columns = _columns(lang, "col_file", "col_emotion", "col_confidence", "col_duration", "col_status")
+        if shown is None:
+            return BatchView(_frame([], columns), "", None, None, None)
+        if shown.error is not None:
+            return BatchView(_frame([], columns), shown.error.html(lang), None, None, shown)
+        rows = []
+        for row in shown.rows:
+            if row.error is not None:
+                rows.append([row.name, "-", "-", "-", f"✗ {row.error.message(lang)}"])
+            else:
+                record = row.record or {}
+                rows.append([row.name, emotion_name(record.get("emotion")), percent_text(record.get("confidence")),
+                             record.get("duration_s"), text("status_ok", lang)])
+        summary = text("batch_summary", lang).format(done=shown.done, failed=len(shown.rows) - shown.done,
+                                                     seconds=shown.seconds, folder=shown.folder)
+        return BatchView(_frame(rows, columns), f'<div id="batch-summary">{html.escape(summary)}</div>',
+                         shown.downloads or None, shown.parquet, shown)
 
     def embeddings_for_explore(self, parquet: str | None) -> list[str] | None:
         """The batch run's ``embeddings.parquet`` for Explore, as Batch recorded it on the server (the
@@ -398,24 +535,35 @@ class EmotionWebUI:
 
     # ------------------------------------------------------------------ compare
     def compare(self, file_a: str | None, file_b: str | None, model_name: str | None = None,
-                lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> str:
-        """Cosine similarity of two clips or ``.npy`` embeddings with both results and a reading (HTML)."""
-        from ...analytics import CALIBRATED_DIM, compare_inputs
+                lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> CompareView:
+        """Cosine similarity of two clips or ``.npy`` embeddings with both results and a reading."""
+        from ...analytics import compare_inputs
 
         if not file_a or not file_b:
-            return _error_html(text("error_no_files", lang), lang)
+            return self.render_compare(CompareOutcome(error=PageMessage("error_no_files")), lang)
+        names = (_display_name(file_a), _display_name(file_b))
         try:
-            for path in (file_a, file_b):
-                refusal = self._too_large(path, lang)
-                if refusal is not None:
-                    raise ValueError(refusal)
+            for path, name in zip((file_a, file_b), names):
+                self._check_size(path, name)
             model = self._model(model_name, progress, lang)
-            comparison = on_model_thread(compare_inputs, file_a, file_b, model,
-                                         names=(_display_name(file_a), _display_name(file_b)))
+            comparison = on_model_thread(compare_inputs, file_a, file_b, model, names=names)
         except Exception as exc:
-            if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
-                log.exception("compare failed")
-            return _error_html(_user_message(exc, lang), lang)
+            culprit = getattr(exc, "source", None)  # typed errors name the input they are about
+            if culprit not in names:
+                culprit = next((n for n in names if str(exc).startswith(n)), names[0])
+            name = culprit
+            return self.render_compare(CompareOutcome(error=self._error(exc, name, file_a, file_b)), lang)
+        return self.render_compare(CompareOutcome(comparison), lang)
+
+    def render_compare(self, shown: CompareOutcome | None, lang: str) -> CompareView:
+        """The Compare tab's result for ``shown`` in ``lang`` (empty for ``None``)."""
+        from ...analytics import CALIBRATED_DIM
+
+        if shown is None:
+            return CompareView("", None)
+        if shown.error is not None or shown.comparison is None:
+            return CompareView((shown.error or PageMessage("error_no_files")).html(lang), shown)
+        comparison = shown.comparison
 
         def card(item: Any, letter: str) -> str:
             kind = text("kind_audio" if item.kind == "audio" else "kind_embedding", lang)
@@ -431,101 +579,177 @@ class EmotionWebUI:
 
         note = ""
         if not comparison.calibrated:
-            note = f"<p><i>{html.escape(text('compare_uncalibrated', lang).format(dim=comparison.a.vector.shape[0], calibrated=CALIBRATED_DIM))}</i></p>"
-        return (f'<div style="display:flex;gap:12px"><div style="flex:1">{card(comparison.a, "A")}</div>'
-                f'<div style="flex:1">{card(comparison.b, "B")}</div></div>'
-                f'<div id="compare-similarity">{html.escape(text("similarity", lang))}: {comparison.similarity:.4f}</div>'
-                f'<p id="compare-reading" style="text-align:center">{html.escape(similarity_reading(comparison.reading, lang))}</p>'
-                f"{note}")
+            note = (f"<p><i>{html.escape(text('compare_uncalibrated', lang).format(dim=comparison.a.vector.shape[0], calibrated=CALIBRATED_DIM))}"
+                    "</i></p>")
+        return CompareView(
+            f'<div class="compare-cards"><div>{card(comparison.a, "A")}</div><div>{card(comparison.b, "B")}</div></div>'
+            f'<div id="compare-similarity">{html.escape(text("similarity", lang))}: {comparison.similarity:.4f}</div>'
+            f'<p id="compare-reading">{html.escape(similarity_reading(comparison.reading, lang))}</p>'
+            f"{note}", shown)
 
     # ------------------------------------------------------------------ explore
-    def explore(self, files: Sequence[str] | None, min_cluster_size: float = 5, colour_by: str = "cluster",
-                model_name: str | None = None, lang: str = DEFAULT_LANGUAGE, progress: Any = None) -> ExploreView:
-        """UMAP map and HDBSCAN clusters of a set of clips or of one embeddings Parquet file."""
+    def explore(self, files: Sequence[str] | None, min_cluster_size: float = 0, colour_by: str = "cluster",
+                model_name: str | None = None, lang: str = DEFAULT_LANGUAGE, progress: Any = None,
+                cache: dict | None = None) -> ExploreView:
+        """The map and clusters of a set of clips or of one embeddings Parquet file.
+
+        ``min_cluster_size`` 0 lets the library choose it for the set's size. ``cache`` (the
+        session's, returned in the view) keeps each clip's embedding by file and model, so drawing
+        the same clips again (another cluster size) runs no model.
+        """
         from ...analytics import EmbeddingIndex, cluster_embeddings, load_index
 
-        columns = [text(k, lang) for k in ("col_cluster", "col_size", "col_dominant", "col_members")]
-        empty = _frame([], columns)
+        cache = {} if cache is None else cache
         if not files:
-            return ExploreView(None, empty, _error_html(text("error_no_files", lang), lang))
-        skipped: list[str] = []
+            return self.render_explore(ExploreMap(error=PageMessage("error_no_files")), colour_by, lang, cache)
+        skipped: list[PageMessage] = []
+        embedded = 0
         try:
             parquet = [f for f in files if Path(f).suffix.lower() == ".parquet"]
             if parquet and len(files) > 1:
-                raise ValueError(text("explore_mixed", lang))
+                raise _Refusal(PageMessage("explore_mixed"))
             if parquet:
-                index = load_index(parquet[0])
+                name = _display_name(parquet[0])
+                try:
+                    index = load_index(parquet[0])
+                except Exception as exc:
+                    raise _Refusal(self._error(exc, name, parquet[0])) from None
                 index.paths = [Path(p).name for p in index.paths]
             else:
-                accepted = []
-                for path in files:
-                    refusal = self._too_large(path, lang)
-                    if refusal is not None:
-                        skipped.append(refusal)
-                    else:
-                        accepted.append(path)
                 model = self._model(model_name, progress, lang)
-                if progress is not None:
-                    progress(0.2, desc=text("recognising", lang))
-                results = on_model_thread(model.predict_batch, accepted, extract_embedding=True)
-                good = [r for r in results if r.ok]
-                skipped += [str(r.error) for r in results if not r.ok]
-                if not good:
-                    raise ValueError("; ".join(skipped) or text("error_no_files", lang))
-                index = EmbeddingIndex.from_arrays([_display_name(p) for p, r in zip(accepted, results) if r.ok],
-                                                   np.stack([r.embedding for r in good]),
-                                                   [r.emotion for r in good], [r.confidence for r in good], "uploads")
+                rows, embedded = self._embed_for_explore(files, model, cache, progress, lang)
+                good = [row for row in rows if isinstance(row, tuple)]
+                skipped = [row for row in rows if isinstance(row, PageMessage)]
+                if len(good) < 2:
+                    raise _Refusal(PageMessage("error_explore_too_few", {"n": len(good)}))
+                index = EmbeddingIndex.from_arrays([r[0] for r in good], np.stack([r[1] for r in good]),
+                                                   [r[2] for r in good], [r[3] for r in good], "uploads")
+            if len(index) < 2:
+                raise _Refusal(PageMessage("error_explore_too_few", {"n": len(index)}))
             if progress is not None:
                 progress(0.6, desc="UMAP + HDBSCAN")
-            report = cluster_embeddings(index, min_cluster_size=int(min_cluster_size), seed=self.settings.seed)
+            size = int(min_cluster_size or 0)
+            report = cluster_embeddings(index, min_cluster_size=size if size >= 2 else None, seed=self.settings.seed)
         except Exception as exc:
-            if not isinstance(exc, (Emotion2VecError, ValueError, OSError)):
-                log.exception("explore failed")
-            return ExploreView(None, empty, _error_html(_user_message(exc, lang), lang))
+            error = self._error(exc, _display_name(files[0]), *files)
+            return self.render_explore(ExploreMap(skipped=skipped, error=error), colour_by, lang, cache)
+        return self.render_explore(ExploreMap(index, report, skipped, size < 2, embedded), colour_by, lang, cache)
+
+    def _embed_for_explore(self, files: Sequence[str], model: "Emotion2VecPlus", cache: dict, progress: Any,
+                           lang: str) -> tuple[list[tuple | PageMessage], int]:
+        """Per file: ``(name, embedding, emotion, confidence)`` or the message why it was left out."""
+        rows: list[tuple | PageMessage | None] = [None] * len(files)
+        todo: list[int] = []
+        keys: list[tuple] = []
+        for position, path in enumerate(files):
+            name = _display_name(path)
+            try:
+                self._check_size(path, name)
+                stat = os.stat(path)
+            except _Refusal as refusal:
+                rows[position] = refusal.error
+                keys.append(())
+                continue
+            except OSError as exc:
+                rows[position] = self._error(exc, name, path)
+                keys.append(())
+                continue
+            key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, model.model_name)
+            keys.append(key)
+            if key in cache:
+                rows[position] = (name, *cache[key])
+            else:
+                todo.append(position)
+        if todo:
+            if progress is not None:
+                progress(0.2, desc=text("recognising", lang))
+            results = on_model_thread(model.predict_batch, [files[p] for p in todo], extract_embedding=True)
+            for position, result in zip(todo, results):
+                name = _display_name(files[position])
+                if result.ok:
+                    cache[keys[position]] = (result.embedding, result.emotion, result.confidence)
+                    rows[position] = (name, *cache[keys[position]])
+                    continue
+                try:  # the batch gives the message only: once more on its own for the kind of error
+                    on_model_thread(model.predict, files[position], name=name)
+                except Exception as exc:
+                    rows[position] = self._error(exc, name, files[position])
+                else:
+                    rows[position] = recorded_error(None, str(result.error), name,
+                                                    max_duration_s=self._max_duration_s(),
+                                                    server_paths=(str(files[position]),))
+        return [row for row in rows if row is not None], len(todo)
+
+    def render_explore(self, shown: ExploreMap | None, colour_by: str, lang: str,
+                       cache: dict | None = None) -> ExploreView:
+        """The Explore tab's map, cluster table and summary for ``shown`` in ``lang``."""
+        columns = _columns(lang, "col_cluster", "col_size", "col_dominant", "col_members")
+        if shown is None:
+            return ExploreView(None, _frame([], columns), "", None, cache)
+        skipped = "".join(f"<br>✗ {html.escape(error.message(lang))}" for error in shown.skipped)
+        if shown.error is not None or shown.index is None or shown.report is None:
+            error = shown.error or PageMessage("error_no_files")
+            return ExploreView(None, _frame([], columns), error.html(lang) + skipped, shown, cache)
+        index, report = shown.index, shown.report
         rows = []
         for entry in report.summary:
             members = [Path(index.paths[r]).name for r in np.flatnonzero(report.labels == entry["cluster"])]
-            shown = ", ".join(members[:30]) + (f" … (+{len(members) - 30})" if len(members) > 30 else "")
+            listed = ", ".join(members[:30]) + (f" … (+{len(members) - 30})" if len(members) > 30 else "")
             dominant = emotion_name(entry["dominant_emotion"])
             if entry["dominant_share"] is not None:
                 dominant += f" ({entry['dominant_share'] * 100:.0f}%)"
-            rows.append([text("noise", lang) if entry["cluster"] == -1 else entry["cluster"], entry["size"], dominant, shown])
-        summary = text("explore_summary", lang).format(n=len(index), dim=index.dim, clusters=report.n_clusters,
-                                                       noise=report.n_noise)
-        if skipped:
-            summary += "<br>" + "<br>".join("✗ " + html.escape(s) for s in skipped)
-        return ExploreView(cluster_map_figure(index, report, colour_by, lang), _frame(rows, columns),
-                           f'<div id="explore-summary">{summary}</div>')
+            group = entry["cluster"] if entry["cluster"] != -1 else text(
+                "noise" if report.clustered else "not_grouped", lang)
+            rows.append([group, entry["size"], dominant, listed])
+        if report.clustered:
+            size = report.params["min_cluster_size"]
+            summary = text("explore_summary", lang).format(n=len(index), dim=index.dim, clusters=report.n_clusters,
+                                                           noise=report.n_noise)
+            summary += "; " + (text("explore_size_auto", lang).format(size=size, n=len(index)) if shown.size_chosen
+                               else text("explore_size_given", lang).format(size=size))
+            if report.n_clusters == 0:
+                summary += "<br>" + html.escape(text("explore_all_noise", lang))
+        else:
+            summary = text("explore_pca", lang).format(n=len(index), dim=index.dim)
+        return ExploreView(self.explore_map(shown, colour_by, lang), _frame(rows, columns),
+                           f'<div id="explore-summary">{summary}{skipped}</div>', shown, cache)
+
+    def explore_map(self, shown: ExploreMap | None, colour_by: str, lang: str) -> Any:
+        """The map of a kept Explore result, coloured by cluster or by emotion (no model, no clustering)."""
+        if shown is None or shown.index is None or shown.report is None:
+            return None
+        return cluster_map_figure(shown.index, shown.report, colour_by, lang)
 
     # ------------------------------------------------------------------ history
-    def history(self, lang: str = DEFAULT_LANGUAGE) -> HistoryView:
-        """The newest 200 runs of the outputs folder with links to their files."""
+    def history(self, lang: str = DEFAULT_LANGUAGE, selected: str | None = None) -> HistoryView:
+        """The newest 200 runs of every kind in the outputs folder, with links to their files;
+        ``selected`` (a run folder name) stays picked if it is still there."""
         import gradio as gr
 
         from ...outputs import list_runs
 
-        columns = [text(k, lang) for k in ("col_time", "col_file", "col_emotion", "col_confidence", "col_links")]
-        runs = list_runs(self.outputs_root, limit=200)
+        columns = _columns(lang, "col_time", "col_kind", "col_what", "col_emotion", "col_confidence", "col_links")
         rows = []
         choices = []
-        for run in runs:
+        for run in list_runs(self.outputs_root, limit=200):
             stamp = run.started.strftime("%Y-%m-%d %H:%M:%S")
             links = " ".join(f"[{f.name}](/gradio_api/file={f.as_posix()})" for f in run.files)
+            kind = text(f"kind_{run.kind}", lang) if f"kind_{run.kind}" in TEXT else run.kind
+            if run.items is not None:
+                what = text("history_batch_files", lang).format(items=run.items, failed=run.failed or 0)
+            else:
+                what = run.source or "-"
             emotion = emotion_name(run.emotion, run.emoji, run.emotion_zh) if run.emotion else (
                 f"✗ {run.error}" if run.error else "-")
-            rows.append([stamp, run.source or "-", emotion, percent_text(run.confidence), links])
-            choices.append((f"{stamp} · {run.source or run.run_dir.name}", run.run_dir.name))
-        first = choices[0][1] if choices else None
-        return HistoryView(_frame(rows, columns), gr.update(choices=choices, value=first),
-                           self.run_files(first))
+            rows.append([stamp, kind, what, emotion, percent_text(run.confidence), links])
+            choices.append((f"{stamp} · {kind} · {what}", run.run_dir.name))
+        names = [value for _, value in choices]
+        picked = selected if selected in names else (names[0] if names else None)
+        return HistoryView(_frame(rows, columns), gr.update(choices=choices, value=picked), self.run_files(picked))
 
     def run_files(self, run_name: str | None) -> list[str] | None:
         """The files of one run folder (by its name under the outputs root) for download."""
-        from ...outputs import RUN_PREFIX, list_runs
+        from ...outputs import find_run
 
-        if not run_name or not run_name.startswith(RUN_PREFIX) or "/" in run_name or "\\" in run_name:
-            return None
-        for run in list_runs(self.outputs_root):
-            if run.run_dir.name == run_name:
-                return [str(f) for f in run.files]
-        return None
+        run = find_run(self.outputs_root, run_name)
+        return [str(f) for f in run.files] if run is not None else None
