@@ -406,8 +406,8 @@ class EmotionWebUI:
         else:
             card = f'<div id="result-card"><div id="result-label">{html.escape(text("no_head", lang))}</div></div>'
             scores = None
-        timeline = timeline_figure(result, lang) if result.emotion is not None else None
         runs = emotion_runs(result, smooth_s=TIMELINE_SMOOTH_S) if result.emotion is not None else []
+        timeline = timeline_figure(result, lang, runs) if result.emotion is not None else None
         table = _frame([[round(r.start_s, 2), round(r.end_s, 2),
                          emotion_name(r.emotion) if r.speech else text("no_speech", lang), percent_text(r.confidence)]
                         for r in runs], _columns(lang, "col_start", "col_end", "col_emotion", "col_confidence"))
