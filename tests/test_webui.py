@@ -368,7 +368,10 @@ def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
     assert len(table) == len(expected) >= 2 and 4.0 < table.iloc[-1]["end (s)"] <= 4.68
     assert table["start (s)"].tolist() == pytest.approx([round(s.start_s, 2) for s in expected], abs=0.01)
     steps = len(expected) + 1
-    assert all(len(trace.x) == steps for trace in view.timeline_plot["value"].data)  # a step per segment, closed at the end
+    traces = view.timeline_plot["value"].data
+    curves = [trace for trace in traces if trace.type == "scatter"]
+    assert curves and all(len(trace.x) == steps for trace in curves)  # a step per segment, closed at the end
+    assert sum(len(trace.x) for trace in traces if trace.type == "bar") == len(table)  # the band: a bar per row
 
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):
