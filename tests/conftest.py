@@ -51,6 +51,24 @@ def speech_of_length(seconds: float, offset: int = 0) -> np.ndarray:
     return np.concatenate(parts)[:need]
 
 
+#: Real speech bundled with the tests (public domain and permissive licences: tests/data/speech/README.md).
+BUNDLED_SPEECH = TESTS_DIR / "data" / "speech"
+
+
+def speech_with_pauses(names: tuple[str, ...] = ("en_cmu_arctic_slt_a0009", "en_librivox_sense_sensibility_0870",
+                                                  "en_cmu_arctic_awb_a0007"),
+                       pause_s: float = 1.5) -> np.ndarray:
+    """Real utterances of the bundled speech (several speakers), each followed by ``pause_s`` of
+    silence, float32 16 kHz: what a person speaking into a microphone, with pauses, sends."""
+    silence = np.zeros(int(round(pause_s * 16000)), np.float32)
+    parts = [silence[: len(silence) // 2]]
+    for name in names:
+        audio, rate = sf.read(BUNDLED_SPEECH / f"{name}.flac", dtype="float32")
+        assert rate == 16000
+        parts += [audio, silence]
+    return np.concatenate(parts)
+
+
 @pytest.fixture(scope="session")
 def checkpoint_768(tmp_path_factory) -> Path:
     """A 768-d emotion2vec checkpoint directory with random weights (no FunASR needed)."""
@@ -71,4 +89,4 @@ def small_model(small_checkpoint):
     return Emotion2VecPlus(small_checkpoint, window_s=30.0)
 
 
-__all__ = ["CONFIG_768", "CONFIG_1024", "speech_clips", "speech_of_length"]
+__all__ = ["BUNDLED_SPEECH", "CONFIG_768", "CONFIG_1024", "speech_clips", "speech_of_length", "speech_with_pauses"]
