@@ -212,3 +212,33 @@ def cluster_map_figure(index: Any, report: Any, colour_by: str, lang: str) -> "g
                       legend={"title": {"text": legend_title}, "orientation": "h", "y": -0.18, "x": 0})
     return fig
 
+
+def live_figure(hops: Sequence[Any], finals: Sequence[Any], labels: Sequence[str], now_s: float, window_s: float,
+                lang: str) -> "go.Figure":
+    """The Live tab's rolling chart of the last ``window_s`` seconds: each class's provisional
+    probability every hop (gaps where the window held no speech), over the utterances' final
+    labels as a pale band (colour = emotion, height = confidence)."""
+    import plotly.graph_objects as go
+
+    start = max(0.0, now_s - window_s)
+    fig = go.Figure()
+    _add_band(fig, [f for f in finals if f.end_s > start], lang, opacity=0.35)
+    x = [hop.end_s for hop in hops]
+    first = True
+    for index, name in enumerate(labels):
+        values = [float(hop.probabilities[index]) * 100 if hop.probabilities is not None else None for hop in hops]
+        if not any(v for v in values if v is not None):
+            continue  # classes the model never gives here
+        fig.add_trace(go.Scatter(
+            x=x, y=values, mode="lines", name=emotion_name(name), legendgroup="curves",
+            legendgrouptitle_text=text("live_curves", lang) if first else None, connectgaps=False,
+            line={"color": _colour(name, index), "width": 2},
+            hovertemplate="%{x:.1f} s: %{y:.1f}%<extra>" + html.escape(emotion_name(name)) + "</extra>"))
+        first = False
+    fig.update_layout(title={"text": text("live_chart", lang), "x": 0, "xanchor": "left"},
+                      xaxis={"title": "s", "range": [start, max(start + window_s, now_s)]},
+                      yaxis={"title": text("chart_percent", lang), "range": [0, 100]},
+                      barmode="overlay", bargap=0, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 30},
+                      template="plotly_white", legend={"orientation": "h", "y": -0.22, "groupclick": "toggleitem"},
+                      uniformtext={"minsize": 9, "mode": "hide"}, uirevision="live")
+    return fig
