@@ -120,10 +120,16 @@ def test_the_live_tab_shows_what_the_stream_finds_and_saves_exactly_that(ui, com
     assert "已停止" in chinese.status_html and "已保存到" in chinese.status_html
     assert chinese.chart.layout.title.text == "最近 60 秒"
 
-    # the next recording is a new session; the saved one stays
+    # a piece that arrives after the stop is not taken and starts nothing: the stopped session stays
+    late, fresh = microphone_pieces(speech[:BROWSER_RATE], tmp_path / "mic2", "b")
+    assert ui.live_chunk(late, session, None, "en") is session
+    assert session.position_s == pytest.approx(len(speech) / BROWSER_RATE, abs=0.01)
+    # Record again: a new session; the stopped one's working files go, the saved run stays
     work = session.recorder.folder
-    again = ui.live_chunk(microphone_pieces(speech[:BROWSER_RATE], tmp_path / "mic2", "b")[0], session, None, "en")
-    assert again is not session and not work.exists() and folder.is_dir()
+    assert ui.live_start(session) is None and not work.exists() and folder.is_dir()
+    again = ui.live_chunk(fresh, None, None, "en")
+    assert isinstance(again, LiveSession) and again is not session
+    assert ui.live_start(again) is again  # the recording's first pieces may come before its start
     again.discard()
 
 

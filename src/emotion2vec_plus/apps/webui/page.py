@@ -334,7 +334,8 @@ class _Page:
             microphone.stream(ui.live_chunk, inputs=[microphone, session, model, language], outputs=[session],
                               stream_every=LIVE_STREAM_EVERY_S, time_limit=ui.settings.live_max_s + 60,
                               concurrency_limit=ui.settings.live_sessions)
-            microphone.start_recording(lambda: gr.Timer(active=True), outputs=[refresh], show_progress="hidden")
+            microphone.start_recording(lambda kept: (ui.live_start(kept), gr.Timer(active=True)), inputs=[session],
+                                       outputs=[session, refresh], show_progress="hidden")
 
             def draw_if_changed(kept: Any, lang: str) -> tuple:
                 view = ui.live_refresh(kept, lang)

@@ -788,9 +788,10 @@ class EmotionWebUI:
                    lang: str = DEFAULT_LANGUAGE) -> "LiveSession | PageMessage | None":
         """The next piece of the microphone's audio (a WAV file Gradio stored) for this browser
         session's stream; returns the session to keep. Returns at once (the stream takes the audio
-        on the model thread; :meth:`live_refresh` draws what it found). The first piece of a
-        recording starts a new session (the previous one, if not saved, is dropped). Never raises:
-        a problem is a message the page shows."""
+        on the model thread; :meth:`live_refresh` draws what it found). The first piece after
+        :meth:`live_start` starts a new session; pieces that arrive after the recording stopped
+        (Gradio may deliver one late) are ignored, so they never replace the stopped session before
+        it is saved. Never raises: a problem is a message the page shows."""
         if not chunk:
             return session
         try:
@@ -802,8 +803,10 @@ class EmotionWebUI:
                 session.error, session.version = error, session.version + 1
                 return session
             return error
-        if isinstance(session, LiveSession) and (session.closing or time.monotonic() - session.last_feed > LIVE_IDLE_NEW_S):
-            session.discard()  # a new recording: its own session (what was saved stays saved)
+        if isinstance(session, LiveSession) and session.closing:
+            return session  # a late piece of the recording that stopped
+        if isinstance(session, LiveSession) and time.monotonic() - session.last_feed > LIVE_IDLE_NEW_S:
+            session.discard()  # the stop was missed and this is a new recording (what was saved stays saved)
             session = None
         if not isinstance(session, LiveSession):
             try:
@@ -819,6 +822,17 @@ class EmotionWebUI:
             return session
         session.feed(samples)
         return session
+
+    def live_start(self, session: "LiveSession | PageMessage | None") -> "LiveSession | None":
+        """Record was pressed: the next piece of audio starts a new session. The previous one (stopped)
+        goes with its working files; what was saved of it stays in the outputs folder. Returns the
+        state to keep: ``None``, or the session this recording's first pieces already started (they
+        may be handled before this)."""
+        if isinstance(session, LiveSession):
+            if not session.closing and time.monotonic() - session.last_feed < LIVE_IDLE_NEW_S:
+                return session
+            session.discard()
+        return None
 
     def live_refresh(self, session: "LiveSession | PageMessage | None", lang: str = DEFAULT_LANGUAGE) -> LiveView | None:
         """What the Live tab shows now, or ``None`` when nothing changed since it was last drawn."""
