@@ -177,3 +177,20 @@ def test_live_problems_are_messages_in_the_page(compact, speech, tmp_path):
     assert "rate changed from 48000 Hz to 8000 Hz" in ui.render_live(fresh, "en").status_html
     fresh.discard()
     session.discard()
+
+
+def test_audio_that_never_reached_the_server_is_reported(ui, speech, tmp_path):
+    import html
+    import re
+    import time
+
+    first, second = microphone_pieces(speech[:BROWSER_RATE], tmp_path / "mic", "a")  # two 0.5 s pieces
+    session = ui.live_chunk(first, None, None, "en")
+    assert "did not reach the server" not in ui.render_live(session, "en").status_html
+    time.sleep(2.5)  # the pieces the browser sent meanwhile never arrived
+    session = ui.live_chunk(second, session, None, "en")
+    status = html.unescape(ui.render_live(session, "en").status_html)
+    missed = re.search(r"([\d.]+) s of the ([\d.]+) s recorded did not reach the server", status)
+    assert missed and float(missed[1]) >= 2.0 and float(missed[2]) >= 3.0
+    assert "没有到达服务器" in ui.render_live(session, "zh").status_html
+    session.discard()

@@ -50,6 +50,10 @@ LIVE_BACKLOG_S = 30.0
 #: A session that received nothing for this long has ended (the recording stopped, even if the
 #: stop itself was missed): the next audio starts a new session.
 LIVE_IDLE_NEW_S = 10.0
+#: The page says audio went missing on its way from the browser when the recording took this much
+#: longer (and this share longer) than the audio that arrived.
+LIVE_MISSED_MIN_S = 1.0
+LIVE_MISSED_MIN_SHARE = 0.1
 #: What the stream and its errors call the source.
 MICROPHONE = "microphone"
 
@@ -94,6 +98,8 @@ class LiveSnapshot:
     error: PageMessage | None
     model_name: str
     dropped_s: float
+    missed_s: float
+    recorded_s: float
 
 
 def read_chunk(path: str | Path) -> tuple[int, np.ndarray]:
@@ -138,6 +144,8 @@ class LiveSession:
         self._accepted = 0  # samples at the microphone's rate taken for the stream
         self.dropped_s = 0.0
         """Seconds of audio dropped because the server was too busy."""
+        self._arrived = 0  # samples at the microphone's rate that reached :meth:`feed`
+        self._first_feed: tuple[float, float] | None = None  # when the first piece arrived, and its length (s)
         self._hops: deque[LiveHop] = deque(maxlen=int(np.ceil(LIVE_CHART_S / LIVE_HOP_S)) + 2)
         self._finals: deque[LiveFinal] = deque(maxlen=LIVE_FINALS_KEPT)
         self._current_event: dict[str, Any] | None = None
@@ -157,6 +165,9 @@ class LiveSession:
         """Queue the microphone's next mono float32 samples (at ``sample_rate``) for the stream."""
         with self._queue_lock:
             self.last_feed = time.monotonic()
+            if self._first_feed is None:
+                self._first_feed = (self.last_feed, len(samples) / self.sample_rate)
+            self._arrived += len(samples)
             if self.closing or self.limit_reached:
                 return
             room = int(round(self.max_s * self.sample_rate)) - self._accepted
@@ -280,7 +291,21 @@ class LiveSession:
         """Seconds of audio the stream has taken (16 kHz)."""
         return self.recorder.duration_s
 
+    def missing(self) -> tuple[float, float]:
+        """Seconds of the recording that never arrived, and the recording's length by the clock.
+
+        Gradio's streaming microphone sends a piece every 0.1 s and the server keeps only the newest
+        piece that waits (gradio/routes.py, ``/stream/{event_id}``): when the browser, the network or
+        the server falls behind, pieces are lost before this session sees them. The clock time from
+        the first piece to the last, against the audio that arrived, shows how much."""
+        if self._first_feed is None:
+            return 0.0, 0.0
+        started, first_s = self._first_feed
+        recorded = self.last_feed - started + first_s
+        return max(0.0, recorded - self._arrived / self.sample_rate), recorded
+
     def snapshot(self) -> LiveSnapshot:
+        missed, recorded = self.missing()
         with self._lock:
             saved = self._saved
             return LiveSnapshot(
@@ -289,7 +314,7 @@ class LiveSession:
                 sample_rate=self.sample_rate, closed=self.closed, limit_reached=self.limit_reached,
                 saved=saved[0] if saved else None, saved_utterances=saved[3] if saved else 0,
                 saved_s=saved[2] / SAMPLE_RATE if saved else 0.0, error=self.error, model_name=self.model_name,
-                dropped_s=self.dropped_s)
+                dropped_s=self.dropped_s, missed_s=missed, recorded_s=recorded)
 
 
 def discard_session(value: Any) -> None:

@@ -211,6 +211,11 @@ TEXT: dict[str, dict[Language, str]] = {
                                "the server is started); later audio is not recognised. Stop and save it."},
     "error_live_busy": {"zh": "服务器太忙，有 {seconds:.1f} 秒声音没能识别（也没有保存）。",
                         "en": "The server was too busy: {seconds:.1f} s of audio could not be recognised (nor saved)."},
+    "error_live_missed": {"zh": "录制的 {recorded:.1f} 秒中有 {seconds:.1f} 秒声音没有到达服务器（浏览器、网络或服务器跟不上时，"
+                                "Gradio 会丢弃麦克风的声音）；图表和句子的时间是收到的声音的时间。",
+                          "en": "{seconds:.1f} s of the {recorded:.1f} s recorded did not reach the server (Gradio drops "
+                                "microphone audio when the browser, the network or the server falls behind); the "
+                                "chart and the utterances are timed in the audio that arrived."},
     "error_live_chunk": {"zh": "麦克风传来的一段声音无法读取，已跳过。", "en": "A piece of the microphone's audio could not be read and was skipped."},
     "error_live_rate": {"zh": "麦克风的采样率在录制中从 {rate} Hz 变为 {new_rate} Hz；请停止后重新录制。",
                         "en": "The microphone's rate changed from {rate} Hz to {new_rate} Hz while recording; stop and record again."},

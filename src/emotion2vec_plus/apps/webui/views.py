@@ -24,7 +24,8 @@ from .messages import PageMessage, page_error, recorded_error
 from .text import DEFAULT_LANGUAGE, TEXT, Language, similarity_reading, text
 from .charts import (TIMELINE_SMOOTH_S, cluster_map_figure, emotion_name, live_figure, percent_text, scores_figure,
                      timeline_figure)
-from .live import LIVE_CHART_S, LIVE_IDLE_NEW_S, LiveSession, LiveSnapshot, read_chunk
+from .live import (LIVE_CHART_S, LIVE_IDLE_NEW_S, LIVE_MISSED_MIN_S, LIVE_MISSED_MIN_SHARE, LiveSession, LiveSnapshot,
+                   read_chunk)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -363,6 +364,8 @@ def _live_status_html(shown: LiveSnapshot, lang: str, max_s: float) -> str:
     status = f'<div id="live-status">{"<br>".join(lines)}</div>'
     if shown.limit_reached:
         status += PageMessage("error_live_limit", {"minutes": max_s / 60}).html(lang)
+    if shown.missed_s >= max(LIVE_MISSED_MIN_S, LIVE_MISSED_MIN_SHARE * shown.recorded_s):
+        status += PageMessage("error_live_missed", {"seconds": shown.missed_s, "recorded": shown.recorded_s}).html(lang)
     if shown.dropped_s > 0:
         status += PageMessage("error_live_busy", {"seconds": shown.dropped_s}).html(lang)
     if shown.error is not None:
