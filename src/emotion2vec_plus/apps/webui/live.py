@@ -41,8 +41,8 @@ LIVE_FINALS_KEPT = 200
 #: A provisional event every this much audio, over the last :data:`LIVE_WINDOW_S`.
 LIVE_HOP_S = 0.5
 LIVE_WINDOW_S = 3.0
-#: How often the browser sends the microphone's audio (``.stream(stream_every=...)``; Gradio 6's
-#: microphone sends every 0.1 s when its tab was not shown at load) and the page is redrawn.
+#: How often the browser is asked to send the microphone's audio (``.stream(stream_every=...)``; Gradio 6.31's
+#: microphone sends 0.1 s pieces whatever it says: its Audio frontend sets 0.1) and the page is redrawn.
 LIVE_STREAM_EVERY_S = 0.5
 LIVE_REFRESH_S = 0.5
 #: Most audio waiting for the model thread (a busy server); more is dropped, and the page says so.
