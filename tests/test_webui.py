@@ -155,6 +155,7 @@ def test_the_frame_chart_is_a_band_of_the_dominant_emotion_with_curves_on_demand
     assert len(curves) >= 2 and all(t.visible == "legendonly" for t in curves)
     button = figure.layout.updatemenus[0].buttons[0]
     assert button.label == "Show/hide class curves" and button.args[0] == {"visible": True}
+    assert figure.layout.updatemenus[0].active == -1  # not already "on": the first click shows the curves
     assert sorted(button.args[1]) == [i for i, t in enumerate(figure.data) if t.type == "scatter"]
     for curve in curves:
         values = [v for v in curve.y if v is not None]

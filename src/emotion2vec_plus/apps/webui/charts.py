@@ -111,7 +111,7 @@ def _add_band(fig: "go.Figure", runs: Sequence[Any], lang: str, opacity: float =
 
 def _curve_buttons(curves: list[int], lang: str, shown: bool) -> list[dict[str, Any]]:
     """A button in the chart that shows or hides the class curves (traces ``curves``) without the server."""
-    return [{"type": "buttons", "direction": "left", "showactive": False, "x": 1.0, "xanchor": "right",
+    return [{"type": "buttons", "direction": "left", "showactive": False, "active": -1, "x": 1.0, "xanchor": "right",
              "y": 1.02, "yanchor": "bottom", "pad": {"t": 0, "r": 0}, "font": {"size": 12},
              "buttons": [{"label": text("chart_curves_toggle", lang), "method": "restyle",
                           "args": [{"visible": "legendonly" if shown else True}, curves],

@@ -200,7 +200,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "live_status_stopped": {"zh": "已停止：{duration:.1f} 秒，{utterances} 句。可以保存本次会话。",
                             "en": "Stopped: {duration:.1f} s, {utterances} utterances. Save the session to keep it."},
     "live_finals_more": {"zh": "列表只显示最新 {shown} 句（共 {total} 句）；保存后全部在 events.jsonl 中。",
-                         "en": "The list shows the newest {shown} of {total} utterances; all are in events.jsonl when saved."},
+                         "en": "The list shows the newest {shown} utterances ({total} in all); all are in events.jsonl when saved."},
     "live_save": {"zh": "保存本次会话", "en": "Save session"},
     "live_saved": {"zh": "已保存到 {folder}：{utterances} 句，{duration:.1f} 秒",
                    "en": "Saved to {folder}: {utterances} utterances, {duration:.1f} s"},
