@@ -749,6 +749,7 @@ def test_live_tab_with_a_fake_microphone_shows_the_timeline_and_finals_and_saves
                                args=CHROMIUM_ARGS + fake + [f"--use-file-for-fake-audio-capture={speech}"])
     quiet = chromium.launch(executable_path=CHROMIUM, headless=True,
                             args=CHROMIUM_ARGS + fake + [f"--use-file-for-fake-audio-capture={silence}"])
+    page = other = None
     try:
         page, other = _open_live(speaking, server, "en"), _open_live(quiet, server, "zh")
         page.locator("#live-mic button.record-button").click()
@@ -799,6 +800,11 @@ def test_live_tab_with_a_fake_microphone_shows_the_timeline_and_finals_and_saves
         assert re.search(rf"{stamp}\s+live\s+{len(finals)} utterances, ", table), table
         assert re.search(r"\slive\s+0 utterances, ", table), table  # the silent session
         shot(page, "32_live_in_history")
+    except Exception:
+        for name, each in (("39_live_failed_speech", page), ("39_live_failed_silence", other)):
+            if each is not None:
+                shot(each, name)
+        raise
     finally:
         speaking.close()
         quiet.close()
