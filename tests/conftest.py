@@ -25,7 +25,8 @@ DATASETS = Path(os.environ.get("EMOTION2VEC_TEST_DATASETS") or REPO_ROOT.parent 
 
 #: Real speech shipped with the tests (public domain and permissive licences, see its README.md),
 #: shortest first: what tests that need real speech but no emotion labels use without the corpora.
-SHIPPED_SPEECH = sorted((TESTS_DIR / "data" / "speech").glob("*.flac"), key=lambda p: (sf.info(p).frames, p.name))
+SPEECH_DIR = TESTS_DIR / "data" / "speech"
+SHIPPED_SPEECH = sorted(SPEECH_DIR.glob("*.flac"), key=lambda p: (sf.info(p).frames, p.name))
 
 #: Embedding size of the bundled compact model (what every default-model test expects).
 BUNDLED_DIM = __import__("emotion2vec_plus.models.compact", fromlist=["read_compact"]).read_compact().embed_dim
@@ -66,6 +67,20 @@ def speech_of_length(seconds: float, offset: int = 0) -> np.ndarray:
     return np.concatenate(parts)[:need]
 
 
+def speech_with_pauses(names: tuple[str, ...] = ("en_cmu_arctic_slt_a0009", "en_librivox_sense_sensibility_0870",
+                                                  "en_cmu_arctic_awb_a0007"),
+                       pause_s: float = 1.5) -> np.ndarray:
+    """Real utterances of the shipped speech (several speakers), each followed by ``pause_s`` of
+    silence, float32 16 kHz: what a person speaking into a microphone, with pauses, sends."""
+    silence = np.zeros(int(round(pause_s * 16000)), np.float32)
+    parts = [silence[: len(silence) // 2]]
+    for name in names:
+        audio, rate = sf.read(SPEECH_DIR / f"{name}.flac", dtype="float32")
+        assert rate == 16000
+        parts += [audio, silence]
+    return np.concatenate(parts)
+
+
 @pytest.fixture(scope="session")
 def checkpoint_768(tmp_path_factory) -> Path:
     """A 768-d emotion2vec checkpoint directory with random weights (no FunASR needed)."""
@@ -86,4 +101,5 @@ def small_model(small_checkpoint):
     return Emotion2VecPlus(small_checkpoint, window_s=30.0)
 
 
-__all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "speech_clips", "speech_of_length"]
+__all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "SPEECH_DIR", "speech_clips", "speech_of_length",
+           "speech_with_pauses"]

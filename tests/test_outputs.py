@@ -9,9 +9,10 @@ from importlib import resources
 
 import jsonschema
 import numpy as np
+import pytest
 import soundfile as sf
 
-from conftest import speech_of_length
+from conftest import speech_of_length, speech_with_pauses
 from emotion2vec_plus import load_embedding
 from emotion2vec_plus.outputs import create_run_dir
 
@@ -155,3 +156,83 @@ def test_a_new_kind_of_run_is_one_entry_in_run_kinds(tmp_path, monkeypatch):
     runs = run_folders.list_runs(tmp_path)
     assert [(r.kind, r.items) for r in runs] == [("live", 2)]
     assert [f.name for f in runs[0].files] == ["events.jsonl"]
+
+
+def _stream_into(recorder, model, audio: np.ndarray) -> list:
+    """Stream ``audio`` through the model in 0.5 s pieces, recording it as the WebUI does; every event."""
+    stream = model.stream(hop_s=0.5, window_s=3.0, embeddings=True)
+    seen = []
+    for block in np.array_split(audio, int(np.ceil(len(audio) / 8000))):
+        events = stream.push(block)
+        recorder.add_audio(block)
+        recorder.add_events(events)
+        seen += events
+    events = stream.close()
+    recorder.add_events(events)
+    return seen + events
+
+
+def test_live_recorder_saves_the_audio_every_event_and_the_utterances_embeddings(tmp_path):
+    from emotion2vec_plus import Emotion2VecPlus
+    from emotion2vec_plus.outputs import LiveRecorder, list_runs
+
+    model = Emotion2VecPlus()
+    audio = speech_with_pauses()
+    recorder = LiveRecorder(tmp_path)
+    work = recorder.folder
+    assert work.parent == tmp_path and work.name.startswith(".live-")
+    seen = _stream_into(recorder, model, audio)
+    utterances = [e for e in seen if e.type == "utterance"]
+    assert len(utterances) == 3 and {"emotion", "silence", "speech.start", "speech.end"} <= {e.type for e in seen}
+
+    first = recorder.save(now=datetime(2026, 12, 6, 10, 15, 0))
+    assert first.name == "live_20261206_101500" and sorted(f.name for f in first.iterdir()) == [
+        "events.jsonl", "processed_audio.wav", "utterances.npy"]
+    saved, rate = sf.read(first / "processed_audio.wav", dtype="float32")
+    assert rate == 16000 and sf.info(str(first / "processed_audio.wav")).subtype == "PCM_16"
+    assert len(saved) == len(audio) and np.max(np.abs(saved - audio)) <= 1 / 32768 + 1e-6
+    lines = [json.loads(line) for line in (first / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert lines == [json.loads(json.dumps(e.to_dict(include_embedding=False))) for e in seen]
+    assert all("embedding" not in line for line in lines)
+    rows = np.load(first / "utterances.npy")
+    assert rows.shape == (3, model.embed_dim)
+    np.testing.assert_allclose(rows, np.stack([e.embedding for e in utterances]), rtol=0, atol=1e-6)
+
+    (run,) = list_runs(tmp_path)  # the working folder is hidden: only the saved session is listed
+    assert (run.kind, run.run_dir, run.items, run.error) == ("live", first, 3, None)
+    assert run.duration_s == pytest.approx(len(audio) / 16000, abs=0.5)
+    assert run.emotion in {e.emotion for e in utterances} and 0 < run.confidence <= 1
+    assert [f.name for f in run.files] == ["processed_audio.wav", "events.jsonl", "utterances.npy"]
+
+    # Saved again after more audio: a second folder with all of it; the first is unchanged.
+    recorder.add_audio(np.zeros(16000, np.float32))
+    second = recorder.save(now=datetime(2026, 12, 6, 10, 15, 0))
+    assert second.name == "live_20261206_101500_2"
+    assert sf.info(str(second / "processed_audio.wav")).frames == len(audio) + 16000
+    assert sf.info(str(first / "processed_audio.wav")).frames == len(audio)
+    recorder.discard()
+    assert not work.exists() and first.is_dir() and second.is_dir()
+
+
+def test_live_working_folders_of_dead_sessions_go_and_a_damaged_live_run_says_why(tmp_path):
+    import os
+
+    from emotion2vec_plus.outputs import LIVE_PREFIX, LiveRecorder, list_runs
+
+    stale, fresh = tmp_path / ".live-stale", tmp_path / ".live-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "events.jsonl").write_text("{}\n", encoding="utf-8")
+    two_days_ago = datetime.now().timestamp() - 2 * 24 * 3600
+    for path in (stale / "events.jsonl", stale):
+        os.utime(path, (two_days_ago, two_days_ago))
+    LiveRecorder(tmp_path).discard()
+    assert not stale.exists() and fresh.is_dir()
+
+    damaged = create_run_dir(tmp_path, prefix=LIVE_PREFIX, now=datetime(2026, 12, 6, 11, 0, 0))
+    (damaged / "events.jsonl").write_text('{"type": "emotion", "end_s": 0.5}\nnot json\n', encoding="utf-8")
+    empty = create_run_dir(tmp_path, prefix=LIVE_PREFIX, now=datetime(2026, 12, 6, 10, 0, 0))
+    runs = list_runs(tmp_path)
+    assert [r.run_dir for r in runs] == [damaged, empty]
+    assert "events.jsonl: a line is not JSON" in runs[0].error and runs[0].items is None
+    assert "no events.jsonl" in runs[1].error

@@ -130,14 +130,41 @@ def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads
 def test_frame_granularity_gives_a_timeline_and_a_segments_table_covering_the_clip(ui, uploads):
     view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", False, "compact", "en")
     assert view.timeline_plot["visible"] is True
-    traces = view.timeline_plot["value"].data
-    assert len(traces) >= 2 and all(max(t.y) <= 100 for t in traces)
     table = view.segments_table["value"]
     assert view.segments_table["visible"] is True and list(table.columns) == ["start (s)", "end (s)", "emotion", "confidence"]
     assert table.iloc[0]["start (s)"] == 0 and table.iloc[-1]["end (s)"] == pytest.approx(4.68, abs=0.05)
     speech = [cell for cell in table["emotion"] if cell != "no speech"]
     assert speech and all(cell.split(" ")[0] in EMOJIS for cell in speech)
     assert table["emotion"].iloc[0] == "no speech"  # the clip starts with silence: no emotion there
+
+
+def test_the_frame_chart_is_a_band_of_the_dominant_emotion_with_curves_on_demand(ui, uploads):
+    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", False, "compact", "en")
+    figure, table = view.timeline_plot["value"], view.segments_table["value"]
+    bars = [t for t in figure.data if t.type == "bar"]
+    curves = [t for t in figure.data if t.type == "scatter"]
+    # The band: one bar per row of the segments table, as wide as the row, as high as its confidence,
+    # named by its emotion; the stretches without speech a full-height bar named "no speech".
+    spans = sorted((float(x - w / 2), float(x + w / 2), float(y), t.name)
+                   for t in bars for x, w, y in zip(t.x, t.width, t.y))
+    assert len(spans) == len(table)
+    for (start, end, height, name), (_, row) in zip(spans, table.iterrows()):
+        assert start == pytest.approx(row["start (s)"], abs=0.01) and end == pytest.approx(row["end (s)"], abs=0.01)
+        if row["emotion"] == "no speech":
+            assert name == "no speech" and height == 100
+        else:
+            assert name == row["emotion"] and f"{height:.1f}%" == row["confidence"]
+    assert next(t for t in bars if t.name == "no speech").marker.pattern.shape == "/"
+    # The class curves: hidden until asked for (the chart's button shows them), with no value outside speech.
+    assert len(curves) >= 2 and all(t.visible == "legendonly" for t in curves)
+    button = figure.layout.updatemenus[0].buttons[0]
+    assert button.label == "Show/hide class curves" and button.args[0] == {"visible": True}
+    assert figure.layout.updatemenus[0].active == -1  # not already "on": the first click shows the curves
+    assert sorted(button.args[1]) == [i for i, t in enumerate(figure.data) if t.type == "scatter"]
+    for curve in curves:
+        values = [v for v in curve.y if v is not None]
+        assert values and all(0 <= v <= 100 for v in values)
+        assert curve.y[0] is None  # the first frames are silence: no curve there
 
 
 def visible_text(page_html: str) -> str:
@@ -347,7 +374,10 @@ def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
     assert len(table) == len(expected) >= 2 and 4.0 < table.iloc[-1]["end (s)"] <= 4.68
     assert table["start (s)"].tolist() == pytest.approx([round(s.start_s, 2) for s in expected], abs=0.01)
     steps = len(expected) + 1
-    assert all(len(trace.x) == steps for trace in view.timeline_plot["value"].data)  # a step per segment, closed at the end
+    traces = view.timeline_plot["value"].data
+    curves = [trace for trace in traces if trace.type == "scatter"]
+    assert curves and all(len(trace.x) == steps for trace in curves)  # a step per segment, closed at the end
+    assert sum(len(trace.x) for trace in traces if trace.type == "bar") == len(table)  # the band: a bar per row
 
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):

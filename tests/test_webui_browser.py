@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from datetime import datetime
 import os
 import socket
 import subprocess
@@ -192,7 +194,13 @@ def test_frame_granularity_shows_the_timeline_and_segments(page):
     page.locator("#granularity label", has_text="frame").click()
     recognise(page)
     page.wait_for_selector("#timeline-plot .js-plotly-plot")
-    assert page.locator("#timeline-plot .scatterlayer .trace").count() >= 2
+    # the dominant emotion as a band of bars (the silence at the start hatched, "no speech"); the class
+    # curves appear when asked for, by the button above the chart
+    assert page.locator("#timeline-plot .barlayer .trace").count() >= 2
+    assert "no speech" in page.locator("#timeline-plot .legend").text_content()
+    assert page.locator("#timeline-plot .scatterlayer .trace path.js-line").count() == 0
+    page.locator("#timeline-plot .updatemenu-button", has_text="Show/hide class curves").click()
+    page.wait_for_function("document.querySelectorAll('#timeline-plot .scatterlayer .trace path.js-line').length >= 2")
     assert page.locator("#segments").is_visible()
     assert page.locator("#segments").inner_text().count("%") >= 1
     shot(page, "03_recognise_frame_timeline")
@@ -422,7 +430,8 @@ def old_language_left(text: str, lang: str) -> list[str]:
     return sorted(found)
 
 
-TABS = {"en": ["Recognise", "Batch", "Compare", "Explore", "History"], "zh": ["识别", "批量", "比较", "探索", "历史"]}
+TABS = {"en": ["Recognise", "Batch", "Compare", "Explore", "Live", "History"],
+        "zh": ["识别", "批量", "比较", "探索", "实时", "历史"]}
 
 
 def open_tab(page, label: str) -> None:
@@ -687,3 +696,115 @@ def test_history_lists_a_batch_run_with_its_files(page, server):
     body = page.request.get(href if href.startswith("http") else server["url"] + href).body().decode("utf-8-sig")
     assert body.splitlines()[1].split(",")[0].endswith("en_neutral_2.wav") and len(body.splitlines()) == 3
     shot(page, "21_history_with_batch")
+
+
+# ---------------------------------------------------------------------------------------- Live tab
+def _microphone_file(path: Path, audio: np.ndarray) -> Path:
+    """What Chromium's fake microphone plays (in a loop): 16-bit WAV at 48 kHz, a browser's usual rate."""
+    import soundfile as sf
+    import soxr
+
+    sf.write(path, soxr.resample(audio, 16000, 48000, quality="HQ"), 48000, subtype="PCM_16")
+    return path
+
+
+def _open_live(chromium, server, lang: str):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US",
+                                   permissions=["microphone"])
+    page = context.new_page()
+    page.set_default_timeout(RESULT_TIMEOUT_MS)
+    page.goto(server["url"] + f"/?lang={lang}")
+    page.wait_for_selector("#start")
+    page.locator("button[role=tab]", has_text="Live" if lang == "en" else "实时").first.click()
+    page.wait_for_selector("#live-mic button.record-button")
+    return page
+
+
+#: A row of the Live tab's list of utterances as its text reads: time span, emotion, confidence.
+FINAL_ROW = r"(\d+\.\d\d–\d+\.\d\d)\s*\n\s*(.+?)\s*\n\s*(\d+\.\d%)"
+FINAL_SPAN_JS = r"/\d+\.\d\d–\d+\.\d\d/g"
+
+
+def _finals_shown(page) -> list[list[str]]:
+    """The rows of the Live tab's list of utterances, as the page shows them."""
+    return [list(row) for row in re.findall(FINAL_ROW, page.locator("#live-finals").inner_text())]
+
+
+def test_live_tab_with_a_fake_microphone_shows_the_timeline_and_finals_and_saves_what_it_showed(browser, server,
+                                                                                                   tmp_path):
+    """Issue 21 §3: two browsers record at once (Chromium's fake microphone: one plays real speech with
+    pauses, the other silence); the first shows its timeline and final labels, the second only
+    silence; each saved session holds exactly what its page showed, and History lists them."""
+    from conftest import speech_with_pauses
+    from emotion2vec_plus.apps.webui.charts import emotion_name
+
+    # Long pauses: Gradio's microphone sends 0.1 s pieces and, on a busy machine, some never reach the
+    # server, which shortens the pauses the stream hears.
+    speech = _microphone_file(tmp_path / "speech.wav", speech_with_pauses(pause_s=3.0))
+    silence = _microphone_file(tmp_path / "silence.wav", np.zeros(16000 * 5, np.float32))
+    fake = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    chromium = browser.browser_type  # each fake microphone plays its file for the whole browser process
+    speaking = chromium.launch(executable_path=CHROMIUM, headless=True,
+                               args=CHROMIUM_ARGS + fake + [f"--use-file-for-fake-audio-capture={speech}"])
+    quiet = chromium.launch(executable_path=CHROMIUM, headless=True,
+                            args=CHROMIUM_ARGS + fake + [f"--use-file-for-fake-audio-capture={silence}"])
+    page = other = None
+    try:
+        page, other = _open_live(speaking, server, "en"), _open_live(quiet, server, "zh")
+        page.locator("#live-mic button.record-button").click()
+        other.locator("#live-mic button.record-button").click()
+        # the timeline is drawn (class curves) and at least one utterance gets its final label
+        page.wait_for_function("document.querySelectorAll('#live-chart .scatterlayer .trace path.js-line').length >= 2")
+        page.wait_for_function(f"(document.querySelector('#live-finals').innerText.match({FINAL_SPAN_JS}) || [])"
+                               ".length >= 1", timeout=120_000)
+        assert page.locator("#live-now #live-emoji").inner_text().strip()
+        shot(page, "30_live_recording")
+        other.wait_for_function("document.querySelector('#live-now').innerText.includes('静音')")
+        for each in (page, other):
+            each.locator("#live-mic button:has(span.pinger)").first.click()  # Stop (its text follows the language)
+        page.wait_for_function("document.querySelector('#live-status-box').innerText.includes('Stopped:')")
+        other.wait_for_function("document.querySelector('#live-status-box').innerText.includes('已停止')")
+        shown = _finals_shown(page)
+        assert len(shown) >= 1 and all(row[1].split(" ")[0] in "😠🤢😨😊😐🤔😢😲❓" for row in shown)
+        assert _finals_shown(other) == []
+
+        folders = []
+        for each, word in ((page, "Saved to"), (other, "已保存到")):
+            each.locator("#live-save").click()
+            each.wait_for_function(f"document.querySelector('#live-status-box').innerText.includes('{word}')")
+            each.wait_for_function("document.querySelectorAll('#live-files a').length >= 2")
+            name = re.search(r"live_\d{8}_\d{6}(?:_\d+)?", each.locator("#live-status-box").inner_text()).group(0)
+            folders.append(server["outputs"] / name)
+        shot(page, "31_live_saved")
+        mine, theirs = folders
+        assert mine != theirs
+        events = [json.loads(line) for line in (mine / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+        finals = [e for e in events if e["type"] == "utterance"]
+        assert [[f"{f['start_s']:.2f}–{f['end_s']:.2f}", emotion_name(f["emotion"], f["emoji"], f["emotion_zh"]),
+                 f"{f['confidence'] * 100:.1f}%"] for f in reversed(finals)] == shown
+        assert np.load(mine / "utterances.npy").shape == (len(finals), BUNDLED_DIM)
+        import soundfile as sf
+
+        recorded = sf.read(mine / "processed_audio.wav")[0]
+        assert np.sqrt(np.mean(recorded ** 2)) > 0.01  # the speech the fake microphone played
+        quiet_events = [json.loads(line) for line in (theirs / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert quiet_events and {e["type"] for e in quiet_events} == {"silence"}
+        assert not (theirs / "utterances.npy").exists()
+        assert np.max(np.abs(sf.read(theirs / "processed_audio.wav")[0])) < 1e-3
+
+        page.locator("button[role=tab]:has-text('History')").first.click()
+        stamp = datetime.strptime(mine.name[5:20], "%Y%m%d_%H%M%S").strftime("%Y-%m-%d %H:%M:%S")
+        page.wait_for_function(f"document.querySelector('#history-table').innerText.includes('{stamp}')")
+        table = page.locator("#history-table").inner_text()
+        assert re.search(rf"{stamp}\s+live\s+{len(finals)} utterances, ", table), table
+        assert re.search(r"\slive\s+0 utterances, ", table), table  # the silent session
+        shot(page, "32_live_in_history")
+    except Exception:
+        for name, each in (("39_live_failed_speech", page), ("39_live_failed_silence", other)):
+            if each is not None:
+                shot(each, name)
+        raise
+    finally:
+        speaking.close()
+        quiet.close()

@@ -38,3 +38,7 @@ SERVE_PORT = 8000
 SERVE_MAX_UPLOAD_MB = 25.0
 WEBUI_PORT = 7860
 WEBUI_MAX_UPLOAD_MB = 50.0
+#: Live sessions (the REST service's /v1/stream, the WebUI's Live tab): how many at once, and the
+#: most audio one may take.
+LIVE_SESSIONS = 8
+LIVE_MAX_MINUTES = 60.0

@@ -1,17 +1,21 @@
 """Run folders under an outputs root: ``outputs_YYYYMMDD_HHMMSS/`` (one recognition: the processed
-audio, JSON and embedding), ``batch_YYYYMMDD_HHMMSS/`` (a batch job started from the WebUI), and the
-listing of every kind of run (:data:`RUN_KINDS`, :func:`list_runs`) that the WebUI's History shows."""
+audio, JSON and embedding), ``batch_YYYYMMDD_HHMMSS/`` (a batch job started from the WebUI),
+``live_YYYYMMDD_HHMMSS/`` (a live session: its audio, every event, the utterances' embeddings;
+:class:`LiveRecorder`), and the listing of every kind of run (:data:`RUN_KINDS`, :func:`list_runs`)
+that the WebUI's History shows."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +24,9 @@ from .audio import SAMPLE_RATE
 from .embeddings import save_embedding
 from .fileio import atomic_write, move_into_place
 from .results import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .streaming import StreamEvent
 
 RUN_PREFIX = "outputs_"
 PROCESSED_AUDIO = "processed_audio.wav"
@@ -33,6 +40,15 @@ BATCH_RESULTS = "results.jsonl"
 BATCH_RESULTS_CSV = "results.csv"
 BATCH_PARQUET = "embeddings.parquet"
 BATCH_NPY_ZIP = "embeddings_npy.zip"
+
+#: A live session saved from the WebUI: ``live_YYYYMMDD_HHMMSS`` with the 16 kHz audio, every event
+#: (``StreamEvent.to_dict()``, one JSON object a line, without embeddings) and the embeddings of its
+#: utterances, row i for the i-th ``utterance`` event.
+LIVE_PREFIX = "live_"
+LIVE_EVENTS = "events.jsonl"
+LIVE_EMBEDDINGS = "utterances.npy"
+#: Hidden folders under the outputs root where live sessions keep their files while they run.
+LIVE_WORK_PREFIX = ".live-"
 
 
 def create_run_dir(outputs_root: str | os.PathLike = "outputs", now: datetime | None = None,
@@ -114,6 +130,106 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / RESULT_JSON).read_text(encoding="utf-8"))
 
 
+class LiveRecorder:
+    """The files of a live session, written as it runs, and saved as a ``live_YYYYMMDD_HHMMSS`` run.
+
+    While the session runs, its 16 kHz audio (PCM16), its events (JSON lines) and its utterances'
+    embeddings (float32 rows) are appended to files in a private hidden folder under the outputs
+    root (``.live-*``), so an hour-long session holds none of them in memory. :meth:`save` copies
+    what has arrived so far into a fresh run folder (atomic writes: a reader sees each file whole
+    or not at all), and can be called again later; :meth:`discard` removes the working folder.
+    Working folders left behind by a process that died are removed once a day old.
+    Not thread-safe: one session's pushes and saves must not overlap (the WebUI holds a lock).
+    """
+
+    #: A working folder unchanged for this long belongs to a session that is gone.
+    STALE_AFTER_S = 24 * 3600.0
+
+    def __init__(self, outputs_root: str | os.PathLike = "outputs") -> None:
+        self.outputs_root = Path(outputs_root)
+        self.outputs_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_live_folders(self.outputs_root, self.STALE_AFTER_S)
+        self.folder = Path(tempfile.mkdtemp(dir=self.outputs_root, prefix=LIVE_WORK_PREFIX))
+        self._audio: sf.SoundFile | None = sf.SoundFile(self.folder / "audio.pcm", "w", SAMPLE_RATE, 1, "PCM_16",
+                                                        format="RAW")
+        self._events = (self.folder / LIVE_EVENTS).open("wb")
+        self._embeddings = (self.folder / "utterances.f32").open("wb")
+        self.samples = 0
+        """16 kHz samples recorded."""
+        self.events = 0
+        self.utterances = 0
+        self.embedding_dim: int | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Append 16 kHz mono float samples (the audio the stream scored)."""
+        if self._audio is None:
+            raise RuntimeError("the live recorder was discarded")
+        self._audio.write(np.clip(np.asarray(samples, np.float32), -1.0, 1.0))
+        self.samples += len(samples)
+
+    def add_events(self, events: Iterable["StreamEvent"]) -> None:
+        """Append events (each line ``event.to_dict(include_embedding=False)``); an ``utterance``
+        event's embedding becomes the next row of ``utterances.npy``."""
+        for event in events:
+            self._events.write(json.dumps(event.to_dict(include_embedding=False), ensure_ascii=False).encode("utf-8")
+                               + b"\n")
+            self.events += 1
+            if event.type == "utterance":
+                self.utterances += 1
+                if event.embedding is not None:
+                    row = np.asarray(event.embedding, np.float32).reshape(-1)
+                    if self.embedding_dim is None:
+                        self.embedding_dim = len(row)
+                    self._embeddings.write(row.tobytes())
+
+    def save(self, now: datetime | None = None) -> Path:
+        """Write everything recorded so far to a new ``live_YYYYMMDD_HHMMSS`` folder: ``processed_audio.wav``
+        (16 kHz mono PCM16), ``events.jsonl`` and, when utterances have embeddings, ``utterances.npy`` (N, D)."""
+        if self._audio is None:
+            raise RuntimeError("the live recorder was discarded")
+        self._audio.flush()
+        self._events.flush()
+        self._embeddings.flush()
+        run_dir = create_run_dir(self.outputs_root, now=now, prefix=LIVE_PREFIX)
+        with atomic_write(run_dir / PROCESSED_AUDIO) as stream, \
+                sf.SoundFile(stream, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as wav, \
+                sf.SoundFile(self.folder / "audio.pcm", "r", SAMPLE_RATE, 1, "PCM_16", format="RAW") as recorded:
+            for block in recorded.blocks(SAMPLE_RATE * 10, dtype="int16", frames=self.samples):
+                wav.write(block)
+        with atomic_write(run_dir / LIVE_EVENTS) as stream, (self.folder / LIVE_EVENTS).open("rb") as events:
+            shutil.copyfileobj(events, stream)
+        if self.embedding_dim is not None:
+            rows = np.fromfile(self.folder / "utterances.f32", dtype=np.float32).reshape(-1, self.embedding_dim)
+            with atomic_write(run_dir / LIVE_EMBEDDINGS) as stream:
+                np.save(stream, rows, allow_pickle=False)
+        return run_dir
+
+    def discard(self) -> None:
+        """Close and remove the working files (what was saved stays)."""
+        if self._audio is not None:
+            self._audio.close()
+            self._audio = None
+            self._events.close()
+            self._embeddings.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_stale_live_folders(outputs_root: str | os.PathLike, older_than_s: float) -> None:
+    """Remove the live working folders (``.live-*``) under ``outputs_root`` unchanged for ``older_than_s``."""
+    cutoff = time.time() - older_than_s
+    for folder in Path(outputs_root).glob(LIVE_WORK_PREFIX + "*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff and \
+                    all(f.stat().st_mtime < cutoff for f in folder.iterdir()):
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
 @dataclass(frozen=True)
 class RunKind:
     """One kind of run folder, ``<prefix>YYYYMMDD_HHMMSS[_N]`` under the outputs root.
@@ -135,10 +251,10 @@ class RunKind:
 class RunSummary:
     """One earlier run found by :func:`list_runs`.
 
-    ``kind`` is its :class:`RunKind`'s name (``"recognition"``, ``"batch"``); ``files`` the kind's
-    files that exist, in the kind's order. A recognition tells ``source`` (the input), ``emotion``,
-    ``confidence`` ...; a batch ``items`` (files in the job) and ``failed``; a kind that records a
-    stream of results (such as a live session's utterances) would give their number as ``items``.
+    ``kind`` is its :class:`RunKind`'s name (``"recognition"``, ``"batch"``, ``"live"``); ``files`` the
+    kind's files that exist, in the kind's order. A recognition tells ``source`` (the input),
+    ``emotion``, ``confidence`` ...; a batch ``items`` (files in the job) and ``failed``; a live
+    session ``items`` (its utterances), ``duration_s`` and the emotion of its speech.
     ``error`` is set when the run's record is missing or unreadable (what it would have told is
     then ``None``).
     """
@@ -202,10 +318,47 @@ def _read_batch(run_dir: Path) -> dict[str, Any]:
             "granularity": _text_or_none(lines[0].get("granularity")) if lines else None}
 
 
+def _read_live(run_dir: Path) -> dict[str, Any]:
+    """A live session: its utterances (``items``), length, and the emotion of its speech (the
+    utterances' scores weighted by their speech time, as a long recording's overall result is)."""
+    path = run_dir / LIVE_EVENTS
+    if path.is_symlink():
+        raise ValueError(f"{path}: a link, not read")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir}: no {LIVE_EVENTS}") from None
+    end_s = 0.0
+    utterances: list[dict[str, Any]] = []
+    for raw in data.splitlines():
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"{path}: a line is not JSON: {raw[:80]!r}") from None
+        if not isinstance(event, dict):
+            raise ValueError(f"{path}: a line is not an event object")
+        if isinstance(event.get("end_s"), (int, float)):
+            end_s = max(end_s, float(event["end_s"]))
+        if event.get("type") == "utterance" and isinstance(event.get("scores"), dict):
+            utterances.append(event)
+    fields: dict[str, Any] = {"items": len(utterances), "duration_s": end_s}
+    weights = [float(u.get("speech_s") or 0.0) for u in utterances]
+    if utterances and sum(weights) > 0:
+        labels = list(utterances[0]["scores"])
+        totals = {label: sum(w * float(u["scores"].get(label, 0.0)) for u, w in zip(utterances, weights))
+                  for label in labels}
+        best = max(totals, key=totals.__getitem__)
+        named = next((u for u in utterances if u.get("emotion") == best), {})
+        fields.update(emotion=best, confidence=totals[best] / sum(weights),
+                      emotion_zh=_text_or_none(named.get("emotion_zh")), emoji=_text_or_none(named.get("emoji")))
+    return fields
+
+
 #: Every kind of run folder :func:`list_runs` finds, by name.
 RUN_KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
     RunKind("recognition", RUN_PREFIX, (PROCESSED_AUDIO, RESULT_JSON, EMBEDDING_NPY), _read_recognition),
     RunKind("batch", BATCH_PREFIX, (BATCH_RESULTS_CSV, BATCH_RESULTS, BATCH_PARQUET, BATCH_NPY_ZIP), _read_batch),
+    RunKind("live", LIVE_PREFIX, (PROCESSED_AUDIO, LIVE_EVENTS, LIVE_EMBEDDINGS), _read_live),
 )}
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..defaults import API_KEY_ENV, SERVE_MAX_UPLOAD_MB, SERVE_PORT, SERVER_MAX_DURATION_S
+from ..defaults import API_KEY_ENV, LIVE_MAX_MINUTES, LIVE_SESSIONS, SERVE_MAX_UPLOAD_MB, SERVE_PORT, SERVER_MAX_DURATION_S
 from .options import add_length_options, add_model_options, model_from_args
 
 
@@ -32,10 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="most requests per model call (default 16)")
     parser.add_argument("--queue-size", type=int, default=64,
                         help="requests allowed to wait; beyond that 503 (default 64)")
-    parser.add_argument("--live-sessions", type=int, default=8,
-                        help="most concurrent live sessions on /v1/stream (WebSocket); more are refused (default 8)")
-    parser.add_argument("--live-max-minutes", type=float, default=60,
-                        help="most audio in one live session, in minutes (default 60)")
+    parser.add_argument("--live-sessions", type=int, default=LIVE_SESSIONS,
+                        help=f"most concurrent live sessions on /v1/stream (WebSocket); more are refused (default {LIVE_SESSIONS})")
+    parser.add_argument("--live-max-minutes", type=float, default=LIVE_MAX_MINUTES,
+                        help=f"most audio in one live session, in minutes (default {LIVE_MAX_MINUTES:g})")
     parser.add_argument("--live-idle-timeout", type=float, default=30,
                         help="a live session with no message for this many seconds is closed (default 30)")
     parser.add_argument("--long-input-s", type=float, default=30.0, metavar="SECONDS",

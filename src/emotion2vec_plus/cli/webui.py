@@ -1,4 +1,4 @@
-"""``emotion2vec-plus webui``: the Gradio page (recognise, batch, compare, explore, history)."""
+"""``emotion2vec-plus webui``: the Gradio page (recognise, batch, compare, explore, live, history)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..defaults import SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
+from ..defaults import LIVE_MAX_MINUTES, LIVE_SESSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
 from ..apps.webui.text import LANGUAGES
 from .options import add_model_options, model_kwargs
 
@@ -16,7 +16,7 @@ from .options import add_model_options, model_kwargs
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "webui", help=f"start the WebUI (Gradio page, http://127.0.0.1:{WEBUI_PORT})",
-        description="Start the WebUI: recognise, batch, compare, explore and history tabs on one page. "
+        description="Start the WebUI: recognise, batch, compare, explore, live and history tabs on one page. "
                     "Listens on loopback by default; there is no public share link.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=WEBUI_PORT, help=f"port (default {WEBUI_PORT})")
@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help=f"largest upload per file in MB (default {WEBUI_MAX_UPLOAD_MB:g})")
     parser.add_argument("--max-duration", type=float, default=SERVER_MAX_DURATION_S,
                         help=f"refuse audio longer than this many seconds (default {SERVER_MAX_DURATION_S:g})")
+    parser.add_argument("--live-sessions", type=int, default=LIVE_SESSIONS,
+                        help=f"most browser sessions using the Live tab at once; more wait (default {LIVE_SESSIONS})")
+    parser.add_argument("--live-max-minutes", type=float, default=LIVE_MAX_MINUTES,
+                        help=f"most audio in one live session, in minutes (default {LIVE_MAX_MINUTES:g})")
     parser.add_argument("--lang", choices=list(LANGUAGES), default=None,
                         help="interface language (default: the browser's, else Chinese; ?lang=en in the address)")
     parser.set_defaults(run=run)
@@ -37,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ..apps.webui import EmotionWebUI, ModelProvider, WebUISettings, build_app, launch_kwargs
 
-    if args.max_upload_mb <= 0 or args.max_duration <= 0:
-        raise ValueError("--max-upload-mb and --max-duration must be positive")
+    if args.max_upload_mb <= 0 or args.max_duration <= 0 or args.live_max_minutes <= 0 or args.live_sessions < 1:
+        raise ValueError("--max-upload-mb, --max-duration, --live-max-minutes and --live-sessions must be positive")
     settings = WebUISettings(outputs_root=Path(args.outputs), max_upload_mb=args.max_upload_mb,
-                             max_duration_s=args.max_duration, language=args.lang)
+                             max_duration_s=args.max_duration, language=args.lang,
+                             live_max_s=60 * args.live_max_minutes, live_sessions=args.live_sessions)
     options = model_kwargs(args)
     provider = ModelProvider(options.pop("model_name"), **options)
     print(f"loading model {provider.default_name} ...", file=sys.stderr, flush=True)

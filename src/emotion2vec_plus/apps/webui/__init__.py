@@ -1,7 +1,7 @@
 """The WebUI: a Gradio page (``emotion2vec-plus webui``, http://127.0.0.1:7860 by default).
 
 Modules: :mod:`.views` (the callbacks, :class:`EmotionWebUI`, and the models it serves),
-:mod:`.charts` (what is drawn), :mod:`.page` (the Gradio page, one builder per tab) and
+:mod:`.charts` (what is drawn), :mod:`.live` (the Live tab's sessions), :mod:`.page` (the Gradio page, one builder per tab) and
 :mod:`.text` (Chinese and English text). Names below are imported on first use, so the command
 line can read :data:`.text.LANGUAGES` without loading Gradio or PyTorch.
 
@@ -15,7 +15,11 @@ A thin layer over the Python API. Tabs:
   table and downloads (CSV, JSONL, Parquet, zip of ``.npy``).
 - **Compare** — two clips or ``.npy`` embeddings → :func:`emotion2vec_plus.analytics.compare_inputs`.
 - **Explore** — clips or an embeddings Parquet → :func:`emotion2vec_plus.analytics.cluster_embeddings`.
-- **History** — earlier runs of every kind from :func:`emotion2vec_plus.outputs.list_runs`.
+- **Live** — the streaming microphone → one :class:`.live.LiveSession` per browser session over
+  ``model.stream`` (:mod:`emotion2vec_plus.streaming`); saved as ``outputs/live_*/``
+  (:class:`emotion2vec_plus.outputs.LiveRecorder`).
+- **History** — earlier runs of every kind (recognitions, batch jobs, live sessions) from
+  :func:`emotion2vec_plus.outputs.list_runs`.
 
 The functions behind the buttons are methods of :class:`EmotionWebUI` and can be called directly
 (the tests do). They never raise for bad input: the message is shown in the page, worded by

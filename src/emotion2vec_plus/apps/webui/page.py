@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 
 from .text import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, Language, language_of_tag, pick_language, text
+from .live import LIVE_REFRESH_S, LIVE_STREAM_EVERY_S, discard_session
 from .views import AUDIO_FILE_TYPES, EmotionWebUI, placeholder_html
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +30,17 @@ CSS = """
 .error-box b { color: #d62728; }
 .placeholder-box { opacity: 0.7; text-align: center; padding: 24px 8px; }
 #embedding-notice { font-weight: 600; }
+#live-card { text-align: center; padding: 10px 8px; }
+#live-emoji {
+  font-family: "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji Mozilla", sans-serif;
+  font-size: 80px; line-height: 1.1;
+}
+#live-emoji.live-quiet { opacity: 0.45; }
+#live-label { font-size: 26px; font-weight: 600; margin-top: 4px; }
+#live-card.silent #live-label { font-weight: 400; opacity: 0.7; }
+#live-confidence { font-size: 19px; opacity: 0.85; }
+#live-window { font-size: 13px; opacity: 0.6; margin-top: 2px; }
+#live-status { font-size: 14px; overflow-wrap: anywhere; }
 .compare-card { text-align: center; padding: 8px; border-radius: 8px; border: 1px solid rgba(128,128,128,0.3); }
 .compare-card .emoji { font-size: 56px; }
 #compare-similarity { font-size: 36px; font-weight: 700; text-align: center; }
@@ -52,6 +64,7 @@ CSS = """
   .wrapping-table .virtual-table-viewport { scrollbar-width: thin; scrollbar-color: #999 transparent; }
   .js-plotly-plot .modebar-container { display: none; }
   #result-emoji { font-size: 64px; }
+  #live-emoji { font-size: 60px; }
   #compare-similarity { font-size: 28px; }
 }
 """
@@ -292,6 +305,52 @@ class _Page:
                 inputs=[batch_parquet], outputs=[explore_files, tabs],
             )
 
+    def live_tab(self, model: Any, language: Any) -> None:
+        """The microphone streamed to one :class:`~.live.LiveSession` per browser session (its
+        ``gr.State``), every half second; the stop gives the last utterance's final; Save session."""
+        gr, ui = self.gr, self.ui
+        with self.label(gr.Tab(self.T("tab_live"), id="live", elem_id="tab-live", render_children=True), "tab_live"):
+            self.value(gr.Markdown(self.T("live_intro")), "live_intro")
+            with gr.Row():
+                with gr.Column(scale=1, min_width=280):
+                    microphone = self.label(gr.Audio(sources=["microphone"], streaming=True, type="filepath",
+                                                     label=self.T("live_mic"), elem_id="live-mic"), "live_mic")
+                    first = ui.render_live(None, self.start_lang)
+                    now = gr.HTML(first.now_html, elem_id="live-now")
+                    status = gr.HTML(first.status_html, elem_id="live-status-box")
+                    save = self.value(gr.Button(self.T("live_save"), variant="primary", elem_id="live-save"), "live_save")
+                    files = self.label(gr.File(label=self.T("live_files"), file_count="multiple", interactive=False,
+                                               elem_id="live-files", elem_classes=["read-only-files"]), "live_files")
+                with gr.Column(scale=2):
+                    chart = self.label(gr.Plot(label=self.T("live_chart"), elem_id="live-chart"), "live_chart")
+                    finals = self.label(gr.Dataframe(first.finals_table, label=self.T("live_finals"), interactive=False,
+                                                     wrap=True, max_height=600, elem_id="live-finals",
+                                                     elem_classes=["wrapping-table"]), "live_finals")
+            # One session per browser session; its working files go when Gradio forgets the session.
+            session = gr.State(None, delete_callback=discard_session)
+            refresh = gr.Timer(LIVE_REFRESH_S, active=False)
+            shown = [now, chart, finals, status]
+            # The audio callback only queues (a callback that waited would lose microphone audio); the
+            # timer draws what the stream found, while recording.
+            microphone.stream(ui.live_chunk, inputs=[microphone, session, model, language], outputs=[session],
+                              stream_every=LIVE_STREAM_EVERY_S, time_limit=ui.settings.live_max_s + 60,
+                              concurrency_limit=ui.settings.live_sessions)
+            microphone.start_recording(lambda kept: (ui.live_start(kept), gr.Timer(active=True)), inputs=[session],
+                                       outputs=[session, refresh], show_progress="hidden")
+
+            def draw_if_changed(kept: Any, lang: str) -> tuple:
+                view = ui.live_refresh(kept, lang)
+                return tuple(view)[:4] if view is not None else (gr.skip(),) * 4
+
+            refresh.tick(draw_if_changed, inputs=[session, language], outputs=shown, show_progress="hidden",
+                         concurrency_limit=ui.settings.live_sessions, concurrency_id="live-refresh")
+            microphone.stop_recording(lambda kept, lang: (*tuple(ui.live_stop(kept, lang))[:4], gr.Timer(active=False)),
+                                      inputs=[session, language], outputs=[*shown, refresh], show_progress="hidden",
+                                      concurrency_limit=ui.settings.live_sessions, concurrency_id="live-stop")
+            save.click(lambda kept, lang: tuple(ui.live_save(kept, lang)), inputs=[session, language],
+                       outputs=[status, files, session])
+            self.redraws([session], [now, chart, finals, status], lambda lang, kept: tuple(ui.render_live(kept, lang))[:4])
+
     def history_tab(self, language: Any) -> None:
         gr = self.gr
         with self.label(gr.Tab(self.T("tab_history"), id="history", elem_id="tab-history"), "tab_history") as history_tab:
@@ -374,6 +433,7 @@ def build_app(ui: EmotionWebUI) -> "gr.Blocks":
             batch = page.batch_tab(recognise.model, language)
             page.compare_tab(recognise.model, language)
             page.explore_tab(recognise.model, language, tabs, batch)
+            page.live_tab(recognise.model, language)
             page.history_tab(language)
         # A chart drawn while its tab was hidden (a language switch redraws every tab) takes Plotly's
         # default width; the charts follow the window's size, so a tab shown again tells them to fit.

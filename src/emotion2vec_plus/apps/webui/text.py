@@ -26,6 +26,7 @@ TEXT: dict[str, dict[Language, str]] = {
     "tab_batch": {"zh": "批量", "en": "Batch"},
     "tab_compare": {"zh": "比较", "en": "Compare"},
     "tab_explore": {"zh": "探索", "en": "Explore"},
+    "tab_live": {"zh": "实时", "en": "Live"},
     "tab_history": {"zh": "历史", "en": "History"},
     # recognise: inputs
     "audio_input": {"zh": "音频（上传 wav/mp3/m4a/flac/ogg/webm 或录音）",
@@ -45,6 +46,10 @@ TEXT: dict[str, dict[Language, str]] = {
     "confidence": {"zh": "置信度", "en": "confidence"},
     "scores_plot": {"zh": "9 类情感得分", "en": "Scores of the 9 emotions"},
     "timeline_plot": {"zh": "情感随时间变化", "en": "Emotion over time"},
+    "chart_band": {"zh": "主要情感（高度 = 置信度）", "en": "Dominant emotion (height = confidence)"},
+    "chart_curves": {"zh": "各类概率曲线", "en": "Class probabilities"},
+    "chart_curves_toggle": {"zh": "显示/隐藏各类曲线", "en": "Show/hide class curves"},
+    "chart_percent": {"zh": "置信度 / 概率 (%)", "en": "confidence / probability (%)"},
     "segments": {"zh": "分段", "en": "Segments"},
     "col_start": {"zh": "开始 (s)", "en": "start (s)"},
     "col_end": {"zh": "结束 (s)", "en": "end (s)"},
@@ -177,9 +182,52 @@ TEXT: dict[str, dict[Language, str]] = {
     "no_speech": {"zh": "无语音", "en": "no speech"},
     "explore_mixed": {"zh": "请上传音频文件，或只上传一个 .parquet 文件。",
                       "en": "Upload audio files, or a single .parquet file on its own."},
+    # live
+    "live_intro": {"zh": "点击“录制”后说话：每 0.5 秒更新最近 3 秒的情感；每句话在停顿后得到最终结果。"
+                         "保存本次会话可保留音频、全部事件和每句话的情感向量。",
+                   "en": "Press Record and speak: the emotion of the last 3 s is updated every 0.5 s, and each "
+                         "sentence gets its final label when you pause. Save the session to keep its audio, every "
+                         "event and each sentence's embedding."},
+    "live_mic": {"zh": "麦克风", "en": "Microphone"},
+    "live_waiting": {"zh": "点击“录制”开始", "en": "Press Record to start"},
+    "live_now": {"zh": "当前（最近 3 秒）", "en": "now (last 3 s)"},
+    "live_silence": {"zh": "静音（没有语音）", "en": "silence (no speech)"},
+    "live_listening": {"zh": "正在听…", "en": "listening…"},
+    "live_chart": {"zh": "最近 60 秒", "en": "The last 60 seconds"},
+    "live_curves": {"zh": "各类概率（最近 3 秒）", "en": "Class probabilities (last 3 s)"},
+    "live_finals": {"zh": "句子（最终结果，最新在前）", "en": "Utterances (final labels, newest first)"},
+    "col_span": {"zh": "时间 (s)", "en": "time (s)"},
+    "live_status_recording": {"zh": "正在识别：{duration:.1f} 秒，{utterances} 句（麦克风 {rate} Hz，模型 {model}）",
+                              "en": "Listening: {duration:.1f} s, {utterances} utterances (microphone {rate} Hz, "
+                                    "model {model})"},
+    "live_status_stopped": {"zh": "已停止：{duration:.1f} 秒，{utterances} 句。可以保存本次会话。",
+                            "en": "Stopped: {duration:.1f} s, {utterances} utterances. Save the session to keep it."},
+    "live_finals_more": {"zh": "列表只显示最新 {shown} 句（共 {total} 句）；保存后全部在 events.jsonl 中。",
+                         "en": "The list shows the newest {shown} utterances ({total} in all); all are in events.jsonl when saved."},
+    "live_save": {"zh": "保存本次会话", "en": "Save session"},
+    "live_saved": {"zh": "已保存到 {folder}：{utterances} 句，{duration:.1f} 秒",
+                   "en": "Saved to {folder}: {utterances} utterances, {duration:.1f} s"},
+    "live_files": {"zh": "本次会话的文件", "en": "This session's files"},
+    "error_live_nothing": {"zh": "还没有可以保存的内容：请先录音。", "en": "Nothing to save yet: record something first."},
+    "error_live_limit": {"zh": "已达到本服务器每次实时会话的上限 {minutes:g} 分钟（启动服务器时的 --live-max-minutes），之后的声音不再识别。请停止录制并保存。",
+                         "en": "This session reached this server's limit of {minutes:g} min (--live-max-minutes when "
+                               "the server is started); later audio is not recognised. Stop and save it."},
+    "error_live_busy": {"zh": "服务器太忙，有 {seconds:.1f} 秒声音没能识别（也没有保存）。",
+                        "en": "The server was too busy: {seconds:.1f} s of audio could not be recognised (nor saved)."},
+    "error_live_missed": {"zh": "录制的 {recorded:.1f} 秒中有 {seconds:.1f} 秒声音没有到达服务器（浏览器、网络或服务器跟不上时，"
+                                "Gradio 会丢弃麦克风的声音）；图表和句子的时间是收到的声音的时间。",
+                          "en": "{seconds:.1f} s of the {recorded:.1f} s recorded did not reach the server (Gradio drops "
+                                "microphone audio when the browser, the network or the server falls behind); the "
+                                "chart and the utterances are timed in the audio that arrived."},
+    "error_live_chunk": {"zh": "麦克风传来的一段声音无法读取，已跳过。", "en": "A piece of the microphone's audio could not be read and was skipped."},
+    "error_live_rate": {"zh": "麦克风的采样率在录制中从 {rate} Hz 变为 {new_rate} Hz；请停止后重新录制。",
+                        "en": "The microphone's rate changed from {rate} Hz to {new_rate} Hz while recording; stop and record again."},
+    "error_live_no_head": {"zh": "模型 {model} 没有情感分类头，无法实时识别情感；请在“识别”页选择其他模型。",
+                           "en": "The model {model} has no emotion classifier, so it cannot recognise emotion live; "
+                                 "choose another model on the Recognise tab."},
     # history
-    "history_intro": {"zh": "输出目录中之前的识别和批量记录（最新在前）。",
-                      "en": "Earlier recognitions and batch runs in the outputs folder, newest first."},
+    "history_intro": {"zh": "输出目录中之前的识别、批量和实时会话记录（最新在前）。",
+                      "en": "Earlier recognitions, batch runs and live sessions in the outputs folder, newest first."},
     "history_refresh": {"zh": "刷新", "en": "Refresh"},
     "history_table": {"zh": "记录", "en": "Earlier runs"},
     "history_pick": {"zh": "选择一条记录以下载其文件", "en": "Pick a run to download its files"},
@@ -190,6 +238,8 @@ TEXT: dict[str, dict[Language, str]] = {
     "kind_recognition": {"zh": "识别", "en": "recognition"},
     "kind_batch": {"zh": "批量", "en": "batch"},
     "history_batch_files": {"zh": "{items} 个文件，{failed} 个失败", "en": "{items} files, {failed} failed"},
+    "kind_live": {"zh": "实时", "en": "live"},
+    "history_live": {"zh": "{items} 句，{duration:.1f} 秒", "en": "{items} utterances, {duration:.1f} s"},
     "col_folder": {"zh": "目录", "en": "folder"},
     "col_links": {"zh": "下载", "en": "files"},
     "history_empty": {"zh": "还没有记录。", "en": "No runs yet."},

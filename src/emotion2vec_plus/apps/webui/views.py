@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ...defaults import AUDIO_EXTENSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB, WEBUI_PORT
+from ...defaults import (AUDIO_EXTENSIONS, LIVE_MAX_MINUTES, LIVE_SESSIONS, SERVER_MAX_DURATION_S, WEBUI_MAX_UPLOAD_MB,
+                         WEBUI_PORT)
 from ...runtime.compute import on_model_thread
 from ...errors import Emotion2VecError
 from ...labels import EMOJI, EMOTIONS_ZH
 from ...outputs import BATCH_PREFIX, servable_file
 from .messages import PageMessage, page_error, recorded_error
 from .text import DEFAULT_LANGUAGE, TEXT, Language, similarity_reading, text
-from .charts import TIMELINE_SMOOTH_S, cluster_map_figure, emotion_name, percent_text, scores_figure, timeline_figure
+from .charts import (TIMELINE_SMOOTH_S, cluster_map_figure, emotion_name, live_figure, percent_text, scores_figure,
+                     timeline_figure)
+from .live import (LIVE_CHART_S, LIVE_IDLE_NEW_S, LIVE_MISSED_MIN_S, LIVE_MISSED_MIN_SHARE, LiveSession, LiveSnapshot,
+                   read_chunk)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -74,6 +78,10 @@ class WebUISettings:
     language: Language | None = None
     """Interface language; ``None`` follows the browser (``?lang=zh|en`` in the address always wins)."""
     seed: int = 0
+    live_max_s: float = 60 * LIVE_MAX_MINUTES
+    """Most audio one live session takes (``--live-max-minutes``)."""
+    live_sessions: int = LIVE_SESSIONS
+    """Browser sessions streaming on the Live tab at once (``--live-sessions``); more wait their turn."""
 
 
 class ModelProvider:
@@ -253,6 +261,25 @@ class ExploreView(NamedTuple):
     cache: dict | None = None
 
 
+class LiveView(NamedTuple):
+    """What the Live tab shows (one entry per output component), and the session (or the message
+    why there is none) to keep in the browser session's state."""
+
+    now_html: str
+    chart: Any
+    finals_table: Any
+    status_html: str
+    session: "LiveSession | PageMessage | None" = None
+
+
+class LiveSaved(NamedTuple):
+    """What "Save session" shows."""
+
+    status_html: str
+    files: Any
+    session: "LiveSession | PageMessage | None" = None
+
+
 class HistoryView(NamedTuple):
     """What the History tab shows."""
 
@@ -305,6 +332,45 @@ def _hidden() -> Any:
     import gradio as gr
 
     return gr.update(value=None, visible=False)
+
+
+def _live_now_html(shown: LiveSnapshot, lang: str) -> str:
+    """The current provisional label (emoji, Chinese · English, confidence) or silence."""
+    event = shown.current_event
+    window = f'<div id="live-window">{html.escape(text("live_now", lang))}</div>'
+    if event is None:
+        return (f'<div id="live-card"><div id="live-emoji" class="live-quiet">…</div><div id="live-label">'
+                f'{html.escape(text("live_listening", lang))}</div>{window}</div>')
+    if event.get("emotion") is None:
+        return (f'<div id="live-card" class="silent"><div id="live-emoji" class="live-quiet">🔇</div>'
+                f'<div id="live-label">{html.escape(text("live_silence", lang))}</div>{window}</div>')
+    label = " · ".join(html.escape(part) for part in dict.fromkeys(
+        p for p in (event.get("emotion_zh"), event.get("emotion")) if p))
+    return (f'<div id="live-card"><div id="live-emoji">{html.escape(event.get("emoji") or "")}</div>'
+            f'<div id="live-label">{label}</div><div id="live-confidence">{html.escape(text("confidence", lang))} '
+            f'{percent_text(event.get("confidence"))}</div>{window}</div>')
+
+
+def _live_status_html(shown: LiveSnapshot, lang: str, max_s: float) -> str:
+    """The session's state: listening or stopped (length, utterances), where it was saved, and any message."""
+    key = "live_status_stopped" if shown.closed else "live_status_recording"
+    lines = [html.escape(text(key, lang).format(duration=shown.position_s, utterances=shown.utterances,
+                                                rate=shown.sample_rate, model=shown.model_name))]
+    if shown.utterances > len(shown.finals):
+        lines.append(html.escape(text("live_finals_more", lang).format(shown=len(shown.finals), total=shown.utterances)))
+    if shown.saved is not None:
+        lines.append('<span id="live-saved">' + html.escape(text("live_saved", lang).format(
+            folder=shown.saved.name, utterances=shown.saved_utterances, duration=shown.saved_s)) + "</span>")
+    status = f'<div id="live-status">{"<br>".join(lines)}</div>'
+    if shown.limit_reached:
+        status += PageMessage("error_live_limit", {"minutes": max_s / 60}).html(lang)
+    if shown.missed_s >= max(LIVE_MISSED_MIN_S, LIVE_MISSED_MIN_SHARE * shown.recorded_s):
+        status += PageMessage("error_live_missed", {"seconds": shown.missed_s, "recorded": shown.recorded_s}).html(lang)
+    if shown.dropped_s > 0:
+        status += PageMessage("error_live_busy", {"seconds": shown.dropped_s}).html(lang)
+    if shown.error is not None:
+        status += shown.error.html(lang)
+    return status
 
 
 class EmotionWebUI:
@@ -406,8 +472,8 @@ class EmotionWebUI:
         else:
             card = f'<div id="result-card"><div id="result-label">{html.escape(text("no_head", lang))}</div></div>'
             scores = None
-        timeline = timeline_figure(result, lang) if result.emotion is not None else None
         runs = emotion_runs(result, smooth_s=TIMELINE_SMOOTH_S) if result.emotion is not None else []
+        timeline = timeline_figure(result, lang, runs) if result.emotion is not None else None
         table = _frame([[round(r.start_s, 2), round(r.end_s, 2),
                          emotion_name(r.emotion) if r.speech else text("no_speech", lang), percent_text(r.confidence)]
                         for r in runs], _columns(lang, "col_start", "col_end", "col_emotion", "col_confidence"))
@@ -721,6 +787,103 @@ class EmotionWebUI:
             return None
         return cluster_map_figure(shown.index, shown.report, colour_by, lang)
 
+    # ------------------------------------------------------------------ live
+    def live_chunk(self, chunk: str | None, session: "LiveSession | PageMessage | None", model_name: str | None = None,
+                   lang: str = DEFAULT_LANGUAGE) -> "LiveSession | PageMessage | None":
+        """The next piece of the microphone's audio (a WAV file Gradio stored) for this browser
+        session's stream; returns the session to keep. Returns at once (the stream takes the audio
+        on the model thread; :meth:`live_refresh` draws what it found). The first piece after
+        :meth:`live_start` starts a new session; pieces that arrive after the recording stopped
+        (Gradio may deliver one late) are ignored, so they never replace the stopped session before
+        it is saved. Never raises: a problem is a message the page shows."""
+        if not chunk:
+            return session
+        try:
+            rate, samples = read_chunk(chunk)
+        except Exception as exc:  # a piece the browser sent that cannot be read
+            log.warning("live: unreadable microphone audio %s: %s", chunk, exc)
+            error = PageMessage("error_live_chunk", {}, detail=str(exc))
+            if isinstance(session, LiveSession):
+                session.error, session.version = error, session.version + 1
+                return session
+            return error
+        if isinstance(session, LiveSession) and session.closing:
+            return session  # a late piece of the recording that stopped
+        if isinstance(session, LiveSession) and time.monotonic() - session.last_feed > LIVE_IDLE_NEW_S:
+            session.discard()  # the stop was missed and this is a new recording (what was saved stays saved)
+            session = None
+        if not isinstance(session, LiveSession):
+            try:
+                model = self._model(model_name, None, lang)
+                if not model.has_head:
+                    raise _Refusal(PageMessage("error_live_no_head", {"model": model.model_name}))
+                session = LiveSession(model, rate, self.outputs_root, self.settings.live_max_s)
+            except Exception as exc:
+                return self._error(exc, "microphone")
+        if rate != session.sample_rate:
+            session.error = PageMessage("error_live_rate", {"rate": session.sample_rate, "new_rate": rate})
+            session.version += 1
+            return session
+        session.feed(samples)
+        return session
+
+    def live_start(self, session: "LiveSession | PageMessage | None") -> "LiveSession | None":
+        """Record was pressed: the next piece of audio starts a new session. The previous one (stopped)
+        goes with its working files; what was saved of it stays in the outputs folder. Returns the
+        state to keep: ``None``, or the session this recording's first pieces already started (they
+        may be handled before this)."""
+        if isinstance(session, LiveSession):
+            if not session.closing and time.monotonic() - session.last_feed < LIVE_IDLE_NEW_S:
+                return session
+            session.discard()
+        return None
+
+    def live_refresh(self, session: "LiveSession | PageMessage | None", lang: str = DEFAULT_LANGUAGE) -> LiveView | None:
+        """What the Live tab shows now, or ``None`` when nothing changed since it was last drawn."""
+        if isinstance(session, LiveSession):
+            version = session.version
+            if version == session.drawn_version:
+                return None
+            view = self.render_live(session, lang)
+            session.drawn_version = version
+            return view
+        return self.render_live(session, lang)
+
+    def live_stop(self, session: "LiveSession | PageMessage | None", lang: str = DEFAULT_LANGUAGE) -> LiveView:
+        """The recording stopped: the audio still queued is taken and the last utterance gets its final label."""
+        if isinstance(session, LiveSession):
+            session.close()
+        return self.render_live(session, lang)
+
+    def live_save(self, session: "LiveSession | PageMessage | None", lang: str = DEFAULT_LANGUAGE) -> LiveSaved:
+        """Save the session so far as ``outputs/live_YYYYMMDD_HHMMSS/`` and offer its files."""
+        from ...outputs import RUN_KINDS
+
+        if not isinstance(session, LiveSession) or session.position_s <= 0:
+            return LiveSaved(PageMessage("error_live_nothing").html(lang), None, session)
+        try:
+            folder = session.save()
+        except Exception as exc:
+            session.error = self._error(exc, "microphone")
+            return LiveSaved(self.render_live(session, lang).status_html, None, session)
+        files = [str(f) for name in RUN_KINDS["live"].files
+                 if (f := servable_file(folder / name, self.outputs_root)) is not None]
+        return LiveSaved(self.render_live(session, lang).status_html, files, session)
+
+    def render_live(self, session: "LiveSession | PageMessage | None", lang: str) -> LiveView:
+        """What the Live tab shows for ``session`` in ``lang`` (a placeholder before any recording)."""
+        columns = _columns(lang, "col_span", "col_emotion", "col_confidence")
+        if not isinstance(session, LiveSession):
+            waiting = f'<div class="placeholder-box">{html.escape(text("live_waiting", lang))}</div>'
+            status = session.html(lang) if isinstance(session, PageMessage) else ""
+            return LiveView(waiting, None, _frame([], columns), status, session)
+        shown = session.snapshot()
+        return LiveView(_live_now_html(shown, lang),
+                        live_figure(shown.hops, shown.finals, shown.labels, shown.position_s, LIVE_CHART_S, lang),
+                        _frame([[f"{f.start_s:.2f}–{f.end_s:.2f}", emotion_name(f.emotion, f.emoji, f.emotion_zh),
+                                 percent_text(f.confidence)] for f in reversed(shown.finals)], columns),
+                        _live_status_html(shown, lang, self.settings.live_max_s), session)
+
     # ------------------------------------------------------------------ history
     def history(self, lang: str = DEFAULT_LANGUAGE, selected: str | None = None) -> HistoryView:
         """The newest 200 runs of every kind in the outputs folder, with links to their files;
@@ -736,7 +899,9 @@ class EmotionWebUI:
             stamp = run.started.strftime("%Y-%m-%d %H:%M:%S")
             links = " ".join(f"[{f.name}](/gradio_api/file={f.as_posix()})" for f in run.files)
             kind = text(f"kind_{run.kind}", lang) if f"kind_{run.kind}" in TEXT else run.kind
-            if run.items is not None:
+            if run.kind == "live" and run.items is not None:
+                what = text("history_live", lang).format(items=run.items, duration=run.duration_s or 0.0)
+            elif run.items is not None:
                 what = text("history_batch_files", lang).format(items=run.items, failed=run.failed or 0)
             else:
                 what = run.source or "-"
