@@ -87,11 +87,14 @@ def test_pack_linear_falls_back_to_a_bf16_linear(no_mkldnn_linear):
 
 
 def test_bfloat16_encoder_without_packed_linears_gives_the_packed_results(monkeypatch):
+    monkeypatch.setattr(Emotion2vecModel, "BFLOAT16_NATIVE", True)  # the packed path (off by default)
     model = _model()
     wavs, lengths = _speechlike([16000, 11000])
     with torch.inference_mode():
         reference = _valid_frames(model(wavs, lengths))
-    packed = _valid_frames(_runner("bfloat16", model)(wavs, lengths))
+    packed_runner = _runner("bfloat16", model)
+    assert any(isinstance(m, PackedLinear) for m in packed_runner.model.modules()) == layers.mkldnn_linear_available()
+    packed = _valid_frames(packed_runner(wavs, lengths))
     monkeypatch.setattr(layers, "_mkldnn_linear_ok", False)
     fallback_runner = _runner("bfloat16", model)
     assert not any(isinstance(m, PackedLinear) for m in fallback_runner.model.modules())
@@ -125,8 +128,10 @@ def test_int8_linear_reads_overlapping_windows_in_place():
         assert torch.equal(Int8Linear.from_linear(layer)(windows), Int8Linear.from_linear(layer)(windows.contiguous()))
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("compute_type, tolerance", [("int8", 0.1), ("bfloat16", 0.05)])
-def test_fast_compute_types_stay_close_to_float32_on_padded_batches(compute_type, tolerance):
+def test_fast_compute_types_stay_close_to_float32_on_padded_batches(compute_type, tolerance, native, monkeypatch):
+    monkeypatch.setattr(Emotion2vecModel, "BFLOAT16_NATIVE", native)
     model = _model(seed=3)
     wavs, lengths = _speechlike([24000, 16000, 7000], seed=4)
     with torch.inference_mode():

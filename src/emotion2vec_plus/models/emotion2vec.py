@@ -460,13 +460,16 @@ class Emotion2vecModel(nn.Module):
     """emotion2vec / emotion2vec+ for inference; ``proj`` is the emotion head (absent in the base model).
 
     The encoder runs in the dtype of its parameters (:attr:`compute_dtype`): float32 as loaded, or
-    bfloat16 throughout once cast (:data:`BFLOAT16_NATIVE`).
+    bfloat16 throughout once cast (only when :data:`BFLOAT16_NATIVE` is set).
     """
 
-    BFLOAT16_NATIVE = True
-    """Whether the whole encoder may be cast to bfloat16 and run without autocast: every block
-    ends in a layer norm (post-LN), so the residual stream is O(1) and bf16 rounds it no worse than
-    the bf16 products that feed it. Saves autocast's casts around every norm and product."""
+    BFLOAT16_NATIVE = False
+    """Whether ``compute_type="bfloat16"`` casts the whole encoder to bf16 (oneDNN-packed linears,
+    fused epilogues, bf16 residual stream and norms) instead of running it under autocast (bf16
+    products, float32 stream and norms). Off: measured on 120 real-speech clips of the four corpora
+    with a random-weight plus_large-size checkpoint, bf16 throughout agreed with float32 on 98.3 %
+    of argmax decisions (embedding relative RMS 0.013, largest score change 0.009) against
+    autocast's 100 % (0.009, 0.005), for 11 % less CPU time on a 4 x 10 s batch."""
 
     def __init__(self, config: Emotion2vecConfig, num_classes: int = 0) -> None:
         super().__init__()

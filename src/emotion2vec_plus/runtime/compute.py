@@ -14,12 +14,12 @@ classifier head always runs in float32 PyTorch on the embeddings the runner retu
   GELU) have outliers that per-tensor activation quantisation handles badly (on 25 clips with
   the compact model, quantising it too raised the largest score change from 0.07 to 0.22).
   The classifier head and emotion2vec's feature projection stay float32 as well.
-* ``torch`` + ``bfloat16``: emotion2vec runs in bf16 throughout (post-LN blocks keep the residual
-  stream O(1)), its linear layers pre-packed for oneDNN with GELU and residual adds fused into
-  the products (:func:`pack_bfloat16`; plain bf16 ``nn.Linear`` where oneDNN's packed bf16 linear
-  is missing or capped away). Other models (the compact Whisper encoder, whose pre-LN residual
-  stream is too large for bf16) run under ``torch.autocast(dtype=torch.bfloat16)`` with their
-  linear weights stored in bf16 once at load (:func:`cast_linear_weights`).
+* ``torch`` + ``bfloat16``: the encoder under ``torch.autocast(dtype=torch.bfloat16)`` (products in
+  bf16, norms and the residual stream in float32), its linear weights stored in bf16 once at load
+  (:func:`cast_linear_weights`). A model whose ``BFLOAT16_NATIVE`` is set instead runs in bf16
+  throughout, its linear layers pre-packed for oneDNN with GELU and residual adds fused
+  (:func:`pack_bfloat16`; plain bf16 ``nn.Linear`` where the packed op is missing or capped away);
+  emotion2vec has it off (see ``Emotion2vecModel.BFLOAT16_NATIVE`` for the measurement).
 * ``onnx`` + ``float32`` / ``int8``: the full model exported to ONNX once (cached) and run with
   onnxruntime; int8 is onnxruntime's dynamic quantisation of the transformer blocks' MatMuls.
   See :mod:`emotion2vec_plus.runtime.onnx_backend`.
@@ -271,9 +271,9 @@ class TorchRunner:
 
 
 def bfloat16_native(model: nn.Module) -> bool:
-    """Whether ``model`` runs in bfloat16 throughout once its encoder is cast (emotion2vec, whose
-    post-LN blocks keep the residual stream O(1)); otherwise bf16 means autocast with a float32
-    residual stream (Whisper's pre-LN stream reaches ~400, where bf16 would drop the blocks' updates)."""
+    """Whether ``model`` runs in bfloat16 throughout once its encoder is cast (its ``BFLOAT16_NATIVE``;
+    only a post-LN model, whose residual stream stays O(1), may set it: Whisper's pre-LN stream
+    reaches ~400, where bf16 would drop the blocks' updates); otherwise bf16 means autocast."""
     return bool(getattr(model, "BFLOAT16_NATIVE", False))
 
 
