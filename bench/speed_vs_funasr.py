@@ -17,13 +17,24 @@ Figures (medians of several runs after a warm-up; the two systems alternate run 
   5. model load time;
   6. REST (this package only; FunASR has no server): requests/s, p50 and p99 at concurrency
      1, 4 and 16 for 2 s clips, client threads on the same machine;
-  7. achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) against a large fp32 matmul
-     timed in the same run.
+  7. achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) on a 4 x 20 s batch, as a fraction
+     of the matmul peak of its compute type (2048 x 2048, T threads) timed in the same run;
+  8. the bundled compact model's latency on a 2 s clip in every compute type (this package only).
+
+CPU classes: ``--cpu-class avx512_bf16,avx2`` runs everything once per class, each in a child
+process whose kernels are capped by environment variables (see ``CPU_CLASSES``: ``avx512_bf16``
+hides AMX from oneDNN, ``avx2`` also lowers PyTorch's own kernels, MKL and FBGEMM to AVX2, an
+AVX2-only CPU as far as these libraries can tell), then prints one table across the classes.
+A class the CPU cannot run (``amx`` without AMX) is listed as not measured. Each class's raw
+tables go to ``--results-dir`` (``speed_vs_funasr_<class>.md``), the summary to
+``speed_vs_funasr_classes.md`` there.
 
 Usage:
   python bench/speed_vs_funasr.py                     # everything (about 30-40 min on 2 cores)
   python bench/speed_vs_funasr.py --quick             # a smoke run (few clips, one run each)
   python bench/speed_vs_funasr.py --compute-types float32,bfloat16 --only latency,throughput
+  python bench/speed_vs_funasr.py --cpu-class amx,avx512_bf16,avx2 --compute-types float32,bfloat16,int8 \
+      --models plus_large --only latency,throughput,flops,compact --clips 24 --results-dir bench/results
 """
 
 from __future__ import annotations
@@ -55,8 +66,31 @@ DATASETS = REPO.parent / "shared" / "datasets"
 sys.path.insert(0, str(REPO / "tests"))  # checkpoint builders (tests/checkpoints.py)
 
 SAMPLE_RATE = 16000
-SECTIONS = ("load", "latency", "throughput", "longfile", "rest", "flops")
+SECTIONS = ("load", "latency", "throughput", "longfile", "rest", "flops", "compact")
+
+#: Environment that caps the kernels to what a CPU class offers. oneDNN (bf16 and fp32 products,
+#: ``torch._int_mm``), PyTorch's vectorised kernels, MKL and FBGEMM (the int8 linear) each read
+#: their own variable; they are read at import, so a class runs in a child process.
+CPU_CLASSES: dict[str, dict[str, str]] = {
+    "amx": {},
+    "avx512_bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+#: Compute types not run in a class by default, and why.
+EMULATED = {"avx2": {"bfloat16": "bf16 is emulated without AVX512-BF16 (about 10x slower than float32)"}}
+CLASS_ENV = "SPEED_BENCH_CPU_CLASS"
 RESULT_PREFIX = "BENCH-RESULT "
+#: Key figures of this run, for the per-class summary (written as JSON with ``--summary-json``).
+SUMMARY: dict[str, Any] = {}
+
+
+def remember(*keys_and_value) -> None:
+    *keys, last, value = keys_and_value
+    node = SUMMARY
+    for key in keys:
+        node = node.setdefault(key, {})
+    node[last] = value
 
 
 # --------------------------------------------------------------------------- helpers
@@ -142,10 +176,8 @@ def load_funasr(model_dir: Path, threads: int):
 def load_ours(model_dir: Path | str, threads: int, compute_type: str, backend: str):
     from emotion2vec_plus import Emotion2VecPlus
 
-    options: dict[str, Any] = {"num_threads": threads}
-    if compute_type != "float32" or backend != "torch":
-        options.update(compute_type=compute_type, backend=backend)
-    return Emotion2VecPlus(str(model_dir), **options)
+    # Always explicit: the API's default is "auto", which would make the "float32" rows bf16 or int8.
+    return Emotion2VecPlus(str(model_dir), num_threads=threads, compute_type=compute_type, backend=backend)
 
 
 def funasr_predict(model, audio) -> dict:
@@ -327,6 +359,7 @@ def section_load_and_latency(report: Report, checkpoints: dict[str, Path], modes
                 times = timed_runs(calls, args.runs)
                 reference = median(times["FunASR"])
                 for label, values in times.items():
+                    remember("latency", name, label, f"{seconds:g}", median(values))
                     latency_rows.append([name, f"{seconds:g}", label, f"{median(values):.3f}",
                                          f"{median(values) / reference:.2f}", f"{min(values):.3f}"])
             del funasr, ours
@@ -367,6 +400,7 @@ def section_throughput(report: Report, checkpoints: dict[str, Path], modes: list
                 rows.append([name, label, "failed", "", "", "", errors[label]])
                 continue
             wall = median(walls[label])
+            remember("throughput", name, label, {"wall_s": wall, "audio_s": audio_s, "files": len(files)})
             rows.append([name, label, f"{wall:.1f}", f"{audio_s / wall:.1f}", f"{max(rss[label]):.0f}",
                          "1.00×" if label == "FunASR" else ratio(wall, reference), errors.get(label, "")])
     report.table(f"Directory throughput, files to results (median of {args.throughput_runs} runs, each in a fresh "
@@ -422,8 +456,7 @@ def section_rest(report: Report, checkpoints: dict[str, Path], modes: list[Mode]
         command = [sys.executable, "-m", "emotion2vec_plus.cli", "serve", "--model", str(checkpoints[name]),
                    "--port", str(port), "--threads", str(args.threads), "--log-level", "warning",
                    "--batch-window-ms", str(args.batch_window_ms)]
-        if mode.compute_type != "float32" or mode.backend != "torch":
-            command += ["--compute-type", mode.compute_type, "--backend", mode.backend]
+        command += ["--compute-type", mode.compute_type, "--backend", mode.backend]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -510,15 +543,8 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(args.threads)
-    size = 4096
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    peak_times = timed_runs({"mm": lambda: a @ b}, 5)["mm"]
-    peak = 2 * size**3 / median(peak_times) / 1e9
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    peak16 = 2 * size**3 / median(timed_runs({"mm": lambda: a16 @ b16}, 5)["mm"]) / 1e9
-    a8, b8 = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
-    peak8 = 2 * size**3 / median(timed_runs({"mm": lambda: torch._int_mm(a8, b8)}, 5)["mm"]) / 1e9
-    peaks = {"float32": (peak, "fp32"), "bfloat16": (peak16, "bf16"), "int8": (peak8, "int8")}
+    peaks = matmul_peaks(args.threads)
+    remember("peaks", peaks)
     rows = []
     batch_clips = [speech_of_length(20.0, pool, offset=i * 17) for i in range(4)]
     wavs = torch.from_numpy(np.stack(batch_clips))
@@ -535,20 +561,152 @@ def section_flops(report: Report, checkpoints: dict[str, Path], modes: list[Mode
             with torch.inference_mode():
                 times = timed_runs({"ours": lambda: ours.encode_batch(wavs)}, args.runs)["ours"]
             rate = flops / median(times) / 1e9
-            reference_peak, peak_name = peaks[mode.compute_type]
+            reference_peak = peaks[mode.compute_type]
+            remember("flops", name, mode.label, {"gflops": rate, "peak": reference_peak, "compute_type": mode.compute_type})
             rows.append([name, mode.label, "4 × 20 s batch", f"{flops / 1e9:.0f}", f"{median(times):.2f}",
-                         f"{rate:.0f}", f"{100 * rate / reference_peak:.0f}% of {peak_name}"])
+                         f"{rate:.0f}", f"{100 * rate / reference_peak:.0f}% of {mode.compute_type}"])
             del ours
         funasr = load_funasr(directory, args.threads)
         single = batch_clips[0]
         times = timed_runs({"funasr": lambda: funasr_predict(funasr, single)}, args.runs)["funasr"]
         rate = flops / 4 / median(times) / 1e9
+        remember("flops", name, "FunASR", {"gflops": rate, "peak": peaks["float32"], "compute_type": "float32"})
         rows.append([name, "FunASR", "1 × 20 s clip", f"{flops / 4e9:.0f}", f"{median(times):.2f}", f"{rate:.0f}",
-                     f"{100 * rate / peak:.0f}% of fp32"])
+                     f"{100 * rate / peaks['float32']:.0f}% of float32"])
         del funasr
-    report.table(f"Achieved GFLOP/s (fp32 matmul peak {peak:.0f} GFLOP/s, bf16 {peak16:.0f}, int8 {peak8:.0f} "
-                 f"(torch._int_mm): {size}×{size} matmuls timed in this run)",
+    report.table(f"Achieved GFLOP/s (matmul peaks, {PEAK_SIZE}×{PEAK_SIZE}, {args.threads} threads, timed in this run: "
+                 f"float32 {peaks['float32']:.0f}, bfloat16 {peaks['bfloat16']:.0f}, int8 {peaks['int8']:.0f} GFLOP/s "
+                 f"(int8: the faster of torch._int_mm {peaks['int8_int_mm']:.0f} and FBGEMM's dynamic int8 linear "
+                 f"{peaks['int8_fbgemm']:.0f}, the kernel int8 mode uses))",
                  ["model", "system", "input", "GFLOP", "time (s)", "GFLOP/s", "of peak"], rows)
+
+
+PEAK_SIZE = 2048
+
+
+def matmul_peaks(threads: int) -> dict[str, float]:
+    """GFLOP/s of a PEAK_SIZE² matmul per compute type with the kernels this process may use."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    size = PEAK_SIZE
+    flop = 2 * size**3 / 1e9
+    a, b = torch.randn(size, size), torch.randn(size, size)
+
+    def rate(function) -> float:
+        return flop / median(timed_runs({"mm": function}, 5)["mm"])
+
+    peaks = {"float32": rate(lambda: a @ b)}
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    peaks["bfloat16"] = rate(lambda: a16 @ b16)
+    a8, b8 = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
+    peaks["int8_int_mm"] = rate(lambda: torch._int_mm(a8, b8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scales = (b.abs().amax(1) / 127.5).double()
+        weight = torch.quantize_per_channel(b, scales, torch.zeros(size, dtype=torch.long), 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(weight, None)
+    peaks["int8_fbgemm"] = rate(lambda: torch.ops.quantized.linear_dynamic(a, packed, True))
+    peaks["int8"] = max(peaks["int8_int_mm"], peaks["int8_fbgemm"])
+    return peaks
+
+
+def section_compact(report: Report, modes: list[Mode], args, pool: list[Path]) -> None:
+    """The bundled compact model (this package only): one 2 s clip per compute type."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    clip = speech_of_length(2.0, pool, offset=0)
+    models = {mode.label: load_ours("compact", args.threads, mode.compute_type, mode.backend) for mode in modes}
+    times = timed_runs({label: (lambda m=model: ours_predict(m, clip)) for label, model in models.items()}, args.runs)
+    rows = []
+    for label, values in times.items():
+        remember("compact", label, median(values))
+        rows.append(["compact", label, f"{median(values):.3f}", f"{min(values):.3f}"])
+    report.table(f"Bundled compact model, one 2 s clip (median of {args.runs} after warm-up)",
+                 ["model", "system", "median (s)", "best (s)"], rows)
+
+
+# --------------------------------------------------------------------------- CPU classes
+def cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def class_unavailable(name: str) -> str | None:
+    """Why this machine cannot stand in for CPU class ``name`` (capping only removes features)."""
+    flags = cpu_flags()
+    needs = {"amx": {"amx_tile", "amx_bf16"}, "avx512_bf16": {"avx512_bf16"}, "avx2": {"avx2"}}[name]
+    missing = needs - flags
+    return f"not measured here (this CPU has no {', '.join(sorted(missing))})" if missing else None
+
+
+def run_classes(argv: list[str], classes: list[str], results_dir: Path) -> None:
+    """The whole benchmark once per class, each in a child process with that class's caps."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    summaries: dict[str, Any] = {}
+    for name in classes:
+        why = class_unavailable(name)
+        if why:
+            print(f"\n## CPU class {name}: {why}", flush=True)
+            summaries[name] = {"unavailable": why}
+            continue
+        summary_path = results_dir / f"speed_vs_funasr_{name}.json"
+        command = [sys.executable, str(Path(__file__).resolve()), *argv, "--cpu-class", name,
+                   "--save", str(results_dir / f"speed_vs_funasr_{name}.md"), "--summary-json", str(summary_path)]
+        env = dict(os.environ, **CPU_CLASSES[name], **{CLASS_ENV: name})
+        print(f"\n## CPU class {name}: {' '.join(f'{k}={v}' for k, v in CPU_CLASSES[name].items()) or 'no caps'}",
+              flush=True)
+        done = subprocess.run(command, env=env)
+        summaries[name] = (json.loads(summary_path.read_text()) if done.returncode == 0 and summary_path.is_file()
+                           else {"unavailable": f"run failed (exit {done.returncode})"})
+    text = class_table(summaries)
+    print(text, flush=True)
+    (results_dir / "speed_vs_funasr_classes.md").write_text(text + "\n", encoding="utf-8")
+
+
+def class_table(summaries: dict[str, Any]) -> str:
+    """One row per CPU class and system: directory speed-up, 2 s latency, fraction of that class's peak."""
+    header = ["CPU class", "system", "directory wall (s)", "vs FunASR", "2 s clip (s)", "ratio to FunASR",
+              "4 × 20 s batch GFLOP/s", "of the class's peak", "compact 2 s clip (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, summary in summaries.items():
+        if "unavailable" in summary:
+            lines.append(f"| {name} | — | {summary['unavailable']} |" + " |" * (len(header) - 3))
+            continue
+        model = next(iter(summary.get("latency") or summary.get("throughput") or {"": {}}), "")
+        latency = summary.get("latency", {}).get(model, {})
+        throughput = summary.get("throughput", {}).get(model, {})
+        flops = summary.get("flops", {}).get(model, {})
+        compact = summary.get("compact", {})
+        labels = list(dict.fromkeys([*latency, *throughput, *flops, *compact]))
+        base_wall = throughput.get("FunASR", {}).get("wall_s")
+        base_latency = latency.get("FunASR", {}).get("2")
+        for label in labels:
+            wall = throughput.get(label, {}).get("wall_s")
+            clip = latency.get(label, {}).get("2")
+            rate = flops.get(label)
+            cells = [name, label,
+                     f"{wall:.1f}" if wall else "", f"{base_wall / wall:.2f}×" if wall and base_wall else "",
+                     f"{clip:.3f}" if clip else "", f"{clip / base_latency:.2f}" if clip and base_latency else "",
+                     f"{rate['gflops']:.0f}" if rate else "",
+                     f"{100 * rate['gflops'] / rate['peak']:.0f}% of {rate['compute_type']} ({rate['peak']:.0f})"
+                     if rate else "",
+                     f"{compact[label]:.3f}" if label in compact else ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        if "peaks" in summary:
+            p = summary["peaks"]
+            lines.append(f"| {name} | matmul peaks {PEAK_SIZE}² | | | | | float32 {p['float32']:.0f}, bfloat16 "
+                         f"{p['bfloat16']:.0f}, int8 {p['int8']:.0f} (_int_mm {p['int8_int_mm']:.0f}, FBGEMM "
+                         f"{p['int8_fbgemm']:.0f}) | | |")
+        for skipped, why in summary.get("skipped", {}).items():
+            lines.append(f"| {name} | ours {skipped} | not run: {why} |" + " |" * (len(header) - 3))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
@@ -584,13 +742,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-window-ms", type=float, default=10, help="the REST server's --batch-window-ms")
     parser.add_argument("--quick", action="store_true", help="smoke run: 12 clips, 2 runs, short REST runs")
     parser.add_argument("--save", default=None, help="also write the tables to this Markdown file")
+    parser.add_argument("--cpu-class", default=None,
+                        help=f"comma list of {', '.join(CPU_CLASSES)}: run once per class with the kernels capped "
+                             "(child processes), then print a table across the classes")
+    parser.add_argument("--include-emulated", action="store_true",
+                        help="also run compute types a class only emulates (bfloat16 in avx2)")
+    parser.add_argument("--results-dir", default=str(REPO / "bench" / "results"),
+                        help="where --cpu-class writes each class's tables and the summary")
+    parser.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    classes = [c for c in (args.cpu_class or "").split(",") if c]
+    for name in classes:
+        if name not in CPU_CLASSES:
+            parser.error(f"--cpu-class: unknown class {name!r}; choose from {', '.join(CPU_CLASSES)}")
+    if classes and os.environ.get(CLASS_ENV) != ",".join(classes):
+        passed = []  # this run's options, without --cpu-class / --save / --results-dir
+        skip_next = False
+        for item in argv:
+            if skip_next:
+                skip_next = False
+                continue
+            if item in ("--cpu-class", "--save", "--results-dir", "--summary-json"):
+                skip_next = True
+                continue
+            if item.split("=", 1)[0] in ("--cpu-class", "--save", "--results-dir", "--summary-json"):
+                continue
+            passed.append(item)
+        run_classes(passed, classes, Path(args.results_dir))
+        return
     args.only = set(args.only.split(","))
     args.throughput_models = [m for m in args.throughput_models.split(",") if m]
     if args.quick:
         args.runs, args.throughput_runs, args.clips, args.rest_requests = 2, 1, 12, 8
     modes = parse_modes(args.compute_types)
     long_modes = parse_modes(args.long_compute_types or args.compute_types)
+    cpu_class = os.environ.get(CLASS_ENV)
+    if cpu_class and not args.include_emulated:
+        emulated = EMULATED.get(cpu_class, {})
+        SUMMARY["skipped"] = {m.compute_type: emulated[m.compute_type] for m in modes + long_modes
+                              if m.compute_type in emulated}
+        modes = [m for m in modes if m.compute_type not in emulated]
+        long_modes = [m for m in long_modes if m.compute_type not in emulated]
 
     import torch
     import funasr
@@ -601,6 +793,12 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     report.note(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs), {args.threads} threads for both systems; "
                 f"Python {platform.python_version()}, torch {torch.__version__}, funasr {funasr.__version__}")
+    if cpu_class:
+        caps = " ".join(f"{k}={v}" for k, v in CPU_CLASSES[cpu_class].items()) or "no caps"
+        report.note(f"CPU class {cpu_class} ({caps}); PyTorch's kernels: {torch.backends.cpu.get_cpu_capability()}; "
+                    f"load average at start {os.getloadavg()[0]:.2f}")
+        for compute_type, why in SUMMARY.get("skipped", {}).items():
+            report.note(f"ours {compute_type} not run in this class: {why}")
     report.note("Models: random-weight checkpoints written by FunASR's own Emotion2vec class: plus_base = 768-d, "
                 "12 heads; plus_large = 1024-d, 16 heads; both 4 prenet + 8 main blocks (12 blocks).")
     pool = speech_pool()
@@ -620,10 +818,16 @@ def main(argv: list[str] | None = None) -> None:
             section_rest(report, checkpoints, long_modes, args, pool)
         if "flops" in args.only:
             section_flops(report, checkpoints, modes, args, pool)
+        if "compact" in args.only:
+            section_compact(report, modes, args, pool)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    report.note(f"load average at end {os.getloadavg()[0]:.2f}")
     if args.save:
         Path(args.save).write_text("\n".join(report.lines) + "\n", encoding="utf-8")
+    if args.summary_json:
+        SUMMARY["load_average_end"] = os.getloadavg()[0]
+        Path(args.summary_json).write_text(json.dumps(SUMMARY, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -6,15 +6,20 @@ results and custom heads are the same code for every mode. Only the encoder chan
 classifier head always runs in float32 PyTorch on the embeddings the runner returns.
 
 * ``torch`` + ``float32``: the model as loaded (the reference).
-* ``torch`` + ``int8``: dynamic int8 quantisation of the transformer blocks' ``nn.Linear``
-  layers (weights int8 per output channel, activations quantised per batch on the fly;
-  PyTorch's fbgemm/x86 kernels). The MLP's second projection stays float32: its inputs (after
+* ``torch`` + ``int8``: int8 weights (one scale per output channel) and int8 activations quantised
+  on the fly (one scale per product) for the transformer blocks' ``nn.Linear`` layers
+  (:class:`~emotion2vec_plus.models.layers.Int8Linear`: FBGEMM's kernel, AVX512-VNNI, AVX-512
+  or AVX2 code chosen at run time; emotion2vec's conv extractor stays float32, see
+  :data:`INT8_CONV_EXTRACTOR`). The MLP's second projection stays float32: its inputs (after
   GELU) have outliers that per-tensor activation quantisation handles badly (on 25 clips with
   the compact model, quantising it too raised the largest score change from 0.07 to 0.22).
   The classifier head and emotion2vec's feature projection stay float32 as well.
-* ``torch`` + ``bfloat16``: the encoder under ``torch.autocast(dtype=torch.bfloat16)``
-  (matrix products and convolutions in bf16, normalisations and the residual stream in float32),
-  with the linear weights stored in bf16 once at load (:func:`cast_linear_weights`).
+* ``torch`` + ``bfloat16``: the encoder under ``torch.autocast(dtype=torch.bfloat16)`` (products in
+  bf16, norms and the residual stream in float32), its linear weights stored in bf16 once at load
+  (:func:`cast_linear_weights`). A model whose ``BFLOAT16_NATIVE`` is set instead runs in bf16
+  throughout, its linear layers pre-packed for oneDNN with GELU and residual adds fused
+  (:func:`pack_bfloat16`; plain bf16 ``nn.Linear`` where the packed op is missing or capped away);
+  emotion2vec has it off (see ``Emotion2vecModel.BFLOAT16_NATIVE`` for the measurement).
 * ``onnx`` + ``float32`` / ``int8``: the full model exported to ONNX once (cached) and run with
   onnxruntime; int8 is onnxruntime's dynamic quantisation of the transformer blocks' MatMuls.
   See :mod:`emotion2vec_plus.runtime.onnx_backend`.
@@ -30,7 +35,6 @@ import platform
 import re
 import sys
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
@@ -40,6 +44,7 @@ from torch import nn
 
 from ..defaults import BACKENDS, COMPUTE_TYPE_CHOICES, COMPUTE_TYPES
 from ..models.emotion2vec import EncoderOutput
+from ..models.layers import Int8Linear, SplitLinear, pack_linear
 
 #: What a user may ask for: a compute type, or ``"auto"`` (:func:`choose_compute_type`).
 
@@ -194,41 +199,82 @@ def int8_linear_names(model: nn.Module) -> list[str]:
 
 
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantisation of the encoder's linear layers, in place (CPU).
+    """Int8 weights and dynamically quantised activations for the encoder's linear layers
+    (:func:`int8_linear_names`), in place (CPU): each becomes a
+    :class:`~emotion2vec_plus.models.layers.Int8Linear` (FBGEMM's kernel, the one
+    ``torch.ao.quantization.quantize_dynamic`` installs, without its deprecated API)."""
+    replace_linears(model, int8_linear_names(model), Int8Linear.from_linear)
+    if INT8_CONV_EXTRACTOR:
+        for module in model.modules():  # emotion2vec's conv feature extractor: int8 window products
+            if hasattr(module, "use_int8_products"):
+                module.use_int8_products()
+    return model
 
-    Uses ``torch.ao.quantization.quantize_dynamic``: still the fastest int8 path in PyTorch
-    2.13 on x86 (fbgemm), measured ~1.6x a float32 linear here, where the non-deprecated
-    ``torch._int_mm`` route was slower than float32. Its deprecation warnings are silenced here
-    only; the replacement (torchao) is not a dependency.
-    """
-    names = int8_linear_names(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        quantize_dynamic(model, qconfig_spec={name: per_channel_dynamic_qconfig for name in names},
-                         dtype=torch.qint8, inplace=True)
+#: Whether int8 mode also quantises emotion2vec's conv feature extractor (layers 2-7). Off: on 120
+#: real-speech clips with a random-weight plus_large-size checkpoint it cut int8's CPU time by a
+#: third (137.7 -> 94.8 CPU s) but tripled the largest score change against float32 (0.025 ->
+#: 0.077; embedding relative RMS 0.043 -> 0.064), the trade the MLP's second projection was
+#: refused for (:data:`INT8_SKIP`). Kept for measuring it again on released weights.
+INT8_CONV_EXTRACTOR = False
+
+
+def replace_linears(model: nn.Module, names: Sequence[str], convert: Callable[[nn.Linear], nn.Module]) -> None:
+    """Replace each named ``nn.Linear`` of ``model`` by ``convert(layer)``, in place."""
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, convert(getattr(parent, child)))
+
+
+def bfloat16_linear_names(model: nn.Module) -> list[str]:
+    """The encoder's ``nn.Linear`` layers that bf16 mode pre-packs (not the head's or the
+    compact model's projection; not emotion2vec's feature projection, whose weight the model
+    reads to find its device)."""
+    skip = _module_prefixes(model, [getattr(model, "head", None), getattr(model, "project", None)])
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and "project_features" not in name
+            and not any(name == prefix or name.startswith(prefix + ".") for prefix in skip)]
+
+
+def pack_bfloat16(model: nn.Module) -> nn.Module:
+    """The encoder in bf16 throughout, its linear layers pre-packed for oneDNN
+    (:func:`~emotion2vec_plus.models.layers.pack_linear`), in place. A fused q/k/v projection
+    (``attn.qkv``) becomes three packed layers, so each output is the size of the input."""
+    cast_encoder(model, torch.bfloat16)
+    names = bfloat16_linear_names(model)
+    replace_linears(model, [n for n in names if n.endswith("attn.qkv")],
+                    lambda layer: SplitLinear.from_linear(layer, 3, pack_linear))
+    replace_linears(model, [n for n in names if not n.endswith("attn.qkv")], pack_linear)
     return model
 
 
 class TorchRunner:
-    """Runs the PyTorch model (float32, int8-quantised or under bf16 autocast)."""
+    """Runs the PyTorch model (float32, int8-quantised, bf16 throughout, or under bf16 autocast)."""
 
     def __init__(self, model: nn.Module, compute_type: str, device: torch.device) -> None:
         self.model = model
         self.compute_type = compute_type
         self.device = device
+        self.autocast = compute_type == "bfloat16" and not bfloat16_native(model)
 
     def __call__(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
-        with torch.inference_mode(), warnings.catch_warnings():
-            if self.compute_type == "int8":
-                warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
-            if self.compute_type == "bfloat16":
+        with torch.inference_mode():
+            if self.autocast:
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                     out = self.model(wavs, num_samples)
-                return EncoderOutput(frames=out.frames.float(), lengths=out.lengths)
-            return self.model(wavs, num_samples)
+            else:
+                out = self.model(wavs, num_samples)
+            if out.frames.dtype != torch.float32:
+                out = EncoderOutput(frames=out.frames.float(), lengths=out.lengths)
+            return out
+
+
+def bfloat16_native(model: nn.Module) -> bool:
+    """Whether ``model`` runs in bfloat16 throughout once its encoder is cast (its ``BFLOAT16_NATIVE``;
+    only a post-LN model, whose residual stream stays O(1), may set it: Whisper's pre-LN stream
+    reaches ~400, where bf16 would drop the blocks' updates); otherwise bf16 means autocast."""
+    return bool(getattr(model, "BFLOAT16_NATIVE", False))
 
 
 def make_runner(
@@ -255,7 +301,10 @@ def make_runner(
     if compute_type == "int8":
         quantize_linear_int8(model)
     if compute_type == "bfloat16":
-        cast_linear_weights(model, torch.bfloat16)
+        if bfloat16_native(model):
+            pack_bfloat16(model)
+        else:
+            cast_linear_weights(model, torch.bfloat16)
     return TorchRunner(model, compute_type, device)
 
 
@@ -274,6 +323,15 @@ def cast_linear_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
         if any(name == prefix or name.startswith(prefix + ".") for prefix in skip):
             continue
         module.to(dtype)
+    return model
+
+
+def cast_encoder(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Every parameter and buffer of the encoder in ``dtype``, in place; the head stays float32."""
+    head = getattr(model, "head", None)
+    model.to(dtype)
+    if head is not None:
+        head.float()
     return model
 
 
