@@ -247,4 +247,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # A terminated run still stops the server it started (the finally around each model's runs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
