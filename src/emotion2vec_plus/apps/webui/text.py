@@ -198,8 +198,8 @@ TEXT: dict[str, dict[Language, str]] = {
     "live_finals": {"zh": "句子（最终结果，最新在前）", "en": "Utterances (final labels, newest first)"},
     "col_span": {"zh": "时间 (s)", "en": "time (s)"},
     "live_status_recording": {"zh": "正在识别：{duration:.1f} 秒，{utterances} 句（麦克风 {rate} Hz，模型 {model}）",
-                              "en": "Listening: {duration:.1f} s, utterances: {utterances} (microphone {rate} Hz, "
-                                    "model {model})"},
+                              "en": "Listening: {duration:.1f} s from the microphone at {rate} Hz, model {model}; "
+                                    "utterances: {utterances}"},
     "live_status_stopped": {"zh": "已停止：{duration:.1f} 秒，{utterances} 句。可以保存本次会话。",
                             "en": "Stopped: {duration:.1f} s, utterances: {utterances}. Save the session to keep it."},
     "live_finals_more": {"zh": "列表只显示最新 {shown} 句（共 {total} 句）；保存后全部在 events.jsonl 中。",
