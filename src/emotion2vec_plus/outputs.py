@@ -297,13 +297,7 @@ def _read_recognition(run_dir: Path) -> dict[str, Any]:
 
 
 def _read_batch(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / BATCH_RESULTS
-    if path.is_symlink():
-        raise ValueError(f"{path}: a link, not read")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{run_dir}: no {BATCH_RESULTS}") from None
+    data = _read_run_file(run_dir / BATCH_RESULTS)
     lines = []
     for raw in data[: data.rfind(b"\n") + 1].splitlines():  # a partial last line: a job still writing
         try:
@@ -322,12 +316,7 @@ def _read_live(run_dir: Path) -> dict[str, Any]:
     """A live session: its utterances (``items``), length, and the emotion of its speech (the
     utterances' scores weighted by their speech time, as a long recording's overall result is)."""
     path = run_dir / LIVE_EVENTS
-    if path.is_symlink():
-        raise ValueError(f"{path}: a link, not read")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{run_dir}: no {LIVE_EVENTS}") from None
+    data = _read_run_file(path)
     end_s = 0.0
     utterances: list[dict[str, Any]] = []
     for raw in data.splitlines():
@@ -455,15 +444,25 @@ def _summarise_run(run_dir: Path, started: datetime, kind: RunKind) -> RunSummar
     return RunSummary(run_dir, started, kind.name, files, **fields)
 
 
-def _read_json_record(path: Path) -> dict[str, Any]:
-    """A run's JSON record; ``ValueError`` for a link, a missing file, damaged JSON or not an object."""
+def _read_run_file(path: Path) -> bytes:
+    """The bytes of a file in a run folder; ``ValueError`` for a link (never followed) or a missing file."""
     if path.is_symlink():
         raise ValueError(f"{path}: a link, not read")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{path.parent}: no {path.name}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+
+
+def _read_json_record(path: Path) -> dict[str, Any]:
+    """A run's JSON record; ``ValueError`` for a link, a missing file, damaged JSON or not an object."""
+    try:
+        raw = _read_run_file(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable: {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a result object")
