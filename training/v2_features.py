@@ -11,7 +11,10 @@ layer-normalised per frame and averaged over the clip (N, first_tuned * 512). Us
     python training/v2_features.py --out CACHE --variants clean,speed0.9,speed1.1,noise15
 
 Variants: clean | speedX (tempo and pitch by X) | noiseNN (white noise at NN dB SNR) |
-reverb (a synthetic room: exponentially decaying noise impulse response, RT60 0.3-0.8 s).
+reverb (a synthetic room: exponentially decaying noise impulse response, RT60 0.3-0.8 s) |
+trim (the clip cut to its speech, first to last Silero VAD region, with 0-0.6 s of the clip's own
+audio kept on each side at random: what a segment of a longer recording looks like; the corpora
+differ in how much silence they leave around each sentence, a cue a model must not learn).
 """
 
 from __future__ import annotations
@@ -36,7 +39,26 @@ from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectr
 SR = 16000
 
 
+TRIM_CONTEXT_S = 0.6
+
+
+def trim_to_speech(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``wav`` from its first speech region's start to its last one's end, each side widened by a
+    random 0 - TRIM_CONTEXT_S seconds of its own audio (the whole clip if the VAD finds no speech)."""
+    from emotion2vec_plus.vad import speech_regions
+
+    regions = speech_regions(wav)
+    if not regions:
+        return wav
+    before, after = rng.uniform(0, TRIM_CONTEXT_S, size=2)
+    start = max(0, regions[0].start - int(before * SR))
+    end = min(len(wav), regions[-1].end + int(after * SR))
+    return np.ascontiguousarray(wav[start:end])
+
+
 def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
+    if variant == "trim":
+        return trim_to_speech(wav, rng)
     if variant == "reverb":
         rt60 = rng.uniform(0.3, 0.8)
         t = np.arange(int(rt60 * SR)) / SR
