@@ -37,7 +37,7 @@ DATASETS = REPO.parent / "shared" / "datasets"
 
 def speech_clips(count: int = 120) -> tuple[list[np.ndarray], str]:
     """Real speech at 16 kHz mono and where it came from: clips of RAVDESS and CASIA (their
-    manifests in ../shared/datasets, taken in turn), else the bundled samples (synthetic)."""
+    manifests in ../shared/datasets, taken in turn), else the bundled sample clips."""
     import csv
 
     import soxr
@@ -52,7 +52,7 @@ def speech_clips(count: int = 120) -> tuple[list[np.ndarray], str]:
     source = f"{len(paths)} real speech clips of RAVDESS and CASIA" if paths else ""
     if not paths:
         paths = sorted((REPO / "src" / "emotion2vec_plus" / "samples").glob("*.wav"))
-        source = f"the {len(paths)} bundled synthetic samples (../shared/datasets not found)"
+        source = f"the {len(paths)} bundled sample clips (../shared/datasets not found)"
     clips = []
     for path in paths:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)

@@ -77,7 +77,7 @@ def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
 
 
 def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, uploads):
-    view = ui.recognise(str(uploads / "en_neutral_2.wav"), "utterance", False, "compact", "en")
+    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "utterance", False, "compact", "en")
     assert '<div id="result-emoji">' in view.result_html
     emoji = view.result_html.split('<div id="result-emoji">')[1][0]
     assert emoji in EMOJIS
@@ -93,8 +93,8 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
     run = Path(view.downloads[0]).parent
     assert run.parent == ui.outputs_root and run.name.startswith("outputs_")
     saved = json.loads((run / "result.json").read_text(encoding="utf-8"))
-    assert saved["source"] == "en_neutral_2.wav" and saved["emotion"] == en
-    for line in ("file: en_neutral_2.wav", "original format: wav, 16000 Hz, 1 channel(s), 2.95 s",
+    assert saved["source"] == "en_neutral_1.wav" and saved["emotion"] == en
+    for line in ("file: en_neutral_1.wav", "original format: wav, 16000 Hz, 1 channel(s), 3.10 s",
                  f"model: compact ({BUNDLED_DIM}-d)", "time taken: "):
         assert line in view.log_text
 
@@ -102,7 +102,7 @@ def test_recognise_shows_emoji_bilingual_label_confidence_scores_and_log(ui, upl
 def test_the_log_names_an_m4a_upload_m4a(ui, uploads, tmp_path):
     import av
 
-    samples, rate = sf.read(uploads / "en_neutral_2.wav", dtype="float32")
+    samples, rate = sf.read(uploads / "en_neutral_1.wav", dtype="float32")
     memo = tmp_path / "memo.m4a"  # as a phone's voice recorder saves it: AAC in an MP4 file of brand M4A
     with av.open(str(memo), "w") as container:
         stream = container.add_stream("aac", rate=rate)
@@ -128,18 +128,18 @@ def test_embedding_notice_names_the_real_shape_and_the_file_holds_it(ui, uploads
 
 
 def test_frame_granularity_gives_a_timeline_and_a_segments_table_covering_the_clip(ui, uploads):
-    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", False, "compact", "en")
+    view = ui.recognise(str(uploads / "en_happy_1.wav"), "frame", False, "compact", "en")
     assert view.timeline_plot["visible"] is True
     table = view.segments_table["value"]
     assert view.segments_table["visible"] is True and list(table.columns) == ["start (s)", "end (s)", "emotion", "confidence"]
-    assert table.iloc[0]["start (s)"] == 0 and table.iloc[-1]["end (s)"] == pytest.approx(4.68, abs=0.05)
+    assert table.iloc[0]["start (s)"] == 0 and table.iloc[-1]["end (s)"] == pytest.approx(7.25, abs=0.05)
     speech = [cell for cell in table["emotion"] if cell != "no speech"]
     assert speech and all(cell.split(" ")[0] in EMOJIS for cell in speech)
     assert table["emotion"].iloc[0] == "no speech"  # the clip starts with silence: no emotion there
 
 
 def test_the_frame_chart_is_a_band_of_the_dominant_emotion_with_curves_on_demand(ui, uploads):
-    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", False, "compact", "en")
+    view = ui.recognise(str(uploads / "en_happy_1.wav"), "frame", False, "compact", "en")
     figure, table = view.timeline_plot["value"], view.segments_table["value"]
     bars = [t for t in figure.data if t.type == "bar"]
     curves = [t for t in figure.data if t.type == "scatter"]
@@ -199,7 +199,7 @@ def test_bad_uploads_show_a_message_not_a_traceback_and_the_next_file_works(ui, 
     assert "Traceback" not in view.result_html + view.log_text and str(uploads) not in view.result_html
     assert view.scores_plot is None and view.downloads is None and view.embedding_notice["visible"] is False
     assert list(ui.outputs_root.glob("outputs_*")) == []
-    good = ui.recognise(str(uploads / "zh_neutral_2.wav"), "utterance", False, "compact", "en")
+    good = ui.recognise(str(uploads / "en_angry_2.wav"), "utterance", False, "compact", "en")
     assert 'id="result-emoji"' in good.result_html
 
 
@@ -233,15 +233,15 @@ def test_only_offered_models_load(ui):
     assert ui.provider.choices()[0] == "compact"
     with pytest.raises(Exception, match="not available"):
         ui.provider.get("emotion2vec/../../etc")
-    view = ui.recognise(str(SAMPLES / "en_neutral_3.wav"), "utterance", False, "no-such-model", "en")
+    view = ui.recognise(str(SAMPLES / "en_angry_1.wav"), "utterance", False, "no-such-model", "en")
     assert "The model no-such-model is not available on this server" in visible_text(view.result_html)
 
 
 def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
-    files = [str(uploads / "en_neutral_1.wav"), str(uploads / "broken.wav"), str(uploads / "zh_neutral_2.wav")]
+    files = [str(uploads / "en_happy_1.wav"), str(uploads / "broken.wav"), str(uploads / "en_angry_2.wav")]
     view = ui.run_batch_job(files, "compact", "en")
     table = view.table
-    assert list(table["file"]) == ["en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav"]
+    assert list(table["file"]) == ["en_happy_1.wav", "broken.wav", "en_angry_2.wav"]
     assert list(table["status / error"].str.startswith("✗")) == [False, True, False]
     assert "broken.wav: the file is damaged or cut short" in table.iloc[1]["status / error"]
     assert str(ui.outputs_root) not in table.iloc[1]["status / error"]  # errors name the upload, not server paths
@@ -254,15 +254,15 @@ def test_batch_gives_a_table_and_downloads_with_one_error_row(ui, uploads):
     parquet = pq.read_table(view.downloads[2])
     assert parquet.num_rows == 2 and len(parquet["embedding"][0].as_py()) == BUNDLED_DIM
     with zipfile.ZipFile(view.downloads[3]) as archive:
-        assert sorted(archive.namelist()) == ["en_neutral_1.npy", "zh_neutral_2.npy"]
-        assert np.load(io.BytesIO(archive.read("en_neutral_1.npy")), allow_pickle=False).shape == (BUNDLED_DIM,)
+        assert sorted(archive.namelist()) == ["en_angry_2.npy", "en_happy_1.npy"]
+        assert np.load(io.BytesIO(archive.read("en_happy_1.npy")), allow_pickle=False).shape == (BUNDLED_DIM,)
     assert ui.run_batch_job([], "compact", "en").downloads is None
 
 
 def test_batch_results_csv_lists_the_files_in_the_order_they_were_given(ui, uploads):
     import csv
 
-    given = ["zh_neutral_1.wav", "en_neutral_1.wav", "broken.wav", "zh_neutral_2.wav", "en_neutral_3.wav"]
+    given = ["zh_neutral_1.wav", "en_happy_1.wav", "broken.wav", "en_angry_2.wav", "en_angry_1.wav"]
     view = ui.run_batch_job([str(uploads / name) for name in given], None, "en")
     assert list(view.table["file"]) == given
     with open(view.downloads[0], encoding="utf-8-sig", newline="") as handle:
@@ -273,10 +273,10 @@ def test_batch_results_csv_lists_the_files_in_the_order_they_were_given(ui, uplo
 
 def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, uploads, tmp_path):
     secret = tmp_path / "secret.wav"
-    shutil.copy(SAMPLES / "en_neutral_3.wav", secret)
+    shutil.copy(SAMPLES / "en_angry_1.wav", secret)
     listing = uploads / "paths.txt"
     listing.write_text(f"{secret}\n")  # a list would make the server read other files: refused
-    view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_neutral_3.wav")], None, "en")
+    view = ui.run_batch_job([str(listing), str(uploads / "huge.wav"), str(uploads / "en_angry_1.wav")], None, "en")
     assert list(view.table["status / error"].str.startswith("✗")) == [True, True, False]
     assert "paths.txt: a list of paths (a .txt file), not audio" in view.table.iloc[0]["status / error"]
     assert "huge.wav: the file is 4.3 MB, above this server's upload limit" in view.table.iloc[1]["status / error"]
@@ -285,12 +285,12 @@ def test_batch_refuses_lists_and_oversized_files_without_reading_them(ui, upload
 
 
 def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_path):
-    html = ui.compare(str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav"), "compact", "en").html
+    html = ui.compare(str(uploads / "en_happy_1.wav"), str(uploads / "en_angry_2.wav"), "compact", "en").html
     value = float(html.split('id="compare-similarity">cosine similarity: ')[1].split("<")[0])
     assert -1 <= value <= 1 and 'id="compare-reading"' in html and html.count('class="emoji"') == 2
-    npy = tmp_path / "en_neutral_1.npy"
-    np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
-    same = ui.compare(str(uploads / "en_neutral_1.wav"), str(npy), None, "zh").html
+    npy = tmp_path / "en_happy_1.npy"
+    np.save(npy, ui.provider.get(None).extract_embedding(str(uploads / "en_happy_1.wav")))
+    same = ui.compare(str(uploads / "en_happy_1.wav"), str(npy), None, "zh").html
     assert "余弦相似度: 1.0000" in same and "几乎相同" in same and f".npy 向量 ({BUNDLED_DIM},)" in same
     assert "按不同说话人的片段对测得" in same  # what the reading's numbers are about
     pickled = tmp_path / "evil.npy"
@@ -299,7 +299,7 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
     assert 'class="error-box"' in refused and "pickle" in refused and str(tmp_path) not in refused
     small = tmp_path / "small.npy"
     np.save(small, np.ones(768, np.float32))
-    mismatch = ui.compare(str(small), str(uploads / "en_neutral_1.wav"), None, "en").html
+    mismatch = ui.compare(str(small), str(uploads / "en_happy_1.wav"), None, "en").html
     assert 'class="error-box"' in mismatch and "768" in mismatch
     assert 'class="error-box"' in ui.compare(None, str(npy), None, "en").html
 
@@ -307,11 +307,11 @@ def test_compare_two_clips_and_a_clip_with_its_own_embedding(ui, uploads, tmp_pa
 def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
     clips = [str(p) for p in sorted(uploads.glob("*.wav")) if p.name in {s.name for s in SAMPLES.glob("*.wav")}]
     view = ui.explore(clips + [str(uploads / "broken.wav")], 2, "cluster", "compact", "en")
-    assert 'id="explore-summary"' in view.summary and f"5 embeddings ({BUNDLED_DIM}-d)" in view.summary
+    assert 'id="explore-summary"' in view.summary and f"6 embeddings ({BUNDLED_DIM}-d)" in view.summary
     assert "broken.wav" in view.summary  # the bad file is reported, the others are mapped
     hover = [t for trace in view.map_plot.data for t in trace.text]
-    assert len(hover) == 5 and all(any(Path(c).name in h for c in clips) for h in hover)
-    assert view.clusters_table["size"].sum() == 5
+    assert len(hover) == 6 and all(any(Path(c).name in h for c in clips) for h in hover)
+    assert view.clusters_table["size"].sum() == 6
     by_emotion = ui.explore(clips, 2, "emotion", "compact", "en")
     assert {trace.name.split(" ")[-1] for trace in by_emotion.map_plot.data} <= set(
         "angry disgusted fearful happy neutral other sad surprised unknown".split())
@@ -325,10 +325,10 @@ def test_explore_maps_and_clusters_clips_and_a_batch_parquet(ui, uploads):
 
 def test_history_lists_runs_newest_first_with_links_and_files(ui, uploads):
     assert ui.history("en").table.empty
-    ui.recognise(str(uploads / "en_neutral_3.wav"), "utterance", True, "compact", "en")
+    ui.recognise(str(uploads / "en_angry_1.wav"), "utterance", True, "compact", "en")
     ui.recognise(str(uploads / "zh_neutral_1.wav"), "utterance", False, "compact", "en")
     view = ui.history("en")
-    assert list(view.table["file(s)"]) == ["zh_neutral_1.wav", "en_neutral_3.wav"]
+    assert list(view.table["file(s)"]) == ["zh_neutral_1.wav", "en_angry_1.wav"]
     assert view.table.iloc[0]["emotion"].split(" ")[0] in EMOJIS and view.table.iloc[0]["confidence"].endswith("%")
     links = view.table.iloc[1]["files"]
     assert "[embedding.npy](/gradio_api/file=" in links and "[result.json](" in links
@@ -363,15 +363,15 @@ def test_the_webui_command_options():
 
 
 def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
-    windowed = Emotion2VecPlus(window_s=2.0)  # the 4.7 s sample is cut into its utterances, like a long recording
+    windowed = Emotion2VecPlus(window_s=2.0)  # the 7.25 s sample is cut into its utterances, like a long recording
     ui = EmotionWebUI(ModelProvider("compact", preloaded=windowed), WebUISettings(outputs_root=tmp_path / "outputs"))
-    path = SAMPLES / "en_neutral_1.wav"
+    path = SAMPLES / "en_happy_1.wav"
     view = ui.recognise(str(path), "utterance", False, None, "en")
     assert view.timeline_plot["visible"] is True and view.segments_table["visible"] is True
     table = view.segments_table["value"]
     expected = windowed.predict(str(path)).segments
-    # one row per utterance, the last ending where the speech does (the file runs to 4.68 s)
-    assert len(table) == len(expected) >= 2 and 4.0 < table.iloc[-1]["end (s)"] <= 4.68
+    # one row per utterance, the last ending where the speech does (the file runs to 7.25 s)
+    assert len(table) == len(expected) >= 2 and 6.5 < table.iloc[-1]["end (s)"] <= 7.25
     assert table["start (s)"].tolist() == pytest.approx([round(s.start_s, 2) for s in expected], abs=0.01)
     steps = len(expected) + 1
     traces = view.timeline_plot["value"].data
@@ -381,12 +381,12 @@ def test_long_audio_gives_a_timeline_of_its_speech_segments(tmp_path):
 
 
 def test_a_batch_parquet_goes_to_explore_but_nothing_outside_the_outputs(ui, uploads, tmp_path):
-    batch = ui.run_batch_job([str(uploads / "en_neutral_3.wav")], None, "en")
+    batch = ui.run_batch_job([str(uploads / "en_angry_1.wav")], None, "en")
     assert batch.parquet == batch.downloads[2] and ui.embeddings_for_explore(batch.parquet) == [batch.parquet]
     elsewhere = tmp_path / "embeddings.parquet"
     shutil.copy(batch.downloads[2], elsewhere)
     assert ui.embeddings_for_explore(str(elsewhere)) is None
-    assert ui.embeddings_for_explore(str(uploads / "en_neutral_3.wav")) is None
+    assert ui.embeddings_for_explore(str(uploads / "en_angry_1.wav")) is None
     assert ui.embeddings_for_explore(None) is None
 
 
@@ -397,13 +397,13 @@ def test_compute_options_reach_the_model_and_the_log(tmp_path):
     assert (args.compute_type, args.backend) == ("int8", "torch")
     provider = ModelProvider("compact", compute_type=args.compute_type, backend=args.backend)
     ui = EmotionWebUI(provider, WebUISettings(outputs_root=tmp_path / "outputs"))
-    view = ui.recognise(str(SAMPLES / "en_neutral_2.wav"), "utterance", False, None, "en")
+    view = ui.recognise(str(SAMPLES / "en_neutral_1.wav"), "utterance", False, None, "en")
     assert provider.get(None).compute_type == "int8" and f"model: compact ({BUNDLED_DIM}-d, int8)" in view.log_text
 
 
 def test_compare_names_the_embedding_that_does_not_fit_in_the_pages_language(ui, uploads, tmp_path):
     fits = tmp_path / "made_here.npy"
-    np.save(fits, ui.provider.get(None).extract_embedding(str(uploads / "en_neutral_1.wav")))
+    np.save(fits, ui.provider.get(None).extract_embedding(str(uploads / "en_happy_1.wav")))
     other = tmp_path / "other_model.npy"
     np.save(other, np.ones(768, np.float32))
     for a, b in ((other, fits), (fits, other), (other, uploads / "zh_neutral_1.wav")):
@@ -429,32 +429,32 @@ def test_batch_rows_word_each_failure_in_the_pages_language(ui, uploads):
 
 
 def test_explore_maps_two_clips_and_redraws_without_the_model(ui, uploads):
-    clips = [str(uploads / "en_neutral_1.wav"), str(uploads / "zh_neutral_2.wav")]
+    clips = [str(uploads / "en_happy_1.wav"), str(uploads / "en_angry_2.wav")]
     two = ui.explore(clips, 0, "cluster", None, "en")
     assert "2 embeddings" in two.summary and "drawn with PCA" in two.summary and 'class="error-box"' not in two.summary
     assert sum(len(trace.x) for trace in two.map_plot.data) == 2 and two.map_plot.layout.xaxis.title.text == "PCA 1"
     assert two.shown.embedded == 2
     samples = [str(p) for p in sorted(uploads.glob("*.wav")) if p.name in {s.name for s in SAMPLES.glob("*.wav")}]
     first = ui.explore(samples, 0, "cluster", None, "en", cache=two.cache)
-    assert first.shown.embedded == 3  # two of the five came from the session's cache
+    assert first.shown.embedded == 4  # two of the six came from the session's cache
     again = ui.explore(samples, 2, "cluster", None, "en", cache=first.cache)
     assert again.shown.embedded == 0 and "smallest cluster 2" in again.summary
     auto = ui.explore(samples, 0, "cluster", None, "en", cache=first.cache)
-    assert "smallest cluster 2 (chosen for 5 clips)" in auto.summary
+    assert "smallest cluster 2 (chosen for 6 clips)" in auto.summary
     by_emotion = ui.explore_map(again.shown, "emotion", "en")  # recolouring: no model, no clustering
     assert by_emotion.layout.legend.title.text == "predicted emotion" and by_emotion.layout.showlegend
-    assert sum(len(trace.x) for trace in by_emotion.data) == 5
+    assert sum(len(trace.x) for trace in by_emotion.data) == 6
     assert all(trace.name.split(" ")[-1] in {"angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"}
                for trace in by_emotion.data)
 
 
 def test_history_lists_batch_runs_beside_recognitions(ui, uploads):
-    ui.recognise(str(uploads / "en_neutral_3.wav"), "utterance", False, None, "en")
-    batch = ui.run_batch_job([str(uploads / "en_neutral_1.wav"), str(uploads / "broken.wav")], None, "en")
+    ui.recognise(str(uploads / "en_angry_1.wav"), "utterance", False, None, "en")
+    batch = ui.run_batch_job([str(uploads / "en_happy_1.wav"), str(uploads / "broken.wav")], None, "en")
     view = ui.history("zh")
     assert list(view.table.columns) == ["时间", "类型", "文件", "情感", "置信度", "下载"]
     assert list(view.table["类型"]) == ["批量", "识别"]
-    assert view.table.iloc[0]["文件"] == "2 个文件，1 个失败" and view.table.iloc[1]["文件"] == "en_neutral_3.wav"
+    assert view.table.iloc[0]["文件"] == "2 个文件，1 个失败" and view.table.iloc[1]["文件"] == "en_angry_1.wav"
     assert "[results.csv](/gradio_api/file=" in view.table.iloc[0]["下载"]
     batch_folder = Path(batch.downloads[0]).parent.name
     assert view.run_picker["value"] == batch_folder
@@ -465,14 +465,14 @@ def test_history_lists_batch_runs_beside_recognitions(ui, uploads):
 
 def test_what_is_shown_is_drawn_again_in_the_other_language(ui, uploads):
     english = {entry["en"] for entry in TEXT.values()} - {entry["zh"] for entry in TEXT.values()}
-    view = ui.recognise(str(uploads / "en_neutral_1.wav"), "frame", True, None, "en")
+    view = ui.recognise(str(uploads / "en_happy_1.wav"), "frame", True, None, "en")
     again = ui.render_recognition(view.shown, "zh")
     assert again.downloads == view.downloads
     assert "置信度" in visible_text(again.result_html) and "confidence" not in visible_text(again.result_html)
     assert again.scores_plot.layout.title.text == text("scores_plot", "zh")
     assert again.timeline_plot["value"].layout.title.text == text("timeline_plot", "zh")
     assert list(again.segments_table["value"].columns) == ["开始 (s)", "结束 (s)", "情感", "置信度"]
-    assert again.log_text.startswith("文件: en_neutral_1.wav") and "粒度: 逐帧 frame" in again.log_text
+    assert again.log_text.startswith("文件: en_happy_1.wav") and "粒度: 逐帧 frame" in again.log_text
     assert not any(line.split(":")[0] in english for line in again.log_text.splitlines())
     failed = ui.recognise(str(uploads / "notes.wav"), "utterance", False, None, "en")
     assert "不是音频文件" in ui.render_recognition(failed.shown, "zh").result_html

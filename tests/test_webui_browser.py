@@ -152,7 +152,7 @@ def recognise(page) -> None:
 
 
 def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
-    upload_clip(page, SAMPLES / "en_neutral_2.wav")
+    upload_clip(page, SAMPLES / "en_neutral_1.wav")
     recognise(page)
     emoji = page.locator("#result-emoji").inner_text().strip()
     label = page.locator("#result-label").inner_text()
@@ -163,14 +163,14 @@ def test_recognise_shows_emoji_label_confidence_and_scores_chart(page):
     assert "confidence" in confidence and confidence.strip().endswith("%")
     page.wait_for_selector("#scores-plot .js-plotly-plot")
     assert page.locator("#scores-plot .bars .point").count() == 9
-    assert "en_neutral_2.wav" in page.locator("#log textarea").input_value()
+    assert "en_neutral_1.wav" in page.locator("#log textarea").input_value()
     assert "16000 Hz" in page.locator("#log textarea").input_value()
     assert not page.locator("#timeline-plot").is_visible()
     shot(page, "01_recognise_utterance")
 
 
 def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, server):
-    upload_clip(page, SAMPLES / "zh_neutral_2.wav")
+    upload_clip(page, SAMPLES / "en_angry_2.wav")
     page.locator("#extract-embedding input[type=checkbox]").check()
     recognise(page)
     notice = page.locator("#embedding-notice")
@@ -190,7 +190,7 @@ def test_embedding_notice_shows_the_real_shape_and_the_npy_downloads(page, serve
 
 
 def test_frame_granularity_shows_the_timeline_and_segments(page):
-    upload_clip(page, SAMPLES / "en_neutral_1.wav")
+    upload_clip(page, SAMPLES / "en_happy_1.wav")
     page.locator("#granularity label", has_text="frame").click()
     recognise(page)
     page.wait_for_selector("#timeline-plot .js-plotly-plot")
@@ -232,23 +232,23 @@ def test_an_upload_above_the_size_limit_is_refused_in_the_page(page, tmp_path):
     toast.first.wait_for(state="visible")
     assert "big.wav" in toast.first.inner_text()
     shot(page, "04b_upload_too_large")
-    upload_clip(page, SAMPLES / "en_neutral_3.wav")
+    upload_clip(page, SAMPLES / "en_angry_1.wav")
     recognise(page)
     assert page.locator("#result-emoji").inner_text().strip()
 
 
-def test_batch_with_one_corrupt_file_gives_five_results_one_error_row_and_the_map(page, tmp_path, server):
+def test_batch_with_one_corrupt_file_gives_six_results_one_error_row_and_the_map(page, tmp_path, server):
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
     samples = sorted(SAMPLES.glob("*.wav"))
-    assert len(samples) == 5
+    assert len(samples) == 6
     page.locator("#tab-batch-button, button[role=tab]:has-text('Batch')").first.click()
     page.locator("#batch-files input[type=file]").set_input_files([*map(str, samples), str(corrupt)])
-    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 6")
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 7")
     page.locator("#batch-start").click()
     page.wait_for_selector("#batch-summary")
     summary = page.locator("#batch-summary").inner_text()
-    assert "5 done, 1 failed" in summary
+    assert "6 done, 1 failed" in summary
     table = page.locator("#batch-table").inner_text()
     assert table.count("✗") == 1 and "corrupt.mp3" in table
     assert all(p.name in table for p in samples)
@@ -257,27 +257,27 @@ def test_batch_with_one_corrupt_file_gives_five_results_one_error_row_and_the_ma
     assert {"results.csv", "results.jsonl", "embeddings.parquet", "embeddings_npy.zip"} <= names
     csv_href = next(h for h in hrefs if h.endswith("results.csv"))
     body = page.request.get(csv_href if csv_href.startswith("http") else server["url"] + csv_href).body()
-    assert body.decode("utf-8-sig").count("\n") == 7  # header + 6 files
+    assert body.decode("utf-8-sig").count("\n") == 8  # header + 7 files
     status_header = page.locator("#batch-table th").nth(4)
     assert status_header.evaluate("h => h.scrollWidth <= h.clientWidth + 1"), "status column cut off"
     frame = page.locator("#batch-table").bounding_box()
     for name in [*(p.name for p in samples), "corrupt.mp3"]:  # every row shown without scrolling
         cell = page.locator("#batch-table").get_by_text(name, exact=True).first.bounding_box()
         assert cell is not None and cell["y"] + cell["height"] <= frame["y"] + frame["height"] + 1, name
-    shot(page, "06_batch_six_files_one_corrupt")
+    shot(page, "06_batch_seven_files_one_corrupt")
     page.locator("#batch-to-explore").click()
     page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 1")
     page.locator("#explore-start").click()
     page.wait_for_selector("#explore-map .js-plotly-plot")
-    assert page.locator("#explore-map .scatterlayer .point").count() == 5  # the five files that worked
-    assert f"5 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
+    assert page.locator("#explore-map .scatterlayer .point").count() == 6  # the six files that worked
+    assert f"6 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
     shot(page, "06b_batch_to_explore")
 
 
 def test_compare_two_clips_shows_both_results_and_the_similarity(page):
     page.locator("button[role=tab]:has-text('Compare')").first.click()
-    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_neutral_1.wav"))
-    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "en_neutral_3.wav"))
+    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_happy_1.wav"))
+    page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "en_angry_1.wav"))
     page.wait_for_function("document.querySelectorAll('#compare-file-a a, #compare-file-b a').length >= 2")
     page.locator("#compare-start").click()
     page.wait_for_selector("#compare-similarity")
@@ -290,13 +290,13 @@ def test_compare_two_clips_shows_both_results_and_the_similarity(page):
 def test_explore_maps_the_sample_clips(page):
     page.locator("button[role=tab]:has-text('Explore')").first.click()
     page.locator("#explore-files input[type=file]").set_input_files([str(p) for p in sorted(SAMPLES.glob("*.wav"))])
-    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 5")
+    page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 6")
     page.locator("#explore-start").click()
     page.wait_for_selector("#explore-summary")
-    assert f"5 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
+    assert f"6 embeddings ({BUNDLED_DIM}-d)" in page.locator("#explore-summary").inner_text()
     page.wait_for_selector("#explore-map .js-plotly-plot")
-    assert page.locator("#explore-map .scatterlayer .point").count() == 5
-    assert "en_neutral_1.wav" in page.locator("#explore-table").inner_text()
+    assert page.locator("#explore-map .scatterlayer .point").count() == 6
+    assert "en_happy_1.wav" in page.locator("#explore-table").inner_text()
     shot(page, "07b_explore")
 
 
@@ -341,11 +341,11 @@ def test_language_switch_changes_the_interface_and_keeps_bilingual_labels(page):
 
 
 def test_history_lists_earlier_runs_with_their_files(page):
-    upload_clip(page, SAMPLES / "en_neutral_3.wav")
+    upload_clip(page, SAMPLES / "en_angry_1.wav")
     recognise(page)
     page.locator("button[role=tab]:has-text('History')").first.click()
     page.wait_for_selector("#history-table")
-    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_neutral_3.wav')")
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_angry_1.wav')")
     table = page.locator("#history-table").inner_text()
     assert "result.json" in table and "processed_audio.wav" in table
     link = page.locator("#history-table a", has_text="result.json").first
@@ -444,14 +444,14 @@ def fill_every_tab(page, tmp_path) -> None:
     comparison, and History."""
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + os.urandom(2000))
-    upload_clip(page, SAMPLES / "en_neutral_1.wav")
+    upload_clip(page, SAMPLES / "en_happy_1.wav")
     page.locator("#granularity label", has_text="frame").click()
     page.locator("#extract-embedding input[type=checkbox]").check()
     recognise(page)
     page.wait_for_selector("#timeline-plot .js-plotly-plot")
     open_tab(page, "Batch")
     page.locator("#batch-files input[type=file]").set_input_files([*map(str, sorted(SAMPLES.glob("*.wav"))), str(corrupt)])
-    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 6")
+    page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 7")
     page.locator("#batch-start").click()
     page.wait_for_selector("#batch-summary")
     page.locator("#batch-to-explore").click()
@@ -459,13 +459,13 @@ def fill_every_tab(page, tmp_path) -> None:
     page.locator("#explore-start").click()
     page.wait_for_selector("#explore-map .js-plotly-plot")
     open_tab(page, "Compare")
-    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_neutral_1.wav"))
+    page.locator("#compare-file-a input[type=file]").set_input_files(str(SAMPLES / "en_happy_1.wav"))
     page.locator("#compare-file-b input[type=file]").set_input_files(str(SAMPLES / "zh_neutral_1.wav"))
     page.wait_for_function("document.querySelectorAll('#compare-file-a a, #compare-file-b a').length >= 2")
     page.locator("#compare-start").click()
     page.wait_for_selector("#compare-similarity")
     open_tab(page, "History")
-    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_neutral_1.wav')")
+    page.wait_for_function("document.querySelector('#history-table').innerText.includes('en_happy_1.wav')")
 
 
 #: What each tab shows once it has been drawn again in a language (waited for before reading the page).
@@ -564,7 +564,7 @@ def test_a_browser_in_another_language_gets_the_english_page(browser, server):
 
 def test_read_only_download_boxes_have_no_remove_buttons(page):
     """Issue 20.6: "×" on a download list removed the link from the page."""
-    upload_clip(page, SAMPLES / "en_neutral_2.wav")
+    upload_clip(page, SAMPLES / "en_neutral_1.wav")
     recognise(page)
     page.wait_for_selector("#downloads a[href*='result.json']")
     assert page.locator("#downloads .file-preview tr").count() >= 2
@@ -670,22 +670,22 @@ def test_explore_maps_a_batch_of_seventeen_real_clips_in_colour_and_recolours_wi
 
 def test_explore_maps_two_clips(page):
     page.locator("button[role=tab]:has-text('Explore')").first.click()
-    page.locator("#explore-files input[type=file]").set_input_files([str(SAMPLES / "en_neutral_1.wav"),
+    page.locator("#explore-files input[type=file]").set_input_files([str(SAMPLES / "en_happy_1.wav"),
                                                                      str(SAMPLES / "zh_neutral_1.wav")])
     page.wait_for_function("document.querySelectorAll('#explore-files a').length >= 2")
     page.locator("#explore-start").click()
     page.wait_for_selector("#explore-map .js-plotly-plot")
     assert page.locator("#explore-map .scatterlayer .point").count() == 2
     assert "drawn with PCA" in page.locator("#explore-summary").inner_text()
-    assert "en_neutral_1.wav" in page.locator("#explore-map .scatterlayer").text_content()  # names beside the points
+    assert "en_happy_1.wav" in page.locator("#explore-map .scatterlayer").text_content()  # names beside the points
     shot(page, "20_explore_two_clips")
 
 
 def test_history_lists_a_batch_run_with_its_files(page, server):
     """Issue 20.4: batch runs are in History beside recognitions."""
     page.locator("button[role=tab]:has-text('Batch')").first.click()
-    page.locator("#batch-files input[type=file]").set_input_files([str(SAMPLES / "en_neutral_2.wav"),
-                                                                   str(SAMPLES / "zh_neutral_2.wav")])
+    page.locator("#batch-files input[type=file]").set_input_files([str(SAMPLES / "en_neutral_1.wav"),
+                                                                   str(SAMPLES / "en_angry_2.wav")])
     page.wait_for_function("document.querySelectorAll('#batch-files .file-preview tr, #batch-files tbody tr').length >= 2")
     page.locator("#batch-start").click()
     page.wait_for_selector("#batch-summary")
@@ -694,7 +694,7 @@ def test_history_lists_a_batch_run_with_its_files(page, server):
     link = page.locator("#history-table a", has_text="results.csv").first
     href = link.get_attribute("href")
     body = page.request.get(href if href.startswith("http") else server["url"] + href).body().decode("utf-8-sig")
-    assert body.splitlines()[1].split(",")[0].endswith("en_neutral_2.wav") and len(body.splitlines()) == 3
+    assert body.splitlines()[1].split(",")[0].endswith("en_neutral_1.wav") and len(body.splitlines()) == 3
     shot(page, "21_history_with_batch")
 
 
