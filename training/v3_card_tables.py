@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 CORPORA = ["RAVDESS", "CASIA", "nEMO", "EMOVO"]
 
@@ -32,14 +35,35 @@ def loco_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def draws_pooled(conditions: dict) -> dict[str, dict]:
+    """Conditions named "... (draw K)" (adaptation on random subsets) pooled into one per subset
+    size: per corpus the mean UA over the draws and its range."""
+    pooled: dict[str, dict] = {}
+    for name, splits in conditions.items():
+        match = re.fullmatch(r"(.*) \(draw \d+\)", name)
+        if match is None:
+            pooled[name] = corpus_figures(splits)
+            continue
+        target = pooled.setdefault(f"{match.group(1)}, mean of draws", {})
+        for corpus, metrics in corpus_figures(splits).items():
+            target.setdefault(corpus, {"draws": []})["draws"].append(metrics["ua"])
+    for figures in pooled.values():
+        for metrics in figures.values():
+            if "draws" in metrics:
+                metrics["ua"] = float(np.mean(metrics["draws"]))
+                metrics["range"] = (min(metrics["draws"]), max(metrics["draws"]))
+    return pooled
+
+
 def condition_table(records: list[dict]) -> str:
-    lines = ["| attempt | protocol | test audio | " + " | ".join(CORPORA) + " |", "|---" * (len(CORPORA) + 3) + "|"]
+    lines = ["| attempt | protocol | test audio | " + " | ".join(CORPORA) + " | mean |", "|---" * (len(CORPORA) + 4) + "|"]
     for record in records:
-        conditions = {record.get("test_variants", ["clean"])[0]: record["splits"], **record.get("conditions", {})}
-        for variant, splits in conditions.items():
-            figures = corpus_figures(splits)
-            cells = [f"{figures[c]['ua']:.3f}" if c in figures else "—" for c in CORPORA]
-            lines.append(f"| {record['tag']} | {record['protocol']} | {variant} | " + " | ".join(cells) + " |")
+        conditions = draws_pooled({record.get("test_variants", ["clean"])[0]: record["splits"], **record.get("conditions", {})})
+        for variant, figures in conditions.items():
+            cells = [(f"{figures[c]['ua']:.3f}" + (" ({:.3f}–{:.3f})".format(*figures[c]["range"]) if "range" in figures[c] else ""))
+                     if c in figures else "—" for c in CORPORA]
+            mean = f"{np.mean([figures[c]['ua'] for c in CORPORA]):.3f}" if all(c in figures for c in CORPORA) else "—"
+            lines.append(f"| {record['tag']} | {record['protocol']} | {variant} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines)
 
 
