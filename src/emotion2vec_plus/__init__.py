@@ -24,13 +24,14 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["SAMPLE_RATE", "Audio", "AudioInfo", "load_audio", "stream_audio"], "audio"),
     **dict.fromkeys(["load_embedding", "save_embedding"], "embeddings"),
     **dict.fromkeys([
-        "AudioError", "AudioFileNotFoundError", "AudioTooLongError", "AudioTooShortError", "CheckpointError",
+        "AdapterError", "AudioError", "AudioFileNotFoundError", "AudioTooLongError", "AudioTooShortError", "CheckpointError",
         "CorruptAudioError", "Emotion2VecError", "EmbeddingFileError", "EmbeddingDimensionError", "PickledEmbeddingError",
         "EmptyAudioError", "InvalidSamplesError",
         "ModelError", "ModelNotFoundError", "NotAudioError", "IndexFileError", "HeadFileError", "HeadMismatchError",
         "TrainingDataError", "BatchInputError", "RayEngineError", "ServiceError", "QueueFullError",
         "LiveSessionError"], "errors"),
     "Emotion2VecPlus": "inference",
+    "Adapter": "adaptation",
     **dict.fromkeys(["EMOTIONS", "EMOTIONS_ZH", "EMOJI"], "labels"),
     **dict.fromkeys(["FrameScores", "Result", "Segment"], "results"),
     **dict.fromkeys(["EmotionStream", "StreamEvent"], "streaming"),
@@ -53,9 +54,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .adaptation import Adapter
     from .audio import SAMPLE_RATE, Audio, AudioInfo, load_audio, stream_audio
     from .embeddings import load_embedding, save_embedding
-    from .errors import (AudioError, AudioFileNotFoundError, AudioTooLongError, AudioTooShortError, CheckpointError,
+    from .errors import (AdapterError, AudioError, AudioFileNotFoundError, AudioTooLongError, AudioTooShortError, CheckpointError,
                          CorruptAudioError, EmbeddingDimensionError, EmbeddingFileError, Emotion2VecError,
                          EmptyAudioError, InvalidSamplesError, PickledEmbeddingError,
                          ModelError, ModelNotFoundError, NotAudioError, IndexFileError, HeadFileError,

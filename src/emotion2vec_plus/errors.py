@@ -142,3 +142,8 @@ class QueueFullError(ServiceError):
     def __init__(self, size: int) -> None:
         super().__init__(503, f"server busy: the request queue is full ({size} waiting); retry shortly",
                          "QueueFull", {"Retry-After": "1"})
+
+
+class AdapterError(Emotion2VecError, ValueError):
+    """An adapter file is missing, not an adapter, damaged, or made for another model; or the
+    model cannot be adapted (only the bundled compact model can)."""

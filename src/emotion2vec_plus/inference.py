@@ -7,6 +7,7 @@ together per input. Interfaces (CLI, WebUI, REST) call this class; none runs the
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import nullcontext
@@ -17,16 +18,18 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import torch
 
+from .adaptation import MIN_UTTERANCES, Adapter, apply_adapter, training_statistics
 from .audio import DEFAULT_MAX_DURATION_S, MIN_SAMPLES, SAMPLE_RATE, Audio, AudioInput, describe_source
 from .models.checkpoint import load_checkpoint
 from .models.config import checkpoint_files
 from .models.compact import CompactEmotionModel, is_compact_file, load_compact_model
 from .models.compact import MAX_WINDOW_S as COMPACT_MAX_WINDOW_S
 from .models.compact import WINDOW_S as COMPACT_WINDOW_S
-from .runtime.compute import check_compute_options, choose_compute_type, make_runner
+from .runtime.compute import Runner, TorchRunner, check_compute_options, choose_compute_type, make_runner
 from .defaults import COMPUTE_TYPE_ENV, DEFAULT_MODEL, GRANULARITIES
 from .embeddings import utterance_embedding
-from .errors import AudioError, Emotion2VecError, ModelError
+from .errors import AdapterError, AudioError, Emotion2VecError, ModelError
+from .fileio import sha256_file
 from .models.hub import canonical_name, resolve_model_dir
 from .heads import EmotionHead
 from .labels import Label, label_from_name
@@ -42,6 +45,10 @@ from .models.whisper import default_weights_path as default_whisper_weights_path
 Granularity = Literal["utterance", "frame"]
 #: emotion2vec+'s default window: clips up to 30 s are scored whole, as FunASR scores them.
 EMOTION2VEC_WINDOW_S = 30.0
+#: Inputs :meth:`Emotion2VecPlus.adapt` decodes and encodes together.
+ADAPT_FILES_PER_GROUP = 32
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,6 +113,10 @@ class Emotion2VecPlus:
         backend: ``"torch"`` (default) or ``"onnx"`` (the model exported once to ONNX, cached under
             ``<cache_dir>/onnx/``, and run with onnxruntime; needs ``pip install "emotion2vec-plus[onnx]"``).
             Only the encoder changes: the head, windows and results are the same code in every mode.
+        adapter: an :class:`~emotion2vec_plus.adaptation.Adapter` (or the path of one saved by
+            :meth:`adapt` / ``emotion2vec-plus adapt``) that re-maps the compact model's projection
+            inputs from a user's recordings' statistics onto the training set's; bundled compact
+            model only. Every result records it (:attr:`adapter_description`).
     """
 
     def __init__(
@@ -126,6 +137,7 @@ class Emotion2VecPlus:
         head: str | os.PathLike | EmotionHead | None = None,
         compute_type: str | None = None,
         backend: str = "torch",
+        adapter: str | os.PathLike | Adapter | None = None,
     ) -> None:
         if window_s is not None and window_s * SAMPLE_RATE < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
@@ -146,6 +158,8 @@ class Emotion2VecPlus:
         check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()
         model: Emotion2vecModel | CompactEmotionModel
+        #: sha256 of the compact model file (None for emotion2vec+): what adapters are checked against.
+        self.compact_sha256: str | None = None
         if str(model_name) == COMPACT_NAME or is_compact_file(model_name):
             window_s = COMPACT_WINDOW_S if window_s is None else window_s
             if window_s > COMPACT_MAX_WINDOW_S:
@@ -155,6 +169,7 @@ class Emotion2VecPlus:
             model, labels = load_compact_model(compact_file)
             self.model_name = COMPACT_NAME if str(model_name) == COMPACT_NAME else str(compact_file)
             source_files = [compact_file, default_whisper_weights_path()]
+            self.compact_sha256 = sha256_file(compact_file)
         else:
             window_s = EMOTION2VEC_WINDOW_S if window_s is None else window_s
             self.model_dir = resolve_model_dir(model_name, hub=hub, cache_dir=cache_dir, download=download)
@@ -164,10 +179,14 @@ class Emotion2VecPlus:
             source_files = [files.config, files.weights]
         self.model = model.to(self.device)
         self.compute_type, self.backend = compute_type, backend
+        self.adapter: Adapter | None = None
+        if adapter is not None:  # before the runner is made: an ONNX export includes the adapted projection
+            self._set_adapter(adapter)
+        self._runner_options = dict(compute_type=compute_type, backend=backend, device=self.device,
+                                    model_name=self.model_name, source_files=source_files, cache_dir=cache_dir,
+                                    num_threads=num_threads)
         # The one place the encoder is run from (float32 / int8 / bf16, PyTorch or onnxruntime).
-        self._runner = make_runner(self.model, compute_type=compute_type, backend=backend, device=self.device,
-                                   model_name=self.model_name, source_files=source_files, cache_dir=cache_dir,
-                                   num_threads=num_threads)
+        self._runner = make_runner(self.model, **self._runner_options)
         self.load_time_s = time.perf_counter() - started
         self._labels = labels
         self._used = np.array([not label.unused for label in labels], dtype=bool)
@@ -220,7 +239,13 @@ class Emotion2VecPlus:
         """One line for logs: model, dimension, compute type (and why, when chosen by ``"auto"``), backend."""
         compute = self.compute_type if self.compute_type_reason == "asked for" else (
             f"{self.compute_type} ({self.compute_type_reason})")
-        return f"model {self.model_name} ({self.embed_dim}-d), compute type {compute}, backend {self.backend}"
+        adapted = "" if self.adapter is None else f", adapter {self.adapter_description}"
+        return f"model {self.model_name} ({self.embed_dim}-d), compute type {compute}, backend {self.backend}{adapted}"
+
+    @property
+    def adapter_description(self) -> str:
+        """The adapter in use as results record it: its file name and digest, or ``"none"``."""
+        return "none" if self.adapter is None else self.adapter.describe()
 
     @property
     def frame_rate(self) -> float:
@@ -366,9 +391,103 @@ class Emotion2VecPlus:
         ``realtime`` paces it as a live source would. Options as for :meth:`stream`."""
         return stream_file(self, audio, realtime=realtime, **options)
 
+    # ----------------------------------------------------------------- adaptation
+    def adapt(self, paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None,
+              *, min_utterances: int = MIN_UTTERANCES) -> Adapter:
+        """Statistics of a user's recordings (no labels) that adapt the bundled compact model to them.
+
+        Each file is decoded and cut into utterances exactly as :meth:`predict` cuts it (a file
+        within the window is one utterance; a longer one gives one per speech segment), and each
+        utterance contributes its projection input pooled over its frames. The recordings should
+        span the emotions expected: the statistics of an all-angry set would re-centre angry to
+        neutral. A file that cannot be decoded (or holds no speech) is reported in
+        :attr:`Adapter.skipped` (and logged) and the others are used. With ``output`` the adapter
+        is also saved there. Apply it with :meth:`apply_adapter` or ``Emotion2VecPlus(adapter=...)``.
+
+        Raises:
+            AdapterError: the model is not the bundled compact model.
+            ValueError: fewer than ``min_utterances`` utterances were found.
+        """
+        training = self._training_statistics()
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        runner = TorchRunner(self.model, self.compute_type if self.backend == "torch" else "float32", self.device,
+                             method="projection_input_frames")
+        rows: list[np.ndarray] = []
+        skipped: list[tuple[str, str]] = []
+        used_files = 0
+        held: list[tuple[Audio, list[Piece]]] = []
+
+        def skip(source: str, reason: str) -> None:
+            logger.warning("adapt: skipped %s: %s", source, reason)
+            skipped.append((source, reason))
+
+        def encode_held() -> None:
+            chunks = [_Chunk(item, piece, audio.samples[piece.start : piece.end])
+                      for item, (audio, pieces) in enumerate(held) for piece in pieces]
+            rows.extend(e.mean for e in self._encode_chunks(chunks, False, self.batch_size, runner))
+            held.clear()
+
+        for item in items:
+            source = describe_source(item)
+            try:
+                decoded = load_input(item, max_duration_s=self.max_duration_s, hold_in_memory_s=self.hold_in_memory_s)
+                probabilities = decoded.probabilities if isinstance(decoded, LongAudio) else speech_probabilities(decoded.samples)
+                plan = self._plan(decoded.num_samples, probabilities, "utterance")
+                if not plan.speech_found:
+                    skip(source, "no speech detected")
+                    continue
+                pieces = plan.pieces()
+                utterances = pieces[:1] if plan.whole else [p for p in pieces if p.speech > 0]
+                if isinstance(decoded, LongAudio):
+                    rows.extend(e.mean for e in self._encode_streamed(decoded, utterances, False, self.batch_size,
+                                                                      None, runner))
+                else:
+                    held.append((decoded, utterances))
+                    if len(held) >= ADAPT_FILES_PER_GROUP:
+                        encode_held()
+            except Emotion2VecError as exc:
+                skip(source, str(exc))
+                continue
+            used_files += 1
+        if held:
+            encode_held()
+        if len(rows) < min_utterances:
+            unusable = f"; {len(skipped)} file(s) could not be used" if skipped else ""
+            raise ValueError(f"adaptation needs at least {min_utterances} utterances, found {len(rows)} in "
+                             f"{used_files} file(s){unusable}: the statistics need recordings spanning the emotions "
+                             "expected (more files, or longer recordings with pauses between utterances)")
+        adapter = Adapter.from_projection_inputs(np.stack(rows), training.model_sha256,
+                                                 source=f"{len(rows)} utterances from {used_files} file(s)",
+                                                 num_files=used_files)
+        adapter.skipped = skipped
+        if output is not None:
+            adapter.save(output)
+        return adapter
+
+    def apply_adapter(self, adapter: str | os.PathLike | Adapter | None) -> None:
+        """Use ``adapter`` (an :class:`Adapter` or its file) from now on; ``None`` goes back to the
+        model's own projection. Adapters replace each other, they never stack."""
+        self._set_adapter(adapter)
+        if self.backend == "onnx":  # the exported graph holds the projection: export (or reuse) the adapted one
+            self._runner = make_runner(self.model, **self._runner_options)
+
+    def _set_adapter(self, adapter: str | os.PathLike | Adapter | None) -> None:
+        training = self._training_statistics()
+        loaded = None if adapter is None else adapter if isinstance(adapter, Adapter) else Adapter.load(adapter)
+        assert isinstance(self.model, CompactEmotionModel)
+        apply_adapter(self.model, loaded, training)
+        self.adapter = loaded
+
+    def _training_statistics(self) -> Adapter:
+        if not isinstance(self.model, CompactEmotionModel) or self.compact_sha256 is None:
+            raise AdapterError(f"adaptation is for the bundled compact model; model {self.model_name!r} "
+                               "(emotion2vec+) cannot be adapted")
+        return training_statistics(self.compact_sha256)
+
     def _failed(self, source: str, granularity: str, error: str) -> Result:
         return Result(source=source, model=self.model_name, granularity=granularity, error=error,
-                      compute_type=self.compute_type, backend=self.backend, compute_type_reason=self.compute_type_reason)
+                      compute_type=self.compute_type, backend=self.backend, compute_type_reason=self.compute_type_reason,
+                      adapter=self.adapter_description)
 
     @torch.inference_mode()
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -429,8 +548,10 @@ class Emotion2VecPlus:
         out = self._runner(wavs.to(self.device), num_samples.to(self.device))
         return out.frames.float().cpu(), out.lengths.cpu()
 
-    def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int) -> list[_Encoded]:
-        """Run all pieces through the model in length-sorted, padded batches."""
+    def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int,
+                       runner: Runner | None = None) -> list[_Encoded]:
+        """Run all pieces through the model (or ``runner``) in length-sorted, padded batches."""
+        runner = runner or self._runner
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].samples), reverse=True)
         encoded: list[_Encoded | None] = [None] * len(chunks)
         position = 0
@@ -443,7 +564,7 @@ class Emotion2VecPlus:
             lengths = torch.tensor([len(chunks[i].samples) for i in batch])
             for row, index in enumerate(batch):
                 wavs[row, : lengths[row]] = torch.from_numpy(chunks[index].samples)
-            out = self._runner(wavs.to(self.device), lengths.to(self.device))
+            out = runner(wavs.to(self.device), lengths.to(self.device))
             frames = out.frames.float().cpu().numpy()
             if not np.isfinite(frames[np.arange(frames.shape[1])[None, :] < out.lengths.cpu().numpy()[:, None]]).all():
                 raise ModelError(f"model {self.model_name!r} produced NaN or infinite values on finite audio: its weights "
@@ -477,10 +598,20 @@ class Emotion2VecPlus:
                       output_dir: str | os.PathLike | None = None) -> Result:
         """Score an input too long to hold in memory: decode it again and cut its planned pieces out
         as they pass, running the encoder whenever a batch of them is ready."""
-        keep_frames = granularity == "frame"
-        batch_size = batch_size or self.batch_size
         plan = self._plan(audio.num_samples, audio.probabilities, granularity)
-        pieces = plan.pieces()
+        with ProcessedAudioWriter(output_dir) if output_dir is not None else nullcontext() as writer:
+            encoded = self._encode_streamed(audio, plan.pieces(), granularity == "frame", batch_size or self.batch_size,
+                                            writer)
+            result = self._assemble(audio, plan, encoded, granularity, extract_embedding)
+            result.processing_time_s = time.perf_counter() - started
+            if writer is not None:
+                write_run(result, writer, output_dir)
+        return result
+
+    def _encode_streamed(self, audio: LongAudio, pieces: list[Piece], keep_frames: bool, batch_size: int,
+                         writer: ProcessedAudioWriter | None, runner: Runner | None = None) -> list[_Encoded]:
+        """Decode a long input again, block by block (each block also to ``writer``), and encode
+        ``pieces`` (in input order) as they pass, a batch at a time."""
         encoded: list[_Encoded] = []
         ready: list[_Chunk] = []
         buffer = np.zeros(0, np.float32)
@@ -488,7 +619,7 @@ class Emotion2VecPlus:
         next_piece = 0
 
         def encode_ready() -> None:
-            encoded.extend(self._encode_chunks(ready, keep_frames, batch_size))
+            encoded.extend(self._encode_chunks(ready, keep_frames, batch_size, runner))
             ready.clear()
 
         def take(block: np.ndarray) -> None:
@@ -508,18 +639,13 @@ class Emotion2VecPlus:
                 buffer = buffer[keep_from - buffer_start :].copy()
                 buffer_start = min(keep_from, end)
 
-        with ProcessedAudioWriter(output_dir) if output_dir is not None else nullcontext() as writer:
-            audio.stream(take)
-            if next_piece < len(pieces):
-                raise AudioError(audio.info.source, "the input changed while it was being read: it is shorter "
-                                 "than on the first pass")
-            if ready:
-                encode_ready()
-            result = self._assemble(audio, plan, encoded, granularity, extract_embedding)
-            result.processing_time_s = time.perf_counter() - started
-            if writer is not None:
-                write_run(result, writer, output_dir)
-        return result
+        audio.stream(take)
+        if next_piece < len(pieces):
+            raise AudioError(audio.info.source, "the input changed while it was being read: it is shorter "
+                             "than on the first pass")
+        if ready:
+            encode_ready()
+        return encoded
 
     def _assemble(self, audio: Audio | LongAudio, plan: Plan, pieces: list[_Encoded], granularity: str,
                   extract_embedding: bool) -> Result:
@@ -543,6 +669,7 @@ class Emotion2VecPlus:
             compute_type=self.compute_type,
             backend=self.backend,
             compute_type_reason=self.compute_type_reason,
+            adapter=self.adapter_description,
             duration_s=audio.duration_s,
             embedding_dim=self.embed_dim,
             audio=AudioSummary(info.format, info.sample_rate, info.channels, info.duration_s),

@@ -123,6 +123,8 @@ class Result:
     compute_type_reason: str | None = None
     """Why that compute type: ``auto: <the CPU's features and the rule>``, ``asked for``, or the
     environment variable that set it."""
+    adapter: str | None = None
+    """The adapter the compact model ran with (its file name and digest), or ``"none"``."""
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,7 @@ class Result:
             "compute_type": self.compute_type,
             "backend": self.backend,
             "compute_type_reason": self.compute_type_reason,
+            "adapter": self.adapter,
         }
         return data
 
@@ -183,7 +186,7 @@ class Result:
             audio=None if audio is None else AudioSummary(**audio), warnings=list(data.get("warnings") or []),
             processing_time_s=data.get("processing_time_s") or 0.0, error=data.get("error"),
             output_dir=data.get("output_dir"), compute_type=data.get("compute_type"), backend=data.get("backend"),
-            compute_type_reason=data.get("compute_type_reason"),
+            compute_type_reason=data.get("compute_type_reason"), adapter=data.get("adapter"),
         )
 
     def to_json(self, include_embedding: bool = False, indent: int | None = 2) -> str:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..defaults import ONNX_OPSET
-from .options import MODEL_HELP, model_from_args
+from .options import MODEL_HELP, add_adapter_option, model_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hub", choices=["hf", "ms"], default=None, help="hf = Hugging Face, ms = ModelScope")
     parser.add_argument("--cache-dir", default=None, help="model cache directory (default: $EMOTION2VEC_CACHE)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    add_adapter_option(parser)
     parser.add_argument("--out", default=None, help="the .onnx file to write (default: <model>[-int8].onnx); "
                                                    "a .json sidecar is written beside it")
     parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the transformer MatMuls")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import analytics, batch, export_onnx, listen, models, predict, serve, train_head, webui
+from . import adapt, analytics, batch, export_onnx, listen, models, predict, serve, train_head, webui
 from ..terminal import terminal_safe
 
 #: Optional packages -> the extra that installs them (``pip install "emotion2vec-plus[EXTRA]"``).
@@ -18,7 +18,7 @@ EXTRA_OF_MODULE = {
 }
 
 #: Modules whose ``add_parser`` registers their command(s), in ``--help`` order.
-COMMANDS = (predict, listen, models, batch, analytics, train_head, serve, export_onnx, webui)
+COMMANDS = (predict, listen, models, batch, adapt, analytics, train_head, serve, export_onnx, webui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ MODEL_HELP = ("compact (bundled, default), large, base, seed, emotion2vec_base_f
 
 
 def add_model_options(parser: argparse.ArgumentParser, model_help: str = MODEL_HELP) -> None:
-    """``--model``, ``--hub``, ``--cache-dir``, ``--device``, ``--threads``, ``--compute-type`` and ``--backend``."""
+    """``--model``, ``--hub``, ``--cache-dir``, ``--device``, ``--threads``, ``--compute-type``, ``--backend``
+    and ``--adapter``."""
     parser.add_argument("--model", default=None, help=model_help)
     parser.add_argument("--hub", choices=["hf", "ms"], default=None,
                         help="where to download models: hf = Hugging Face, ms = ModelScope "
@@ -24,6 +25,14 @@ def add_model_options(parser: argparse.ArgumentParser, model_help: str = MODEL_H
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
     add_compute_options(parser)
+    add_adapter_option(parser)
+
+
+def add_adapter_option(parser: argparse.ArgumentParser) -> None:
+    """``--adapter`` (part of :func:`add_model_options`)."""
+    parser.add_argument("--adapter", default=None, metavar="FILE",
+                        help="an adapter made by 'emotion2vec-plus adapt' from your own recordings "
+                             "(bundled compact model only; recorded in every result)")
 
 
 def add_compute_options(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +71,8 @@ def model_kwargs(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         options["window_s"] = args.window
     if getattr(args, "max_duration", None) is not None:
         options["max_duration_s"] = args.max_duration
+    if getattr(args, "adapter", None) is not None:
+        options["adapter"] = args.adapter
     if getattr(args, "head", None) is not None:
         options["head"] = args.head
     if getattr(args, "batch_size", None) is not None:

@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -95,8 +95,12 @@ class EmbeddingProjection(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(num_layers))
         self.linear = nn.Linear(width * num_layers, embed_dim)
 
+    def inputs(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """What the linear map reads: the layer-normalised states concatenated (…, width x layers)."""
+        return torch.cat([norm(x) for norm, x in zip(self.norms, states)], dim=-1)
+
     def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        return self.linear(torch.cat([norm(x) for norm, x in zip(self.norms, states)], dim=-1))
+        return self.linear(self.inputs(states))
 
 
 class CompactEmotionModel(nn.Module):
@@ -119,6 +123,8 @@ class CompactEmotionModel(nn.Module):
         self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
                                       for k, v in spec.projection.items()})
         self._head = NineClassHead(spec.head) if spec.head is not None else None
+        #: Digest of the adapter the projection's weights were re-mapped with (None: the file's own).
+        self.adapter_digest: str | None = None
 
     @property
     def embed_dim(self) -> int:
@@ -142,11 +148,27 @@ class CompactEmotionModel(nn.Module):
 
         :meth:`traceable_forward` runs it after the export-friendly log-mel, so the network has one
         copy. Frames past a clip's end are zero; callers use ``lengths``."""
+        return self._project_mel(mel, mel_frames, self.project)
+
+    def _project_mel(self, mel: torch.Tensor, mel_frames: torch.Tensor,
+                     project: Callable[[list[torch.Tensor]], torch.Tensor]) -> EncoderOutput:
         out = self.encoder(mel, mel_frames, return_layers=self.layers != [len(self.encoder.blocks)])
         states = [out.last_hidden_state] if out.hidden_states is None else [out.hidden_states[i] for i in self.layers]
-        frames = self.project(states)
+        frames = project(states)
         valid = (~out.padding_mask)[..., None].to(frames.dtype)
         return EncoderOutput(frames=frames * valid, lengths=out.lengths)
+
+    def projection_input_frames(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> EncoderOutput:
+        """What the projection reads per frame, (B, T, I) (I = 2048 for the bundled model): the
+        layer-normalised hidden states concatenated; zero past each clip's end. What an adapter's
+        statistics are computed from (:mod:`emotion2vec_plus.adaptation`)."""
+        mel, frames = log_mel_spectrogram(wavs, num_samples)
+        return self._project_mel(mel, frames, self.project.inputs)
+
+    def projection_inputs(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> torch.Tensor:
+        """Each clip's projection input pooled over its frames, (B, I): the x an adapter standardises."""
+        out = self.projection_input_frames(wavs, num_samples)
+        return out.frames.sum(1) / out.lengths[:, None].clamp_min(1).to(out.frames.dtype)
 
     def forward(self, wavs: torch.Tensor, num_samples: torch.Tensor | None = None) -> EncoderOutput:
         """Frame embeddings (B, T, E) at 50 Hz and the valid frames of each clip."""

@@ -250,21 +250,26 @@ def pack_bfloat16(model: nn.Module) -> nn.Module:
 
 
 class TorchRunner:
-    """Runs the PyTorch model (float32, int8-quantised, bf16 throughout, or under bf16 autocast)."""
+    """Runs the PyTorch model (float32, int8-quantised, bf16 throughout, or under bf16 autocast).
 
-    def __init__(self, model: nn.Module, compute_type: str, device: torch.device) -> None:
+    ``method`` names the model's method to call (default: ``forward``); another method with the same
+    signature and output type (e.g. the compact model's ``projection_input_frames``) runs in the
+    same mode as the model was prepared for."""
+
+    def __init__(self, model: nn.Module, compute_type: str, device: torch.device, method: str = "forward") -> None:
         self.model = model
         self.compute_type = compute_type
         self.device = device
         self.autocast = compute_type == "bfloat16" and not bfloat16_native(model)
+        self.call = getattr(model, method) if method != "forward" else model
 
     def __call__(self, wavs: torch.Tensor, num_samples: torch.Tensor) -> EncoderOutput:
         with torch.inference_mode():
             if self.autocast:
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                    out = self.model(wavs, num_samples)
+                    out = self.call(wavs, num_samples)
             else:
-                out = self.model(wavs, num_samples)
+                out = self.call(wavs, num_samples)
             if out.frames.dtype != torch.float32:
                 out = EncoderOutput(frames=out.frames.float(), lengths=out.lengths)
             return out

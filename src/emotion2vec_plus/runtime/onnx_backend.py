@@ -249,6 +249,9 @@ def cache_key(model: nn.Module, source_files: Sequence[str | os.PathLike], cache
         "files": [_file_hash(Path(f), cache_root / "file_hashes.json") for f in source_files],
         "config": repr(config), "opset": OPSET, "export_version": EXPORT_VERSION, "torch": torch.__version__,
     }
+    adapter = getattr(model, "adapter_digest", None)  # the compact model's projection, re-mapped by an adapter
+    if adapter:
+        material["adapter"] = adapter
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 

@@ -96,8 +96,11 @@ class ModelProvider:
     def __init__(self, default_model: str = "compact", *, device: str = "cpu", hub: str | None = None,
                  cache_dir: str | os.PathLike | None = None, num_threads: int | None = None,
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, compute_type: str | None = None,
-                 backend: str = "torch", preloaded: "Emotion2VecPlus | None" = None) -> None:
+                 backend: str = "torch", preloaded: "Emotion2VecPlus | None" = None,
+                 adapter: str | os.PathLike | None = None) -> None:
         self.default_name = str(default_model)
+        #: Applied to the default model only (adapters are for the bundled compact model).
+        self.adapter = adapter
         self._options: dict[str, Any] = {"device": device, "hub": hub, "cache_dir": cache_dir,
                                          "num_threads": num_threads, "max_duration_s": max_duration_s,
                                          "compute_type": compute_type, "backend": backend}
@@ -150,7 +153,9 @@ class ModelProvider:
             from ...inference import Emotion2VecPlus
 
             # Loaded and run on one thread: see compute.model_thread.
-            model = on_model_thread(Emotion2VecPlus, name, download=name == self.default_name, **self._options)
+            adapter = self.adapter if name == self.default_name else None
+            model = on_model_thread(Emotion2VecPlus, name, download=name == self.default_name, adapter=adapter,
+                                    **self._options)
             for loaded in [n for n in self._models if n != self.default_name]:
                 del self._models[loaded]  # keep the default plus one other model in memory
             self._models[name] = model
