@@ -2,8 +2,8 @@
 
 For every held-out speaker, that speaker's clips are shuffled and joined, ``--clips-per-file`` at a
 time (consecutive clips of different emotions where the speaker has them), with a pause of
-0.3–2 s between them filled with that speaker's room tone (the non-speech edges of their own
-clips, as the same room between sentences would sound). Each file is run
+0.3–2 s between them filled with that speaker's room tone (the quiet frames of the non-speech
+edges of their own clips, as the same room between sentences would sound). Each file is run
 through ``predict`` as a user would, and each clip is given the label of the segment that covers
 most of it. Reported per corpus: files, clips, segments (and their ratio to clips: the aim is
 within ±20 %), the share of clips that got a segment of their own (one segment covering most of
@@ -71,17 +71,33 @@ def interleaved(clips: list[Clip], rng: np.random.Generator) -> list[Clip]:
 
 
 def room_tone(audio: list[np.ndarray]) -> np.ndarray:
-    """The non-speech edges of a speaker's clips (before the first and after the last speech the
-    voice-activity detector finds, less 0.1 s), end to end: at least 2 s (repeated if short)."""
+    """A speaker's room tone: the 20 ms frames of the non-speech edges of their clips (before the
+    first and after the last speech the voice-activity detector finds, less 0.1 s) that are as quiet
+    as the quietest fifth of all their frames, end to end; at least 2 s (repeated if short). The
+    level test matters for corpora whose clips are cut close to the speech (nEMO, CASIA): there the
+    edges hold the onsets and tails of words, which would otherwise be spliced into the pauses."""
     from emotion2vec_plus.vad import speech_regions
 
-    margin = SR // 10
+    margin, frame = SR // 10, SR // 50
+    def frames_of(samples: np.ndarray) -> np.ndarray:
+        usable = len(samples) // frame * frame
+        return samples[:usable].reshape(-1, frame)
+
+    every = np.concatenate([frames_of(samples) for samples in audio if len(samples) >= frame])
+    quiet = np.percentile(np.sqrt(np.mean(every**2, axis=1)), 20)
     parts = []
     for samples in audio:
         regions = speech_regions(samples)
         if regions:
-            parts += [samples[: max(0, regions[0].start - margin)], samples[regions[-1].end + margin :]]
-    tone = np.concatenate([p for p in parts if len(p)] or [np.zeros(SR, np.float32)])
+            for edge in (samples[: max(0, regions[0].start - margin)], samples[regions[-1].end + margin :]):
+                edge_frames = frames_of(edge)
+                if len(edge_frames):
+                    parts.append(edge_frames[np.sqrt(np.mean(edge_frames**2, axis=1)) <= quiet].reshape(-1))
+    parts = [p for p in parts if len(p)]
+    if sum(len(p) for p in parts) < SR // 2:  # too few quiet edge frames: the quietest frames anywhere
+        levels = np.sqrt(np.mean(every**2, axis=1))
+        parts = [every[levels <= quiet].reshape(-1)]
+    tone = np.concatenate(parts or [np.zeros(SR, np.float32)])
     return np.tile(tone, -(-2 * SR // len(tone))) if len(tone) < 2 * SR else tone
 
 
