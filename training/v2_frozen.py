@@ -119,6 +119,29 @@ def pooled_features(cache: Cache, variant: str, batch_frames: int = 12000) -> np
     return out
 
 
+def load_features(cache_root: Path, pooled_root: Path, cache: Cache, variants: list[str],
+                  layers: list[int]) -> dict[str, np.ndarray]:
+    """Per variant, the (N, len(layers) * 512) pooled features of ``layers``: states LAYERS[0]..6 from
+    ``pooled_root`` (pooled once from the cache and kept there), lower ones from the
+    ``VARIANT_low_pooled.npy`` files ``v2_features.py`` writes beside its cache."""
+    features = {}
+    for variant in variants:
+        target = pooled_root / f"{variant}.npy"
+        if not target.exists():
+            started = time.perf_counter()
+            np.save(target, pooled_features(cache, variant))
+            print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
+        pooled = np.load(target)  # states LAYERS[0]..6
+        if min(layers) < LAYERS[0]:
+            low = cache_root / f"{variant}_low_pooled.npy"  # states 0..LAYERS[0]-1, written by v2_features.py
+            if not low.exists():
+                sys.exit(f"{low} is missing: layers below {LAYERS[0]} need a cache made by the current v2_features.py")
+            features[variant] = np.concatenate([np.load(low), pooled], axis=1)[:, layer_columns(layers)]
+        else:
+            features[variant] = pooled[:, layer_columns([i - LAYERS[0] for i in layers])]
+    return features
+
+
 class Bottleneck(nn.Module):
     def __init__(self, dim_in: int, embed_dim: int, dropout: float) -> None:
         super().__init__()
@@ -226,22 +249,7 @@ def main() -> None:
     if cache.first_tuned != LAYERS[0]:
         sys.exit(f"the cache holds block {cache.first_tuned}'s input; this script needs block {LAYERS[0]}'s")
     args.pooled.mkdir(parents=True, exist_ok=True)
-    features = {}
-    for variant in variants:
-        target = args.pooled / f"{variant}.npy"
-        if not target.exists():
-            started = time.perf_counter()
-            np.save(target, pooled_features(cache, variant))
-            print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
-        pooled = np.load(target)  # states LAYERS[0]..6
-        layers = recipe_layers(recipe)
-        if min(layers) < LAYERS[0]:
-            low = args.cache / f"{variant}_low_pooled.npy"  # states 0..LAYERS[0]-1, written by v2_features.py
-            if not low.exists():
-                sys.exit(f"{low} is missing: layers below {LAYERS[0]} need a cache made by the current v2_features.py")
-            features[variant] = np.concatenate([np.load(low), pooled], axis=1)[:, layer_columns(layers)]
-        else:
-            features[variant] = pooled[:, layer_columns([i - LAYERS[0] for i in layers])]
+    features = load_features(args.cache, args.pooled, cache, variants, recipe_layers(recipe))
     joined = Joined(args.joined) if args.joined is not None else None
     everything = np.arange(len(cache.clips))
     record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",

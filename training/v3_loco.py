@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from v2_frozen import LAYERS, layer_columns, pooled_features  # noqa: E402
+from v2_frozen import load_features  # noqa: E402
 from v2_train import LABELS, Cache, corpus_emotion_weights, protocol_splits, supervised_contrastive  # noqa: E402
 
 FOUR = [LABELS.index(name) for name in ("angry", "happy", "neutral", "sad")]
@@ -183,23 +183,6 @@ def split_metrics(cache: Cache, test_idx: np.ndarray, probs: np.ndarray) -> dict
                        "n": int(rows.sum()), "largest_predicted_share": float(shares.max()),
                        "largest_predicted": LABELS[int(shares.argmax())]}
     return out
-
-
-def load_features(cache_root: Path, pooled_root: Path, cache: Cache, variants: list[str], layers: list[int]) -> dict:
-    features = {}
-    for variant in variants:
-        target = pooled_root / f"{variant}.npy"
-        if not target.exists():
-            started = time.perf_counter()
-            np.save(target, pooled_features(cache, variant))
-            print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
-        pooled = np.load(target)
-        if min(layers) < LAYERS[0]:
-            low = np.load(cache_root / f"{variant}_low_pooled.npy")
-            features[variant] = np.concatenate([low, pooled], axis=1)[:, layer_columns(layers)]
-        else:
-            features[variant] = pooled[:, layer_columns([i - LAYERS[0] for i in layers])]
-    return features
 
 
 def main() -> None:
