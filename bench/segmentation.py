@@ -70,18 +70,49 @@ def interleaved(clips: list[Clip], rng: np.random.Generator) -> list[Clip]:
     return out
 
 
+def crossfaded(pieces: list[np.ndarray], fade: int = SR // 200) -> np.ndarray:
+    """``pieces`` end to end, each join a ``fade``-sample raised-cosine crossfade (no clicks)."""
+    ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, fade))).astype(np.float32)
+    out = pieces[0]
+    for piece in pieces[1:]:
+        if len(out) < fade or len(piece) < fade:
+            out = np.concatenate([out, piece])
+            continue
+        blend = out[-fade:] * ramp[::-1] + piece[:fade] * ramp
+        out = np.concatenate([out[:-fade], blend, piece[fade:]])
+    return out
+
+
 def room_tone(audio: list[np.ndarray]) -> np.ndarray:
-    """A speaker's room tone: the 20 ms frames of the non-speech edges of their clips (before the
-    first and after the last speech the voice-activity detector finds, less 0.1 s) that are as quiet
-    as the quietest fifth of all their frames, end to end; at least 2 s (repeated if short). The
-    level test matters for corpora whose clips are cut close to the speech (nEMO, CASIA): there the
-    edges hold the onsets and tails of words, which would otherwise be spliced into the pauses."""
+    """A speaker's room tone: the stretches of the non-speech edges of their clips (before the first
+    and after the last speech the voice-activity detector finds, less 0.1 s) in which every 20 ms
+    frame is as quiet as the quietest fifth of all their frames, at least 40 ms long, joined with
+    5 ms crossfades; at least 2 s (repeated if short). The level test matters for corpora whose
+    clips are cut close to the speech (nEMO, CASIA): there the edges hold the onsets and tails of
+    words, which would otherwise be spliced into the pauses. The runs and crossfades matter there
+    too: single quiet frames from all over the edges, butted together, make a click every 20 ms
+    (an earlier version did that)."""
     from emotion2vec_plus.vad import speech_regions
 
     margin, frame = SR // 10, SR // 50
     def frames_of(samples: np.ndarray) -> np.ndarray:
         usable = len(samples) // frame * frame
         return samples[:usable].reshape(-1, frame)
+
+    def quiet_runs(samples: np.ndarray, quiet: float) -> list[np.ndarray]:
+        frames = frames_of(samples)
+        if not len(frames):
+            return []
+        ok = np.sqrt(np.mean(frames**2, axis=1)) <= quiet
+        runs, start = [], None
+        for index, flag in enumerate(list(ok) + [False]):
+            if flag and start is None:
+                start = index
+            elif not flag and start is not None:
+                if index - start >= 2:
+                    runs.append(frames[start:index].reshape(-1))
+                start = None
+        return runs
 
     every = np.concatenate([frames_of(samples) for samples in audio if len(samples) >= frame])
     quiet = np.percentile(np.sqrt(np.mean(every**2, axis=1)), 20)
@@ -90,15 +121,11 @@ def room_tone(audio: list[np.ndarray]) -> np.ndarray:
         regions = speech_regions(samples)
         if regions:
             for edge in (samples[: max(0, regions[0].start - margin)], samples[regions[-1].end + margin :]):
-                edge_frames = frames_of(edge)
-                if len(edge_frames):
-                    parts.append(edge_frames[np.sqrt(np.mean(edge_frames**2, axis=1)) <= quiet].reshape(-1))
-    parts = [p for p in parts if len(p)]
-    if sum(len(p) for p in parts) < SR // 2:  # too few quiet edge frames: the quietest frames anywhere
-        levels = np.sqrt(np.mean(every**2, axis=1))
-        parts = [every[levels <= quiet].reshape(-1)]
-    tone = np.concatenate(parts or [np.zeros(SR, np.float32)])
-    return np.tile(tone, -(-2 * SR // len(tone))) if len(tone) < 2 * SR else tone
+                parts += quiet_runs(edge, quiet)
+    if sum(len(p) for p in parts) < SR // 2:  # too few quiet edge stretches: the quiet stretches anywhere
+        parts = [run for samples in audio for run in quiet_runs(samples, quiet)]
+    tone = crossfaded(parts) if parts else np.zeros(SR, np.float32)
+    return crossfaded([tone] * -(-2 * SR // len(tone))) if len(tone) < 2 * SR else tone
 
 
 def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, float],
@@ -118,7 +145,7 @@ def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, flo
                 pause = int(rng.uniform(*pause_range) * SR)
                 reps = -(-pause // len(tone)) + 1
                 offset = int(rng.integers(0, len(tone)))
-                parts.append(np.tile(tone, reps)[offset : offset + pause])
+                parts.append(crossfaded([tone] * reps)[offset : offset + pause])
                 position += pause
             parts.append(audio[clip.path])
             spans.append((position, position + len(audio[clip.path])))
@@ -256,8 +283,9 @@ def main() -> None:
     print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
           f"{pause_range[0]:g}-{pause_range[1]:g} s, {args.clips_per_file} clips per file\n")
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
-          "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 | "
+          "clips with their own segment: UA single / from segments |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for corpus, data in rows.items():
         truth = data["truth"]
@@ -269,6 +297,9 @@ def main() -> None:
             "ua4_single": ua([truth[i] for i in four], [data["single4"][i] for i in four]) if four else None,
             "ua4_segments": ua([truth[i] for i in four], [data["segment4"][i] for i in four]) if four else None,
         }
+        own = [i for i, flag in enumerate(data["own"]) if flag]
+        entry["ua_single_own"] = ua([truth[i] for i in own], [data["single"][i] for i in own]) if own else None
+        entry["ua_segments_own"] = ua([truth[i] for i in own], [data["segment"][i] for i in own]) if own else None
         summary[corpus] = entry
         ratio = entry["segments"] / entry["clips"]
         d4 = "—" if entry["ua4_single"] is None else f"{entry['ua4_segments'] - entry['ua4_single']:+.3f}"
@@ -276,7 +307,8 @@ def main() -> None:
         s4 = "—" if entry["ua4_segments"] is None else f"{entry['ua4_segments']:.3f}"
         print(f"| {corpus} | {entry['files']} | {entry['clips']} | {entry['segments']} | {ratio:.2f} | "
               f"{entry['own_share']:.3f} | {entry['ua_single']:.3f} | {entry['ua_segments']:.3f} | "
-              f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} |")
+              f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} | "
+              + ("—" if not own else f"{entry['ua_single_own']:.3f} / {entry['ua_segments_own']:.3f}") + " |")
     if live_windows:
         print("\nLive mode on the same files: finals (read as the segments) and provisional events by window length\n")
         print("| corpus | UA single clips | UA from finals | " + " | ".join(

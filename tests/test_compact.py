@@ -114,15 +114,15 @@ def test_shipped_compact_file_checksum():
 
 
 def test_golden_output_on_a_bundled_clip(compact):
-    """Recorded with compact v2.1 when the samples became real speech; catches a changed model file
-    or a broken implementation."""
+    """Recorded with compact v3 (float32) when it was shipped; catches a changed model file or a
+    broken implementation."""
     result = compact.predict(str(SAMPLES / "en_happy_1.wav"), extract_embedding=True)
-    golden = {"angry": 0.0028, "disgusted": 0.0143, "fearful": 0.0025, "happy": 0.7662, "neutral": 0.1780,
-              "sad": 0.0104, "surprised": 0.0258}
+    golden = {"angry": 0.0013, "disgusted": 0.0040, "fearful": 0.0026, "happy": 0.8671, "neutral": 0.0971,
+              "sad": 0.0069, "surprised": 0.0211}
     assert result.emotion == "happy"
     for name, value in golden.items():
         assert result.scores[name] == pytest.approx(value, abs=2e-3)
-    assert result.embedding[:4] == pytest.approx([0.4142, 0.3812, 2.3806, 0.4486], abs=2e-2)
+    assert result.embedding[:4] == pytest.approx([-0.3444, 1.1267, 2.1436, -0.9465], abs=2e-2)
 
 
 def test_every_bundled_sample_is_named_for_what_the_bundled_model_says(compact):

@@ -14,7 +14,9 @@ Variants: clean | speedX (tempo and pitch by X) | noiseNN (white noise at NN dB 
 reverb (a synthetic room: exponentially decaying noise impulse response, RT60 0.3-0.8 s) |
 trim (the clip cut to its speech, first to last Silero VAD region, with 0-0.6 s of the clip's own
 audio kept on each side at random: what a segment of a longer recording looks like; the corpora
-differ in how much silence they leave around each sentence, a cue a model must not learn).
+differ in how much silence they leave around each sentence, a cue a model must not learn) |
+pad (cut to its speech with 0-0.3 s of its own audio, then 0-1 s of pink-noise room tone 25-50 dB
+below the speech added on each side: every corpus with every amount of pause).
 """
 
 from __future__ import annotations
@@ -56,9 +58,44 @@ def trim_to_speech(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(wav[start:end])
 
 
+PAD_MAX_S = 1.0
+PAD_TRIM_CONTEXT_S = 0.3
+
+
+def room_tone(length: int, level: float, rng: np.random.Generator) -> np.ndarray:
+    """``length`` samples of pink noise (power falling 3 dB per octave, as a quiet room's hum and
+    rumble do more than white hiss) at RMS ``level``."""
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    freqs = np.fft.rfftfreq(length, 1 / SR)
+    spectrum[1:] /= np.sqrt(freqs[1:] / freqs[1])
+    spectrum[0] = 0.0
+    noise = np.fft.irfft(spectrum, n=length)
+    return (noise * level / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
+
+
+def pad_with_room_tone(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The clip cut to its speech (0 - PAD_TRIM_CONTEXT_S s of its own audio kept each side), then
+    0 - PAD_MAX_S s of room tone added on each side at 25-50 dB below the speech: every corpus's
+    speech with every amount of pause around it, so the amount of silence cannot stand for the
+    corpus (RAVDESS leaves about 1 s around each sentence, nEMO almost none)."""
+    from emotion2vec_plus.vad import speech_regions
+
+    regions = speech_regions(wav)
+    if regions:
+        keep = rng.uniform(0, PAD_TRIM_CONTEXT_S, size=2)
+        wav = wav[max(0, regions[0].start - int(keep[0] * SR)): min(len(wav), regions[-1].end + int(keep[1] * SR))]
+    speech_rms = float(np.sqrt(np.mean(wav**2))) + 1e-8
+    level = speech_rms * 10 ** (-rng.uniform(25, 50) / 20)
+    before, after = (int(t * SR) for t in rng.uniform(0, PAD_MAX_S, size=2))
+    tone = room_tone(before + after + 1, level, rng)
+    return np.ascontiguousarray(np.concatenate([tone[:before], wav, tone[before:before + after]]).astype(np.float32))
+
+
 def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
     if variant == "trim":
         return trim_to_speech(wav, rng)
+    if variant == "pad":
+        return pad_with_room_tone(wav, rng)
     if variant == "reverb":
         rt60 = rng.uniform(0.3, 0.8)
         t = np.arange(int(rt60 * SR)) / SR

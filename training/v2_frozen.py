@@ -27,11 +27,17 @@ Usage:
     python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol folds [--metrics-out runs.jsonl]
     python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol loco
     python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol final --calibration T --save FILE
+    python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol folds --evaluate-folds DIR [--metrics-out ...]
+
+``--protocol final`` also writes ``FILE``'s training statistics beside it
+(``<stem>_input_stats.safetensors``: the package's ``assets/compact_v2_input_stats.safetensors``,
+which unlabelled adaptation starts from).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -191,6 +197,19 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
     return model.eval(), mean, scale
 
 
+def apply_saved(path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, probabilities) of pooled features ``x`` under a model file written by
+    :func:`export` (the standardisation folded into its projection; temperature 1 for fold models)."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    embedding = x @ tensors["project.linear.weight"].T + tensors["project.linear.bias"]
+    logits = ((embedding - tensors["head.mean"]) / tensors["head.scale"]) @ tensors["head.weight"].T + tensors["head.bias"]
+    logits = logits - logits.max(1, keepdims=True)
+    probs = np.exp(logits)
+    return embedding, probs / probs.sum(1, keepdims=True)
+
+
 @torch.inference_mode()
 def apply(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     embedding, logits = model(torch.from_numpy((x - mean) / scale).float())
@@ -226,6 +245,26 @@ def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, r
                          "encoder_file": ASSET_INFO_NAME})
 
 
+def save_training_statistics(model_file: Path, mean: np.ndarray, scale: np.ndarray, recipe: Recipe, num_clips: int,
+                             joined: Joined | None) -> Path:
+    """``<model>_input_stats.safetensors`` beside the model file: the standardisation of the
+    training inputs as an adapter file (what ``emotion2vec_plus.adaptation`` shifts a user's
+    statistics from; applying it to the model changes nothing)."""
+    import hashlib
+    from emotion2vec_plus.adaptation import Adapter
+
+    variants = recipe.variants.split(",")
+    num_joined = int(len(joined.labels)) if joined is not None and recipe.joined_weight > 0 else 0
+    source = (f"training statistics of {model_file.name}: mean and std (+1e-6) of the pooled projection inputs of "
+              f"every training example of training/v2_frozen.py --protocol final: {len(variants)} variants of "
+              f"{num_clips} clips + {num_joined} joined inputs")
+    adapter = Adapter(input_mean=mean.astype(np.float32), input_scale=scale.astype(np.float32),
+                      num_utterances=len(variants) * num_clips + num_joined,
+                      model_sha256=hashlib.sha256(model_file.read_bytes()).hexdigest(), source=source,
+                      num_files=num_clips)
+    return adapter.save(model_file.with_name(model_file.stem + "_input_stats.safetensors"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="the v2_features.py cache (block 3's input)")
@@ -236,6 +275,9 @@ def main() -> None:
     parser.add_argument("--metrics-out", type=Path, default=None)
     parser.add_argument("--tag", default="")
     parser.add_argument("--save-folds", type=Path, default=None)
+    parser.add_argument("--evaluate-folds", type=Path, default=None,
+                        help="with --protocol folds: score the fold models a --save-folds run wrote to this folder "
+                             "instead of training them (one complete record from models of runs split over time)")
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--calibration", type=float, default=1.0)
     parser.add_argument("--joined", type=Path, default=None, help="joined-clip features from v2_joined.py")
@@ -261,16 +303,25 @@ def main() -> None:
                f"compact v2 {args.tag}: Whisper-base (as released), learned emotion embedding and head, trained on "
                "RAVDESS, CASIA, nEMO and EMOVO")
         write_model_record(args.save, recipe, args.calibration, "training/v2_frozen.py --protocol final")
-        print(f"wrote {args.save}")
+        stats = save_training_statistics(args.save, mean, scale, recipe, len(everything), joined)
+        print(f"wrote {args.save} and {stats}")
         return
 
     splits = protocol_splits(cache, args.protocol, args.folds, args.corpora)
     tested, all_probs, all_emb = [], [], []
     for name, train_idx, test_idx in splits:
         started = time.perf_counter()
-        model, mean, scale = train(features, cache, train_idx, recipe, joined)
-        emb, probs = apply(model, mean, scale, features["clean"][test_idx])
-        reference = apply(model, mean, scale, features["clean"][train_idx])[0], cache.labels[train_idx]
+        if args.evaluate_folds is not None:
+            saved = args.evaluate_folds / f"{name.replace(' ', '_')}.safetensors"
+            held_out = set(map(tuple, json.loads(saved.with_suffix(".json").read_text())["test_speakers"]))
+            if held_out != {(cache.clips[i].corpus, cache.clips[i].speaker) for i in test_idx}:
+                sys.exit(f"{saved}: its held-out speakers are not {name}'s")
+            emb, probs = apply_saved(saved, features["clean"][test_idx])
+            reference = apply_saved(saved, features["clean"][train_idx])[0], cache.labels[train_idx]
+        else:
+            model, mean, scale = train(features, cache, train_idx, recipe, joined)
+            emb, probs = apply(model, mean, scale, features["clean"][test_idx])
+            reference = apply(model, mean, scale, features["clean"][train_idx])[0], cache.labels[train_idx]
         part = corpus_metrics(cache, test_idx, probs, emb, reference)
         print(f"{name}: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in part.items() if "ua" in m)
               + f" ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -280,7 +331,7 @@ def main() -> None:
         tested.append(test_idx)
         all_probs.append(probs)
         all_emb.append(emb)
-        if args.save_folds is not None:
+        if args.save_folds is not None and args.evaluate_folds is None:
             args.save_folds.mkdir(parents=True, exist_ok=True)
             stem = args.save_folds / name.replace(" ", "_")
             export(model, mean, scale, stem.with_suffix(".safetensors"), recipe, 1.0, f"{name} of {args.tag}")

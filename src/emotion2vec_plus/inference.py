@@ -401,7 +401,7 @@ class Emotion2VecPlus:
         utterance contributes its projection input pooled over its frames. The recordings should
         span the emotions expected: the statistics of an all-angry set would re-centre angry to
         neutral. A file that cannot be decoded (or holds no speech) is reported in
-        :attr:`Adapter.skipped` (and logged) and the others are used. With ``output`` the adapter
+        :attr:`Adapter.skipped` (and logged at INFO) and the others are used. With ``output`` the adapter
         is also saved there. Apply it with :meth:`apply_adapter` or ``Emotion2VecPlus(adapter=...)``.
 
         Raises:
@@ -418,7 +418,7 @@ class Emotion2VecPlus:
         held: list[tuple[Audio, list[Piece]]] = []
 
         def skip(source: str, reason: str) -> None:
-            logger.warning("adapt: skipped %s: %s", source, reason)
+            logger.info("adapt: skipped %s: %s", source, reason)  # returned in Adapter.skipped; callers report it
             skipped.append((source, reason))
 
         def encode_held() -> None:

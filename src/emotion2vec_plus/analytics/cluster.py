@@ -38,8 +38,11 @@ def suggested_min_cluster_size(n: int) -> int:
     on real speech (40-clip sets of RAVDESS, CASIA and EMOVO, the first n clips of each): a size of 5
     gave no cluster at all for 5-17 clips of RAVDESS and 5-12 of CASIA and EMOVO (everything noise),
     4 failed on 5-12 clips, 3 on 5-8; the sizes this rule picks (2 for 5-8 clips, 3 for 12-19, 4-5 for
-    30-40) found 2-4 clusters on every one of those sets, with at most 2 noise points. From 400
-    embeddings on it is 15, the size the clustering was tuned with (see :func:`cluster_embeddings`).
+    30-40) found 2-4 clusters on every one of those sets, with at most 2 noise points (compact v2.1).
+    With v3's embedding the same rule left three of those sets all noise (RAVDESS 12 clips, CASIA 6,
+    EMOVO 5), which is why :func:`cluster_embeddings` lowers a size it picked until something
+    clusters. From 400 embeddings on it is 15, the size the clustering was tuned with (see
+    :func:`cluster_embeddings`).
     """
     return max(2, min(MAX_SUGGESTED_CLUSTER_SIZE, round(0.75 * math.sqrt(max(n, 0)))))
 
@@ -313,9 +316,26 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
     say(f"UMAP to {CLUSTER_DIMS}-D (the clustering space)")
     space = _umap(data, CLUSTER_DIMS, neighbours, seed, knn) if CLUSTER_DIMS != 2 else coords
     say("HDBSCAN")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9: default of copy= will change
-        raw = HDBSCAN(min_cluster_size=size, min_samples=None).fit_predict(space.astype(np.float64))
+    chosen_size, selection = size, "eom"
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9: default of copy= will change
+            raw = HDBSCAN(min_cluster_size=size, min_samples=None,
+                          cluster_selection_method="eom" if selection == "single" else selection,
+                          allow_single_cluster=selection == "single").fit_predict(space.astype(np.float64))
+        # A size picked for the set can still leave a small set all noise (an all-grey map): then
+        # smaller sizes are tried, down to 2, then at 2 the leaves of the cluster tree ("leaf"
+        # selection) instead of its most persistent branches, and last the whole set may be one
+        # cluster (it has no finer structure HDBSCAN can find). A size the caller gave is kept.
+        if min_cluster_size is not None or (np.asarray(raw) >= 0).any() or selection == "single":
+            break
+        if size > 2:
+            size -= 1
+            say(f"no cluster of {size + 1} or more: trying {size}")
+        else:
+            selection = "leaf" if selection == "eom" else "single"
+            say("no cluster of 2 or more: trying " + ("the leaves of the cluster tree" if selection == "leaf"
+                                                      else "the whole set as one cluster"))
     labels = _relabel_by_size(np.asarray(raw))
     if sample is not None:
         say(f"assigning the other {n - len(sample):,} embeddings to clusters")
@@ -323,7 +343,10 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
         labels = _relabel_by_size(labels)
     params = {"method": "umap+hdbscan", "cluster_space": f"umap-{CLUSTER_DIMS}d", "map_space": "umap-2d",
               "metric": "cosine", "min_cluster_size": int(size),
-              "min_cluster_size_chosen": "given" if min_cluster_size is not None else "by set size",
+              "min_cluster_size_chosen": "given" if min_cluster_size is not None else (
+                  "by set size" if size == chosen_size and selection == "eom"
+                  else f"by set size ({chosen_size}), lowered: no cluster at {chosen_size}"),
+              "cluster_selection": selection,
               "seed": int(seed), "n_neighbors": int(neighbours), "source": index.source,
               "clustered": int(len(data)), "assigned_by_nearest_sampled": int(n - len(data))}
     say("summary")
