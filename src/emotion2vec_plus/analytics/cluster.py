@@ -316,26 +316,25 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
     say(f"UMAP to {CLUSTER_DIMS}-D (the clustering space)")
     space = _umap(data, CLUSTER_DIMS, neighbours, seed, knn) if CLUSTER_DIMS != 2 else coords
     say("HDBSCAN")
-    chosen_size, selection = size, "eom"
-    while True:
+    # A size picked for the set can still leave a small set all noise (an all-grey map): then
+    # smaller sizes are tried, down to 2, then at 2 the leaves of the cluster tree ("leaf" selection)
+    # instead of its most persistent branches, and last the whole set may be one cluster ("single":
+    # it has no finer structure HDBSCAN can find). A size the caller gave is kept.
+    attempts = [(size, "eom")]
+    if min_cluster_size is None:
+        attempts += [(smaller, "eom") for smaller in range(size - 1, 1, -1)] + [(2, "leaf"), (2, "single")]
+    for attempt, (size, selection) in enumerate(attempts):
+        if attempt:
+            say(f"no cluster of {size + 1} or more: trying {size}" if selection == "eom" else
+                "no cluster of 2 or more: trying " + ("the leaves of the cluster tree" if selection == "leaf"
+                                                      else "the whole set as one cluster"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9: default of copy= will change
             raw = HDBSCAN(min_cluster_size=size, min_samples=None,
-                          cluster_selection_method="eom" if selection == "single" else selection,
+                          cluster_selection_method="leaf" if selection == "leaf" else "eom",
                           allow_single_cluster=selection == "single").fit_predict(space.astype(np.float64))
-        # A size picked for the set can still leave a small set all noise (an all-grey map): then
-        # smaller sizes are tried, down to 2, then at 2 the leaves of the cluster tree ("leaf"
-        # selection) instead of its most persistent branches, and last the whole set may be one
-        # cluster (it has no finer structure HDBSCAN can find). A size the caller gave is kept.
-        if min_cluster_size is not None or (np.asarray(raw) >= 0).any() or selection == "single":
+        if (np.asarray(raw) >= 0).any():
             break
-        if size > 2:
-            size -= 1
-            say(f"no cluster of {size + 1} or more: trying {size}")
-        else:
-            selection = "leaf" if selection == "eom" else "single"
-            say("no cluster of 2 or more: trying " + ("the leaves of the cluster tree" if selection == "leaf"
-                                                      else "the whole set as one cluster"))
     labels = _relabel_by_size(np.asarray(raw))
     if sample is not None:
         say(f"assigning the other {n - len(sample):,} embeddings to clusters")
@@ -344,8 +343,8 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
     params = {"method": "umap+hdbscan", "cluster_space": f"umap-{CLUSTER_DIMS}d", "map_space": "umap-2d",
               "metric": "cosine", "min_cluster_size": int(size),
               "min_cluster_size_chosen": "given" if min_cluster_size is not None else (
-                  "by set size" if size == chosen_size and selection == "eom"
-                  else f"by set size ({chosen_size}), lowered: no cluster at {chosen_size}"),
+                  "by set size" if (size, selection) == attempts[0]
+                  else f"by set size ({attempts[0][0]}), lowered: no cluster at {attempts[0][0]}"),
               "cluster_selection": selection,
               "seed": int(seed), "n_neighbors": int(neighbours), "source": index.source,
               "clustered": int(len(data)), "assigned_by_nearest_sampled": int(n - len(data))}
