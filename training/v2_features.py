@@ -44,15 +44,15 @@ SR = 16000
 TRIM_CONTEXT_S = 0.6
 
 
-def trim_to_speech(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def trim_to_speech(wav: np.ndarray, rng: np.random.Generator, max_context_s: float = TRIM_CONTEXT_S) -> np.ndarray:
     """``wav`` from its first speech region's start to its last one's end, each side widened by a
-    random 0 - TRIM_CONTEXT_S seconds of its own audio (the whole clip if the VAD finds no speech)."""
+    random 0 - ``max_context_s`` seconds of its own audio (the whole clip if the VAD finds no speech)."""
     from emotion2vec_plus.vad import speech_regions
 
     regions = speech_regions(wav)
     if not regions:
         return wav
-    before, after = rng.uniform(0, TRIM_CONTEXT_S, size=2)
+    before, after = rng.uniform(0, max_context_s, size=2)
     start = max(0, regions[0].start - int(before * SR))
     end = min(len(wav), regions[-1].end + int(after * SR))
     return np.ascontiguousarray(wav[start:end])
@@ -62,7 +62,7 @@ PAD_MAX_S = 1.0
 PAD_TRIM_CONTEXT_S = 0.3
 
 
-def room_tone(length: int, level: float, rng: np.random.Generator) -> np.ndarray:
+def pink_noise(length: int, level: float, rng: np.random.Generator) -> np.ndarray:
     """``length`` samples of pink noise (power falling 3 dB per octave, as a quiet room's hum and
     rumble do more than white hiss) at RMS ``level``."""
     spectrum = np.fft.rfft(rng.standard_normal(length))
@@ -78,16 +78,11 @@ def pad_with_room_tone(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     0 - PAD_MAX_S s of room tone added on each side at 25-50 dB below the speech: every corpus's
     speech with every amount of pause around it, so the amount of silence cannot stand for the
     corpus (RAVDESS leaves about 1 s around each sentence, nEMO almost none)."""
-    from emotion2vec_plus.vad import speech_regions
-
-    regions = speech_regions(wav)
-    if regions:
-        keep = rng.uniform(0, PAD_TRIM_CONTEXT_S, size=2)
-        wav = wav[max(0, regions[0].start - int(keep[0] * SR)): min(len(wav), regions[-1].end + int(keep[1] * SR))]
+    wav = trim_to_speech(wav, rng, PAD_TRIM_CONTEXT_S)
     speech_rms = float(np.sqrt(np.mean(wav**2))) + 1e-8
     level = speech_rms * 10 ** (-rng.uniform(25, 50) / 20)
     before, after = (int(t * SR) for t in rng.uniform(0, PAD_MAX_S, size=2))
-    tone = room_tone(before + after + 1, level, rng)
+    tone = pink_noise(before + after + 1, level, rng)
     return np.ascontiguousarray(np.concatenate([tone[:before], wav, tone[before:before + after]]).astype(np.float32))
 
 
