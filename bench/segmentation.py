@@ -136,6 +136,13 @@ def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, flo
     ordered = interleaved(clips, rng)
     audio = {clip.path: sf.read(clip.path, dtype="float32")[0] for clip in ordered}
     tone = room_tone(list(audio.values()))
+    # the tone looped once, long enough for a pause starting anywhere in its first copy (each
+    # crossfade shortens the loop by 5 ms, so the copies are counted with that)
+    longest = int(pause_range[1] * SR) + 1
+    copies = 2
+    while copies * len(tone) - (copies - 1) * (SR // 200) < len(tone) + longest:
+        copies += 1
+    looped = crossfaded([tone] * copies)
     files = []
     for first in range(0, len(ordered) - per_file + 1, per_file):
         group = ordered[first : first + per_file]
@@ -143,9 +150,9 @@ def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, flo
         for index, clip in enumerate(group):
             if index:
                 pause = int(rng.uniform(*pause_range) * SR)
-                reps = -(-pause // len(tone)) + 1
                 offset = int(rng.integers(0, len(tone)))
-                parts.append(crossfaded([tone] * reps)[offset : offset + pause])
+                parts.append(looped[offset : offset + pause])
+                assert len(parts[-1]) == pause  # the clips' spans below count on it
                 position += pause
             parts.append(audio[clip.path])
             spans.append((position, position + len(audio[clip.path])))
