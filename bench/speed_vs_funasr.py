@@ -186,7 +186,9 @@ def funasr_predict(model, audio) -> dict:
 
 
 def ours_predict(model, audio):
-    return model.predict(audio, extract_embedding=True)
+    # What FunASR gives: the utterance-level result and embedding. predict's default also scores
+    # each utterance of a multi-utterance clip again as a segment, which FunASR does not offer.
+    return model.predict(audio, extract_embedding=True, segments=False)
 
 
 # --------------------------------------------------------------------------- worker processes

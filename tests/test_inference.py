@@ -116,6 +116,53 @@ def test_a_clip_within_the_window_with_several_utterances_reports_each(small_che
                                                abs=1e-5)
 
 
+def _count_encoded_audio(model: Emotion2VecPlus) -> list[tuple[int, int]]:
+    """Wrap the model's runner (the real one) to record (real samples, padded samples) per call."""
+    calls: list[tuple[int, int]] = []
+    runner = model._runner
+
+    def recording(wavs: torch.Tensor, num_samples: torch.Tensor):
+        calls.append((int(num_samples.sum()), wavs.numel()))
+        return runner(wavs, num_samples)
+
+    model._runner = recording
+    return calls
+
+
+def test_without_segments_a_clip_is_encoded_once_with_the_same_result(small_checkpoint):
+    """``segments=False`` (and ``extract_embedding``, the batch job): the clip's own result, embedding
+    and scores exactly as with segments, from one pass over the clip instead of three."""
+    model = Emotion2VecPlus(small_checkpoint, window_s=12.0)
+    first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
+    wav = np.concatenate([first, np.zeros(16000, np.float32), second])
+    calls = _count_encoded_audio(model)
+    full = model.predict(wav, extract_embedding=True)
+    assert len(full.segments) == 2 and sum(real for real, _ in calls) > 1.5 * len(wav)
+    calls.clear()
+    quick = model.predict(wav, extract_embedding=True, segments=False)
+    assert quick.segments is None and calls == [(len(wav), len(wav))]
+    assert quick.scores == pytest.approx(full.scores, abs=1e-6)
+    np.testing.assert_allclose(quick.embedding, full.embedding, atol=1e-6)
+    calls.clear()
+    np.testing.assert_allclose(model.extract_embedding(wav), full.embedding, atol=1e-6)
+    assert calls == [(len(wav), len(wav))]
+
+
+def test_a_batch_pads_pieces_only_to_similar_lengths(small_checkpoint):
+    """One 10 s and three 3 s clips: the short ones are not padded to 10 s (the encoder computes
+    padding like speech), and every result is what the clip gets alone."""
+    from emotion2vec_plus.inference import PADDING_BUDGET
+
+    model = Emotion2VecPlus(small_checkpoint, window_s=30.0)
+    clips = [speech_of_length(10.0), *(speech_of_length(3.0 + 0.1 * i, offset=3 + i) for i in range(3))]
+    calls = _count_encoded_audio(model)
+    results = model.predict_batch(clips, segments=False)
+    assert sum(padded for _, padded in calls) <= PADDING_BUDGET * sum(len(c) for c in clips)
+    assert len(calls) == 2  # the 10 s clip alone, the three short ones together
+    for clip, result in zip(clips, results):
+        assert result.scores == pytest.approx(model.predict(clip, segments=False).scores, abs=1e-5)
+
+
 def test_frames_outside_speech_have_no_emotion(small_checkpoint):
     """Frame granularity: the silence before, between and after the sentences is "no speech"."""
     model = Emotion2VecPlus(small_checkpoint, window_s=12.0)

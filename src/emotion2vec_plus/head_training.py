@@ -287,12 +287,14 @@ def embed_clips(
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             try:
-                results = model.predict_batch([paths[i] for i in batch], extract_embedding=True, errors="collect")
+                results = model.predict_batch([paths[i] for i in batch], extract_embedding=True, errors="collect",
+                                              segments=False)
             except Exception:  # noqa: BLE001 - isolate the clip that breaks the batch
                 results = []
                 for i in batch:
                     try:
-                        results.extend(model.predict_batch([paths[i]], extract_embedding=True, errors="collect"))
+                        results.extend(model.predict_batch([paths[i]], extract_embedding=True, errors="collect",
+                                                           segments=False))
                     except Exception as exc:  # noqa: BLE001
                         results.append(exc)
             for index, result in zip(batch, results):

@@ -241,12 +241,13 @@ class Plan:
         when it holds more than one (one utterance is the whole input's result)."""
         return self.segments if not self.whole or len(self.segments) > 1 else []
 
-    def pieces(self) -> list[Piece]:
+    def pieces(self, segments: bool = True) -> list[Piece]:
         """Every piece to run through the encoder, in time order where it matters (frames):
-        the whole input first when it is scored whole, then the reported segments; for a long
-        input the segments and (frame output) the pauses between them."""
+        the whole input first when it is scored whole, then the reported segments (unless
+        ``segments`` is False: only the whole); for a long input the segments and (frame output)
+        the pauses between them, which its result is pooled from whatever ``segments`` says."""
         if self.whole:
-            return [self.whole_piece, *self.reported_segments]
+            return [self.whole_piece, *(self.reported_segments if segments else [])]
         return sorted(self.segments + self.pauses, key=lambda piece: piece.start)
 
 

@@ -28,6 +28,9 @@ UMAP_MIN_EMBEDDINGS = 5
 
 #: The largest cluster size :func:`suggested_min_cluster_size` picks (what 400 or more embeddings get).
 MAX_SUGGESTED_CLUSTER_SIZE = 15
+#: Sets up to this many embeddings retry smaller cluster sizes while half or more of them are noise
+#: (each clip is a visible point on the map); larger sets only while all of them are.
+SMALL_SET_MAX = 200
 
 
 def suggested_min_cluster_size(n: int) -> int:
@@ -316,26 +319,35 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
     say(f"UMAP to {CLUSTER_DIMS}-D (the clustering space)")
     space = _umap(data, CLUSTER_DIMS, neighbours, seed, knn) if CLUSTER_DIMS != 2 else coords
     say("HDBSCAN")
-    # A size picked for the set can still leave a small set all noise (an all-grey map): then
-    # smaller sizes are tried, down to 2, then at 2 the leaves of the cluster tree ("leaf" selection)
-    # instead of its most persistent branches, and last the whole set may be one cluster ("single":
-    # it has no finer structure HDBSCAN can find). A size the caller gave is kept.
+    # A size picked for the set can still leave a small set all noise, or half of it (a map mostly
+    # grey): then smaller sizes are tried, down to 2, then at 2 the leaves of the cluster tree
+    # ("leaf" selection) instead of its most persistent branches, and last the whole set may be one
+    # cluster ("single": it has no finer structure HDBSCAN can find); the first attempt that leaves
+    # less than half of the set as noise is kept, else the one with the least noise. A large set
+    # (over SMALL_SET_MAX) only goes on while all of it is noise; a size the caller gave is kept.
     attempts = [(size, "eom")]
     if min_cluster_size is None:
         attempts += [(smaller, "eom") for smaller in range(size - 1, 1, -1)] + [(2, "leaf"), (2, "single")]
+    enough = (len(data) + 1) // 2 if len(data) <= SMALL_SET_MAX else len(data)  # noise that calls for another try
+    best: tuple[int, int, str, np.ndarray] | None = None
     for attempt, (size, selection) in enumerate(attempts):
         if attempt:
-            say(f"no cluster of {size + 1} or more: trying {size}" if selection == "eom" else
-                "no cluster of 2 or more: trying " + ("the leaves of the cluster tree" if selection == "leaf"
-                                                      else "the whole set as one cluster"))
+            say(f"{best[0]} of {len(data)} left as noise at {best[1]}: trying {size}" if selection == "eom" else
+                f"{best[0]} of {len(data)} left as noise: trying " + (
+                    "the leaves of the cluster tree" if selection == "leaf" else "the whole set as one cluster"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9: default of copy= will change
-            raw = HDBSCAN(min_cluster_size=size, min_samples=None,
-                          cluster_selection_method="leaf" if selection == "leaf" else "eom",
-                          allow_single_cluster=selection == "single").fit_predict(space.astype(np.float64))
-        if (np.asarray(raw) >= 0).any():
+            raw = np.asarray(HDBSCAN(min_cluster_size=size, min_samples=None,
+                                     cluster_selection_method="leaf" if selection == "leaf" else "eom",
+                                     allow_single_cluster=selection == "single").fit_predict(space.astype(np.float64)))
+        noise = int((raw < 0).sum())
+        if best is None or noise < best[0]:
+            best = (noise, size, selection, raw)
+        if noise < enough:
             break
-    labels = _relabel_by_size(np.asarray(raw))
+    assert best is not None
+    _, size, selection, raw = best
+    labels = _relabel_by_size(raw)
     if sample is not None:
         say(f"assigning the other {n - len(sample):,} embeddings to clusters")
         labels, coords = _assign_to_sample(index.embeddings, sample, labels, coords)
@@ -344,7 +356,7 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
               "metric": "cosine", "min_cluster_size": int(size),
               "min_cluster_size_chosen": "given" if min_cluster_size is not None else (
                   "by set size" if (size, selection) == attempts[0]
-                  else f"by set size ({attempts[0][0]}), lowered: no cluster at {attempts[0][0]}"),
+                  else f"by set size ({attempts[0][0]}), lowered: at {attempts[0][0]} half of the set or more was noise"),
               "cluster_selection": selection,
               "seed": int(seed), "n_neighbors": int(neighbours), "source": index.source,
               "clustered": int(len(data)), "assigned_by_nearest_sampled": int(n - len(data))}

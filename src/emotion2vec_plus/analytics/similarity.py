@@ -201,7 +201,8 @@ def compare_inputs(a: str | os.PathLike, b: str | os.PathLike, model: Any = None
         for side in embedded:
             if side.vector.shape[0] != loaded.embed_dim:
                 raise _model_mismatch(side, loaded)
-        result = loaded.predict(str(path), extract_embedding=True, name=display[i], output_dir=output_dir)
+        result = loaded.predict(str(path), extract_embedding=True, name=display[i], output_dir=output_dir,
+                                segments=False)
         vector = np.asarray(result.embedding, dtype=np.float32)
         sides[i] = ComparedInput(display[i], "audio", vector, tuple(vector.shape), result=result,
                                  scores=result.scores or None, emotion=result.emotion, confidence=result.confidence)

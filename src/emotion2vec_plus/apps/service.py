@@ -155,6 +155,7 @@ class _Job:
     audio: Audio
     granularity: str
     future: asyncio.Future
+    segments: bool = True
 
 
 class MicroBatcher:
@@ -231,11 +232,12 @@ class MicroBatcher:
         """Whether ``audio`` goes to the long lane."""
         return audio.duration_s > self.long_input_s
 
-    async def submit(self, audio: Audio, granularity: str = "utterance"):
-        """Queue one decoded input and wait for its :class:`Result` (embedding included)."""
+    async def submit(self, audio: Audio, granularity: str = "utterance", segments: bool = True):
+        """Queue one decoded input and wait for its :class:`Result` (embedding included);
+        ``segments=False`` when the answer needs no segments (they cost a pass per utterance)."""
         short = self._ensure_started()
         assert self._waiting is not None
-        job = _Job(audio, granularity, asyncio.get_running_loop().create_future())
+        job = _Job(audio, granularity, asyncio.get_running_loop().create_future(), segments)
         if not self.is_long(audio):
             try:
                 short.put_nowait(job)
@@ -275,7 +277,7 @@ class MicroBatcher:
                 job = long.popleft()
                 if not job.future.done():
                     self.stats.long_requests += 1
-                    await self._run_group(loop, job.granularity, [job])
+                    await self._run_group(loop, job.granularity, job.segments, [job])
                     await loop.run_in_executor(model_thread(), release_freed_memory)
                 continue
             batch = [short.get_nowait()]
@@ -299,13 +301,14 @@ class MicroBatcher:
                     continue
             self._last_batch = len(batch)
             jobs = [job for job in batch if not job.future.done()]  # cancelled: client went away
-            groups: dict[str, list[_Job]] = {}
+            groups: dict[tuple[str, bool], list[_Job]] = {}
             for job in jobs:
-                groups.setdefault(job.granularity, []).append(job)
-            for granularity, group in groups.items():
-                await self._run_group(loop, granularity, group)
+                groups.setdefault((job.granularity, job.segments), []).append(job)
+            for (granularity, segments), group in groups.items():
+                await self._run_group(loop, granularity, segments, group)
 
-    async def _run_group(self, loop: asyncio.AbstractEventLoop, granularity: str, group: list[_Job]) -> None:
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, granularity: str, segments: bool,
+                         group: list[_Job]) -> None:
         self.stats.model_calls += 1
         self.stats.requests += len(group)
         self.stats.largest_batch = max(self.stats.largest_batch, len(group))
@@ -313,7 +316,7 @@ class MicroBatcher:
             results = await loop.run_in_executor(
                 model_thread(), lambda: self.model.predict_batch(
                     [job.audio for job in group], granularity=granularity, extract_embedding=True,
-                    batch_size=len(group), errors="collect"))  # one forward pass (memory still bounded by max_batch_seconds)
+                    batch_size=len(group), errors="collect", segments=segments))  # one forward pass (memory still bounded by max_batch_seconds)
         except asyncio.CancelledError:
             for job in group:
                 if not job.future.done():
@@ -520,10 +523,11 @@ class _Service:
                                     f"{self.max_response_mb:g} MB per response (a shorter file, or serve "
                                     "--max-response-mb)", "ResponseTooLarge")
 
-    async def recognise(self, upload: UploadFile, granularity: str, frame_response: tuple[str, int] | None = None):
+    async def recognise(self, upload: UploadFile, granularity: str, frame_response: tuple[str, int] | None = None,
+                        segments: bool = True):
         """Decode and run one upload. ``frame_response`` (what, bytes per frame) refuses a
         frame-level answer that would pass the response limit as soon as the duration is known,
-        before any inference."""
+        before any inference. ``segments``: as :meth:`MicroBatcher.submit`."""
         self.batcher.check_capacity()
         with self.batcher.arriving():
             name, data = await self.read_upload(upload)
@@ -532,7 +536,7 @@ class _Service:
         if frame_response is not None:
             what, per_frame = frame_response
             self.check_response_size(name, what, (int(audio.duration_s * self.model.frame_rate) + 1) * per_frame)
-        result = await self.batcher.submit(audio, granularity)
+        result = await self.batcher.submit(audio, granularity, segments)
         result.processing_time_s = time.perf_counter() - started
         return result
 
@@ -611,7 +615,8 @@ async def embed(file: UploadFile = File(...), granularity: Literal["utterance", 
                 service: _Service = Depends(_service)) -> Any:
     model = service.model
     result = await service.recognise(file, granularity,
-                                     ("frame embedding file", 4 * model.embed_dim) if granularity == "frame" else None)
+                                     ("frame embedding file", 4 * model.embed_dim) if granularity == "frame" else None,
+                                     segments=False)
     if granularity == "utterance":
         return {"model": model.model_name, "embedding_dim": int(result.embedding.shape[-1]),
                 "embedding": result.embedding.astype(float).tolist()}
@@ -643,7 +648,7 @@ async def similarity(
                                     f"{model.model_name} gives {model.embed_dim}-d embeddings", "EmbeddingFileError")
     if audio_items:
         service.batcher.check_capacity()
-        results = await asyncio.gather(*(service.batcher.submit(loaded[i][1], "utterance") for i in audio_items))
+        results = await asyncio.gather(*(service.batcher.submit(loaded[i][1], "utterance", segments=False) for i in audio_items))
         for i, result in zip(audio_items, results):
             vectors[i] = result.embedding
     try:

@@ -97,10 +97,12 @@ def progress_bar(total: int):
 
 def predict_decoded(model: "Emotion2VecPlus", batch: list[Decoded], granularity: str, embedding: bool) -> list[Result]:
     """``model.predict_batch`` on already-decoded audio; if a whole batch fails in the model, its
-    files are retried one by one so one file cannot fail the others."""
+    files are retried one by one so one file cannot fail the others. Without segments: a batch
+    run's outputs hold each file's utterance-level result (and frames), never its segments."""
     try:
         return model.predict_batch([item.audio for item in batch], granularity=granularity,  # type: ignore[misc]
-                                   extract_embedding=embedding, batch_size=len(batch), errors="collect")
+                                   extract_embedding=embedding, batch_size=len(batch), errors="collect",
+                                   segments=False)
     except Exception as exc:
         if len(batch) > 1:
             return [predict_decoded(model, [item], granularity, embedding)[0] for item in batch]

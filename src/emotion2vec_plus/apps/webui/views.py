@@ -735,7 +735,8 @@ class EmotionWebUI:
         if todo:
             if progress is not None:
                 progress(0.2, desc=text("recognising", lang))
-            results = on_model_thread(model.predict_batch, [files[p] for p in todo], extract_embedding=True)
+            results = on_model_thread(model.predict_batch, [files[p] for p in todo], extract_embedding=True,
+                                      segments=False)
             for position, result in zip(todo, results):
                 name = _display_name(files[position])
                 if result.ok:
