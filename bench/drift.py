@@ -6,6 +6,12 @@ wall time and real-time factor. Then speed-only rows for a random-weight checkpo
 emotion2vec+ large's size (built with tests/checkpoints.py; no download needed).
 
 Usage: python bench/drift.py [--limit N] [--threads 2] [--large-clips 24] [--skip-large]
+       python bench/drift.py --corpora RAVDESS,CASIA,nEMO,EMOVO --per-corpus 200 --modes auto --skip-large
+
+``--corpora`` picks the corpora (all four have real speech in other languages), ``--per-corpus N``
+takes N evenly spaced clips of each, ``--modes`` the backend:compute_type pairs to compare with
+torch float32 (``auto``: what ``compute_type="auto"`` picks on this CPU). A second table gives the
+argmax agreement per corpus.
 
 Prints a Markdown table. RTF is wall time / audio time; "CPU s per audio s" is the process's
 CPU time (all threads) per second of audio, steadier than wall time on a shared machine. The models are loaded before timing; "load" is the constructor's
@@ -39,19 +45,32 @@ AGREEMENT_NEEDED = 99.0
 
 
 
-def dataset_clips(limit: int | None) -> list[Path]:
+def evenly_spaced(paths: list, count: int | None) -> list:
+    """``count`` evenly spaced items (manifests list speakers in turn, so every speaker is represented)."""
+    if not count or count >= len(paths):
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
+
+
+def dataset_clips(limit: int | None, corpora: tuple[str, ...] = ("RAVDESS", "CASIA"),
+                  per_corpus: int | None = None) -> tuple[list[Path], list[str]]:
+    """The clips and the corpus of each."""
     paths: list[Path] = []
-    for corpus in ("RAVDESS", "CASIA"):
+    names: list[str] = []
+    for corpus in corpora:
         manifest = DATASETS / corpus / "manifest.csv"
         if not manifest.is_file():
             continue
         with manifest.open(encoding="utf-8") as handle:
-            paths += [DATASETS / corpus / row["path"] for row in csv.DictReader(handle)]
+            these = evenly_spaced([DATASETS / corpus / row["path"] for row in csv.DictReader(handle)], per_corpus)
+        paths += these
+        names += [corpus] * len(these)
     if not paths:
         sys.exit(f"no clips found under {DATASETS}")
-    if limit and limit < len(paths):  # evenly spaced, so every corpus and speaker is represented
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
-    return paths
+    if limit and limit < len(paths):
+        keep = evenly_spaced(list(range(len(paths))), limit)
+        paths, names = [paths[i] for i in keep], [names[i] for i in keep]
+    return paths, names
 
 
 def run_mode(model_name, audios, backend: str, compute_type: str, threads: int, batch_size: int, cache_dir):
@@ -82,6 +101,10 @@ def main() -> None:
     parser.add_argument("--large-depth", type=int, default=8, help="main blocks of the large-size checkpoint (plus_large: 8)")
     parser.add_argument("--large-prenet", type=int, default=4, help="prenet blocks of the large-size checkpoint (plus_large: 4)")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--corpora", default="RAVDESS,CASIA", help="corpora of ../shared/datasets, comma-separated")
+    parser.add_argument("--per-corpus", type=int, default=None, help="N evenly spaced clips of each corpus")
+    parser.add_argument("--modes", default=",".join(f"{b}:{c}" for b, c in MODES),
+                        help="backend:compute_type pairs besides torch:float32, or auto (default: all)")
     parser.add_argument("--cache-dir", default=None,
                         help="model cache (ONNX exports go to <cache>/onnx); default: a temporary directory")
     args = parser.parse_args()
@@ -91,7 +114,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="drift-")
     cache_dir = args.cache_dir or tmp.name
-    paths = dataset_clips(args.limit)
+    paths, corpus_of = dataset_clips(args.limit, tuple(args.corpora.split(",")), args.per_corpus)
     audios = [load_audio(p) for p in paths]
     audio_s = sum(a.duration_s for a in audios)
     print(f"{cpu_name()}, {args.threads} threads, batch size {args.batch_size}; torch {torch.__version__}, "
@@ -100,10 +123,17 @@ def main() -> None:
 
     chosen, reason = choose_compute_type("torch", torch.device("cpu"))
     print(f"compute_type='auto' picks {chosen} here ({reason})", flush=True)
+    modes = [("torch", "float32")]
+    for item in args.modes.split(","):
+        backend, compute_type = ("torch", chosen) if item == "auto" else tuple(item.split(":"))
+        if (backend, compute_type) not in modes:
+            modes.append((backend, compute_type))
 
     rows = []
+    per_corpus_rows = []
+    corpus_array = np.array(corpus_of)
     reference = None
-    for backend, compute_type in MODES:
+    for backend, compute_type in modes:
         load_s, wall_s, cpu_s, emb, scores = run_mode("compact", audios, backend, compute_type, args.threads,
                                                args.batch_size, cache_dir)
         if reference is None:
@@ -115,6 +145,11 @@ def main() -> None:
                      f"{agree:.2f}", f"{load_s:.1f}", f"{wall_s:.1f}", f"{wall_s / audio_s:.4f}",
                      f"{cpu_s / audio_s:.4f}", f"{reference[2] / wall_s:.2f}x"))
         print("  " + " | ".join(map(str, rows[-1])), flush=True)
+        same = scores.argmax(1) == reference[1].argmax(1)
+        per_corpus_rows.append((backend, compute_type, *(
+            f"{100.0 * same[corpus_array == c].mean():.2f} ({(corpus_array == c).sum()}; "
+            f"max |Δ| {np.abs(scores - reference[1])[corpus_array == c].max():.3f})"
+            for c in dict.fromkeys(corpus_of))))
 
     if not args.skip_large:
         from checkpoints import build_checkpoint
@@ -124,7 +159,7 @@ def main() -> None:
         subset = audios[:: max(1, len(audios) // args.large_clips)][: args.large_clips]
         subset_s = sum(a.duration_s for a in subset)
         base = None
-        for backend, compute_type in MODES:
+        for backend, compute_type in modes:
             load_s, wall_s, cpu_s, emb, _ = run_mode(str(directory), subset, backend, compute_type, args.threads,
                                               args.batch_size, cache_dir)
             base = base or wall_s
@@ -139,6 +174,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(v) for v in row) + " |")
+    corpora = list(dict.fromkeys(corpus_of))
+    print(f"\nArgmax agreement with torch float32 per corpus, % (clips; largest score change), compact model:\n")
+    print("| backend | compute_type | " + " | ".join(corpora) + " |")
+    print("|---|---|" + "---|" * len(corpora))
+    for row in per_corpus_rows:
+        print("| " + " | ".join(row) + " |")
     offered = [f"{r[2]} {r[3]}" for r in rows if r[0] == "compact" and float(r[6]) >= AGREEMENT_NEEDED]
     below = [f"{r[2]} {r[3]} ({r[6]}%)" for r in rows if r[0] == "compact" and float(r[6]) < AGREEMENT_NEEDED]
     print(f"\nargmax agreement >= {AGREEMENT_NEEDED:g}% with torch float32: {', '.join(offered)}")

@@ -795,6 +795,8 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     report.note(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs), {args.threads} threads for both systems; "
                 f"Python {platform.python_version()}, torch {torch.__version__}, funasr {funasr.__version__}")
+    vector = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "avx_vnni"))
+    report.note(f"The CPU's own vector extensions (/proc/cpuinfo): {', '.join(vector) or 'none listed'}")
     if cpu_class:
         caps = " ".join(f"{k}={v}" for k, v in CPU_CLASSES[cpu_class].items()) or "no caps"
         report.note(f"CPU class {cpu_class} ({caps}); PyTorch's kernels: {torch.backends.cpu.get_cpu_capability()}; "

@@ -404,15 +404,16 @@ def _start_trimmer() -> None:
     if _trimmer is not None or _malloc_trim() is None or not os.path.exists("/proc/self/statm"):
         return
 
-    def watch() -> None:
-        baseline = _resident_bytes()
+    def watch(baseline: int) -> None:
         pause = threading.Event()  # never set: a sleep without importing time into this module
         while not pause.wait(TRIM_CHECK_S):
             if _resident_bytes() - baseline > TRIM_GROWTH_BYTES:
                 release_freed_memory()
                 baseline = _resident_bytes()
 
-    _trimmer = threading.Thread(target=watch, name="emotion2vec-trim", daemon=True)
+    # The baseline is read here, not when the thread first runs: a busy caller holding the GIL could
+    # otherwise have grown by gigabytes before the thread reads it, and that growth would never count.
+    _trimmer = threading.Thread(target=watch, args=(_resident_bytes(),), name="emotion2vec-trim", daemon=True)
     _trimmer.start()
 
 
