@@ -121,7 +121,7 @@ def main() -> None:
           f"onnxruntime {onnxruntime.__version__}; {len(audios)} clips, {audio_s / 60:.1f} min of audio", flush=True)
     from emotion2vec_plus.runtime.compute import choose_compute_type
 
-    chosen, reason = choose_compute_type("torch", torch.device("cpu"))
+    chosen, reason = choose_compute_type("torch", torch.device("cpu"), compact=True)
     print(f"compute_type='auto' picks {chosen} here ({reason})", flush=True)
     modes = [("torch", "float32")]
     for item in args.modes.split(","):
@@ -148,7 +148,7 @@ def main() -> None:
         same = scores.argmax(1) == reference[1].argmax(1)
         per_corpus_rows.append((backend, compute_type, *(
             f"{100.0 * same[corpus_array == c].mean():.2f} ({(corpus_array == c).sum()}; "
-            f"max |Δ| {np.abs(scores - reference[1])[corpus_array == c].max():.3f})"
+            f"largest score change {np.abs(scores - reference[1])[corpus_array == c].max():.3f})"
             for c in dict.fromkeys(corpus_of))))
 
     if not args.skip_large:

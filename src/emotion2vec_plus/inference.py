@@ -158,7 +158,8 @@ class Emotion2VecPlus:
             if compute_type != "auto":
                 self.compute_type_reason = f"{COMPUTE_TYPE_ENV}={compute_type}"
         if compute_type == "auto":
-            compute_type, reason = choose_compute_type(backend, self.device)
+            compact = str(model_name) == COMPACT_NAME or is_compact_file(model_name)
+            compute_type, reason = choose_compute_type(backend, self.device, compact=compact)
             self.compute_type_reason = f"auto: {reason}"
         check_compute_options(compute_type, backend, self.device)
         started = time.perf_counter()

@@ -131,7 +131,8 @@ def cpu_features() -> CpuFeatures:
     return _cpu_features
 
 
-def choose_compute_type(backend: str, device: torch.device, features: CpuFeatures | None = None) -> tuple[str, str]:
+def choose_compute_type(backend: str, device: torch.device, features: CpuFeatures | None = None, *,
+                        compact: bool = False) -> tuple[str, str]:
     """``compute_type="auto"``: the fastest mode measured for this hardware, and why.
 
     Measured (``bench/drift.py``, 2 threads; README "Compute types and ONNX"): where the CPU has
@@ -139,9 +140,16 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
     (AMD Zen 4) — bfloat16 is fastest (compact model 1.8x float32 on both; plus_large size 2.0x
     and 2.1x, where int8 gives 1.4x and 1.6x). Without them bf16 is emulated and far slower than
     float32 (6.6x slower on an AVX2-only AMD EPYC; 10x with the kernels forced to AVX2 here),
-    while dynamic int8 is faster than float32 on every x86 CPU measured (1.6-1.7x) and agrees
-    with float32 on >= 99.7 % of argmax decisions. A CPU without AVX2 gets float32. ONNX has no
+    while dynamic int8 is faster than float32 on every x86 CPU measured (compact model 1.6-1.7x;
+    plus_large size on an AVX2-only AMD EPYC 1.3x on a 2 s clip, 1.1-1.3x over a directory) and
+    agrees with float32 on >= 99.7 % of argmax decisions. A CPU without AVX2 gets float32. ONNX has no
     bf16 mode: it gets int8 wherever AVX2 is there.
+
+    ``compact`` (the bundled model) keeps float32 where the rule would pick int8: on 800 real clips
+    of the four corpora (``bench/drift.py --per-corpus 200``, AVX2-only AMD EPYC) the v3 model's
+    int8 agreed with float32 on 97.5 % of argmax decisions (RAVDESS 98.0, CASIA 97.0, nEMO 97.5,
+    EMOVO 97.5; largest score change 0.17) and onnx int8 on 94.4 %, below the 99 % a fast mode
+    must keep, for only 1.23x the speed.
     """
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
@@ -151,6 +159,9 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
     if backend == "torch" and (features.amx_bf16 or features.avx512_bf16):
         units = "AMX units" if features.amx_bf16 else "AVX512-BF16 instructions"
         return "bfloat16", f"{features.summary()}: bf16 on {units} is fastest"
+    if features.avx2 and compact:
+        return "float32", (f"{features.summary()}: float32 for the bundled model (its int8 agreed with float32 "
+                           "on 97.5 % of real clips, below 99 %)" + ("" if backend == "onnx" else "; bf16 would be emulated"))
     if features.avx2:
         why = "int8 is faster than float32" + ("" if backend == "onnx" else "; bf16 would be emulated")
         return "int8", f"{features.summary()}: {why}"
