@@ -157,8 +157,8 @@ class Emotion2VecPlus:
             compute_type = os.environ.get(COMPUTE_TYPE_ENV) or "auto"
             if compute_type != "auto":
                 self.compute_type_reason = f"{COMPUTE_TYPE_ENV}={compute_type}"
+        compact = str(model_name) == COMPACT_NAME or is_compact_file(model_name)
         if compute_type == "auto":
-            compact = str(model_name) == COMPACT_NAME or is_compact_file(model_name)
             compute_type, reason = choose_compute_type(backend, self.device, compact=compact)
             self.compute_type_reason = f"auto: {reason}"
         check_compute_options(compute_type, backend, self.device)
@@ -166,7 +166,7 @@ class Emotion2VecPlus:
         model: Emotion2vecModel | CompactEmotionModel
         #: sha256 of the compact model file (None for emotion2vec+): what adapters are checked against.
         self.compact_sha256: str | None = None
-        if str(model_name) == COMPACT_NAME or is_compact_file(model_name):
+        if compact:
             window_s = COMPACT_WINDOW_S if window_s is None else window_s
             if window_s > COMPACT_MAX_WINDOW_S:
                 raise ValueError(f"the compact model takes windows of at most {COMPACT_MAX_WINDOW_S:g} s, got window_s={window_s}")

@@ -142,7 +142,8 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
     float32 (6.6x slower on an AVX2-only AMD EPYC; 10x with the kernels forced to AVX2 here),
     while dynamic int8 is faster than float32 on every x86 CPU measured (compact model 1.6-1.7x;
     plus_large size on an AVX2-only AMD EPYC 1.3x on a 2 s clip, 1.1-1.3x over a directory) and
-    agrees with float32 on >= 99.7 % of argmax decisions. A CPU without AVX2 gets float32. ONNX has no
+    agreed with float32 on >= 99.7 % of argmax decisions (an earlier bundled model; not v3, see
+    ``compact`` below). A CPU without AVX2 gets float32. ONNX has no
     bf16 mode: it gets int8 wherever AVX2 is there.
 
     ``compact`` (the bundled model) keeps float32 where the rule would pick int8: on 800 real clips
@@ -159,12 +160,12 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
     if backend == "torch" and (features.amx_bf16 or features.avx512_bf16):
         units = "AMX units" if features.amx_bf16 else "AVX512-BF16 instructions"
         return "bfloat16", f"{features.summary()}: bf16 on {units} is fastest"
-    if features.avx2 and compact:
-        return "float32", (f"{features.summary()}: float32 for the bundled model (its int8 agreed with float32 "
-                           "on 97.5 % of real clips, below 99 %)" + ("" if backend == "onnx" else "; bf16 would be emulated"))
     if features.avx2:
-        why = "int8 is faster than float32" + ("" if backend == "onnx" else "; bf16 would be emulated")
-        return "int8", f"{features.summary()}: {why}"
+        emulated = "" if backend == "onnx" else "; bf16 would be emulated"
+        if compact:
+            return "float32", (f"{features.summary()}: float32 for the bundled model (its int8 agreed with float32 "
+                               f"on 97.5 % of real clips, below 99 %){emulated}")
+        return "int8", f"{features.summary()}: int8 is faster than float32{emulated}"
     return "float32", f"{features.summary()}: no AVX2, float32"
 
 
