@@ -132,6 +132,7 @@ def main() -> None:
     rows = []
     per_corpus_rows = []
     corpus_array = np.array(corpus_of)
+    corpora = list(dict.fromkeys(corpus_of))
     reference = None
     for backend, compute_type in modes:
         load_s, wall_s, cpu_s, emb, scores = run_mode("compact", audios, backend, compute_type, args.threads,
@@ -149,7 +150,7 @@ def main() -> None:
         per_corpus_rows.append((backend, compute_type, *(
             f"{100.0 * same[corpus_array == c].mean():.2f} ({(corpus_array == c).sum()}; "
             f"largest score change {np.abs(scores - reference[1])[corpus_array == c].max():.3f})"
-            for c in dict.fromkeys(corpus_of))))
+            for c in corpora)))
 
     if not args.skip_large:
         from checkpoints import build_checkpoint
@@ -174,8 +175,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(v) for v in row) + " |")
-    corpora = list(dict.fromkeys(corpus_of))
-    print(f"\nArgmax agreement with torch float32 per corpus, % (clips; largest score change), compact model:\n")
+    print("\nArgmax agreement with torch float32 per corpus, % (clips; largest score change), compact model:\n")
     print("| backend | compute_type | " + " | ".join(corpora) + " |")
     print("|---|---|" + "---|" * len(corpora))
     for row in per_corpus_rows:
