@@ -40,6 +40,24 @@ def test_predict_json_and_output_dir(small_checkpoint, tmp_path, capsys):
     assert {p.name for p in run.iterdir()} == {"processed_audio.wav", "result.json", "embedding.npy"}
 
 
+def test_no_segments_scores_a_clip_of_several_sentences_once(small_checkpoint, tmp_path, capsys):
+    """A clip of two sentences within the window: its utterances are reported by default and left
+    out with --no-segments, the clip's own result the same either way."""
+    import numpy as np
+    import soundfile as sf
+
+    first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
+    clip = tmp_path / "two_sentences.wav"
+    sf.write(clip, np.concatenate([first, np.zeros(16000, np.float32), second]), 16000)
+    results = []
+    for extra in ([], ["--no-segments"]):
+        assert main(["predict", str(clip), "--model", str(small_checkpoint), "--window", "12", "--json", *extra]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    with_segments, without = results
+    assert len(with_segments["segments"]) == 2 and not without.get("segments")
+    assert without["scores"] == pytest.approx(with_segments["scores"], abs=1e-6)
+
+
 def test_unknown_model_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("EMOTION2VEC_CACHE", str(tmp_path))

@@ -370,3 +370,29 @@ def test_a_result_round_trips_through_its_documented_json(small_checkpoint, gran
     with_embedding = Result.from_dict(json.loads(result.to_json(include_embedding=True)))
     assert with_embedding.embedding.shape == result.embedding.shape
     assert np.allclose(with_embedding.embedding, result.embedding)
+
+
+def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_pooling_file):
+    """A clip with a second of silence before and after: a speech-pooling model's utterance
+    embedding is the mean of the frames the voice-activity detector calls speech (plus 0.1 s either
+    side), the same in predict, extract_embedding and a padded encode_batch; the frame-pooling
+    model's is the mean of every frame."""
+    from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask
+
+    speech = sf.read(speech_clips(1)[0], dtype="float32")[0]
+    silence = np.zeros(16000, np.float32)
+    wav = np.concatenate([silence, speech, silence])
+    pooling = Emotion2VecPlus(speech_pooling_file)
+    plain = Emotion2VecPlus()
+    assert (pooling.pooling, plain.pooling) == ("speech", "frames")
+    frames = pooling.predict(wav, granularity="frame", extract_embedding=True).embedding
+    keep = speech_pooling_mask(SpeechTrack(speech_probabilities(wav)), len(frames), pooling.model.hop_samples)
+    assert 0.15 < keep.mean() < 0.8  # the silence is left out, the speech kept
+    utterance = pooling.extract_embedding(wav)
+    np.testing.assert_allclose(utterance, frames[keep].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(plain.extract_embedding(wav), frames.mean(axis=0), atol=1e-5)
+    batch = torch.zeros(2, len(wav))
+    batch[0], batch[1, : len(speech)] = torch.from_numpy(wav), torch.from_numpy(speech)
+    encoded = pooling.encode_batch(batch, torch.tensor([1.0, len(speech) / len(wav)])).numpy()
+    np.testing.assert_allclose(encoded[0], utterance, atol=1e-4)
+    np.testing.assert_allclose(encoded[1], pooling.extract_embedding(speech), atol=1e-4)

@@ -46,9 +46,21 @@ def push_in_blocks(stream, wav: np.ndarray, rng: np.random.Generator, most: int 
 def test_finals_are_the_offline_segments_scored_the_same(compact, window_s):
     """Each final is the offline result's segment: the same bounds, scores within 1e-4, for a
     recording longer than the window (segments pool) and within it (window 30 s)."""
-    wav = joined_speech(6, pause_s=0.8)
     model = compact if window_s is None else Emotion2VecPlus(window_s=window_s)
-    assert (len(wav) > model.window_samples) == (window_s is None)
+    check_finals_are_the_offline_segments(model, long=window_s is None)
+
+
+def test_finals_of_a_model_that_pools_speech_are_its_offline_segments(speech_pooling_file):
+    """The same for a model that averages only speech frames: the stream gives it the speech
+    probabilities an offline pass has."""
+    model = Emotion2VecPlus(speech_pooling_file)
+    assert model.pooling == "speech"
+    check_finals_are_the_offline_segments(model, long=True)
+
+
+def check_finals_are_the_offline_segments(model: Emotion2VecPlus, long: bool) -> None:
+    wav = joined_speech(6, pause_s=0.8)
+    assert (len(wav) > model.window_samples) == long
     offline = model.predict(wav)
     with model.stream(embeddings=True) as stream:
         events = push_in_blocks(stream, wav, np.random.default_rng(1))

@@ -16,7 +16,12 @@ trim (the clip cut to its speech, first to last Silero VAD region, with 0-0.6 s 
 audio kept on each side at random: what a segment of a longer recording looks like; the corpora
 differ in how much silence they leave around each sentence, a cue a model must not learn) |
 pad (cut to its speech with 0-0.3 s of its own audio, then 0-1 s of pink-noise room tone 25-50 dB
-below the speech added on each side: every corpus with every amount of pause).
+below the speech added on each side: every corpus with every amount of pause) |
+phone (a telephone channel: band-limited to 300-3400 Hz at 8 kHz, 8-bit mu-law, back to 16 kHz).
+
+Beside each variant, ``VARIANT_speech.npy`` holds the Silero speech probability of every cached
+frame (float16, same offsets as the frames; a frame takes the probability of the 32 ms chunk its
+middle falls in), so the training can pool the speech frames only.
 """
 
 from __future__ import annotations
@@ -86,7 +91,45 @@ def pad_with_room_tone(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([tone[:before], wav, tone[before:before + after]]).astype(np.float32))
 
 
+def telephone(wav: np.ndarray) -> np.ndarray:
+    """``wav`` as a narrow-band telephone line carries it: 300-3400 Hz at 8 kHz, 8-bit mu-law."""
+    import soxr
+    from scipy.signal import butter, sosfilt
+
+    narrow = soxr.resample(wav, SR, 8000)
+    narrow = sosfilt(butter(4, [300, 3400], btype="bandpass", fs=8000, output="sos"), narrow)
+    peak = float(np.max(np.abs(narrow))) + 1e-9
+    x = np.clip(narrow / peak, -1, 1)
+    mu = 255.0
+    coded = np.round((np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)) * 127) / 127
+    decoded = np.sign(coded) * np.expm1(np.abs(coded) * np.log1p(mu)) / mu * peak
+    return soxr.resample(decoded.astype(np.float32), 8000, SR).astype(np.float32)[: len(wav)]
+
+
+def frame_speech(wav: np.ndarray, frames: int) -> np.ndarray:
+    """The speech probability of each of the first ``frames`` 20 ms frames of ``wav`` (that of the
+    32 ms Silero chunk holding the frame's middle)."""
+    from emotion2vec_plus.vad import CHUNK_SAMPLES, speech_probabilities
+
+    chunks = speech_probabilities(wav)
+    if len(chunks) == 0:
+        return np.ones(frames, np.float16)
+    middle = np.arange(frames) * 320 + 160
+    return chunks[np.minimum(middle // CHUNK_SAMPLES, len(chunks) - 1)].astype(np.float16)
+
+
+def speech_frame_mask(probabilities: np.ndarray) -> np.ndarray:
+    """The frames a model pooling only speech averages, from per-frame speech probabilities
+    (:func:`emotion2vec_plus.vad.speech_pooling_mask`, one chunk per frame here)."""
+    from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask
+
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    return speech_pooling_mask(SpeechTrack(probabilities), len(probabilities), 320, chunk_samples=320)
+
+
 def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
+    if variant == "phone":
+        return telephone(wav)
     if variant == "trim":
         return trim_to_speech(wav, rng)
     if variant == "pad":
@@ -139,12 +182,18 @@ def main() -> None:
     (args.out / "clips.json").write_text(json.dumps(meta))
     for variant in args.variants.split(","):
         target = args.out / f"{variant}.npy"
-        if target.exists():
+        speech_file = args.out / f"{variant}_speech.npy"
+        if target.exists() and speech_file.exists():
             print(f"{target} exists, skipped")
             continue
         rng = np.random.default_rng(0)
         started = time.perf_counter()
         wavs = [augment(w, variant, rng) for w in audio]
+        if target.exists():  # an older cache: only the speech probabilities are missing
+            counts = np.load(args.out / f"{variant}_index.npz")["counts"]
+            np.save(speech_file, np.concatenate([frame_speech(w, int(n)) for w, n in zip(wavs, counts)]))
+            print(f"{speech_file}: written in {time.perf_counter() - started:.0f} s", flush=True)
+            continue
         pieces: list[np.ndarray | None] = [None] * len(wavs)
         low_pooled = np.zeros((len(wavs), args.first_tuned * 512), np.float32)
         for batch, x, lengths in padded_batches(wavs, args.batch_size):
@@ -158,6 +207,7 @@ def main() -> None:
         np.save(target.with_suffix(".partial.npy"), np.concatenate(pieces))
         target.with_suffix(".partial.npy").rename(target)
         np.savez(args.out / f"{variant}_index.npz", offsets=offsets, counts=counts)
+        np.save(speech_file, np.concatenate([frame_speech(w, int(n)) for w, n in zip(wavs, counts)]))
         seconds = sum(len(w) for w in wavs) / SR
         took = time.perf_counter() - started
         print(f"{variant}: {len(wavs)} clips, {seconds / 3600:.2f} h audio, {counts.sum()} frames in {took:.0f} s", flush=True)

@@ -50,6 +50,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import save_fold_speakers  # noqa: E402
+from v2_features import speech_frame_mask  # noqa: E402
 from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, collate, corpus_emotion_weights, \
     corpus_metrics, pool_folds, protocol_splits, supervised_contrastive, write_model_record  # noqa: E402
 
@@ -72,6 +73,9 @@ class Recipe:
     variants: str = "clean,speed0.9,speed1.1,noise15,reverb"
     layers: str = "3,4,5,6"
     joined_weight: float = 0.0
+    pool: str = "frames"
+    """``frames``: average every frame of a clip; ``speech``: only its speech frames
+    (``emotion2vec_plus.vad.speech_pooling_mask``; needs a cache with ``VARIANT_speech.npy``)."""
 
 
 def layer_columns(layers: list[int]) -> np.ndarray:
@@ -86,9 +90,11 @@ def recipe_layers(recipe: Recipe) -> list[int]:
 class Joined:
     """Joined-clip features from ``v2_joined.py`` (all 7 layers), used for the speakers a split trains on."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pool: str = "frames") -> None:
         data = np.load(path)
-        self.features = data["features"]
+        if pool == "speech" and "speech_features" not in data:
+            sys.exit(f"{path} has no speech-pooled features: make it again with the current v2_joined.py")
+        self.features = data["speech_features" if pool == "speech" else "features"]
         self.speaker = np.array([f"{c}/{s}" for c, s in zip(data["corpus"], data["speaker"])])
         self.corpus = data["corpus"]
         self.labels = np.array([LABELS.index(l) for l in data["label"]])
@@ -100,13 +106,17 @@ class Joined:
 
 
 @torch.inference_mode()
-def pooled_features(cache: Cache, variant: str, batch_frames: int = 12000) -> np.ndarray:
-    """(N, len(LAYERS) * 512) per-frame layer-normalised hidden states averaged over each clip."""
+def pooled_features(cache: Cache, variant: str, speech: np.ndarray | None = None,
+                    batch_frames: int = 12000) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, len(LAYERS) * 512) per-frame layer-normalised hidden states averaged over each clip,
+    and (given the per-frame speech probabilities ``speech``, as cached) over its speech frames."""
     encoder = TunedTop(cache.first_tuned, 8, 0.0)  # its blocks are the released ones (never trained here)
     encoder.eval()
     counts = cache.counts[variant]
     order = np.argsort(-counts)  # longest first: each batch's first clip sets its padded length
     out = np.zeros((len(counts), len(LAYERS) * WIDTH), np.float32)
+    speech_out = np.zeros_like(out) if speech is not None else None
+    offsets = cache.offsets[variant]
     position = 0
     while position < len(order):
         size = max(1, batch_frames // max(int(counts[order[position]]), 1))
@@ -120,22 +130,35 @@ def pooled_features(cache: Cache, variant: str, batch_frames: int = 12000) -> np
         for i, block in enumerate(encoder.blocks):
             x = block(x, mask) * keep
             states.append(encoder.ln_post(x) if i == len(encoder.blocks) - 1 else x)
-        pooled = [(F.layer_norm(s, (WIDTH,)) * keep).sum(1) / lengths[:, None] for s in states]
-        out[batch] = torch.cat(pooled, dim=-1).numpy()
-    return out
+        normed = [F.layer_norm(s, (WIDTH,)) for s in states]
+        out[batch] = torch.cat([(n * keep).sum(1) / lengths[:, None] for n in normed], dim=-1).numpy()
+        if speech is not None:
+            pool = torch.zeros_like(keep)
+            for row, i in enumerate(batch):
+                n = int(lengths[row])
+                pool[row, :n, 0] = torch.from_numpy(speech_frame_mask(speech[offsets[i] : offsets[i] + n]).astype(np.float32))
+            speech_out[batch] = torch.cat([(n * pool).sum(1) / pool.sum(1) for n in normed], dim=-1).numpy()
+    return out, speech_out
 
 
 def load_features(cache_root: Path, pooled_root: Path, cache: Cache, variants: list[str],
-                  layers: list[int]) -> dict[str, np.ndarray]:
+                  layers: list[int], pool: str = "frames") -> dict[str, np.ndarray]:
     """Per variant, the (N, len(layers) * 512) pooled features of ``layers``: states LAYERS[0]..6 from
     ``pooled_root`` (pooled once from the cache and kept there), lower ones from the
     ``VARIANT_low_pooled.npy`` files ``v2_features.py`` writes beside its cache."""
     features = {}
     for variant in variants:
-        target = pooled_root / f"{variant}.npy"
+        target = pooled_root / (f"{variant}_speech.npy" if pool == "speech" else f"{variant}.npy")
         if not target.exists():
             started = time.perf_counter()
-            np.save(target, pooled_features(cache, variant))
+            speech_file = cache_root / f"{variant}_speech.npy"
+            if pool == "speech" and not speech_file.exists():
+                sys.exit(f"{speech_file} is missing: speech pooling needs a cache made by the current v2_features.py")
+            speech = np.load(speech_file, mmap_mode="r") if speech_file.exists() else None
+            every, speech_only = pooled_features(cache, variant, speech)
+            np.save(pooled_root / f"{variant}.npy", every)
+            if speech_only is not None:
+                np.save(pooled_root / f"{variant}_speech.npy", speech_only)
             print(f"pooled {variant} in {time.perf_counter() - started:.0f} s", flush=True)
         pooled = np.load(target)  # states LAYERS[0]..6
         if min(layers) < LAYERS[0]:
@@ -242,7 +265,7 @@ def export(model: Bottleneck, mean: np.ndarray, scale: np.ndarray, path: Path, r
                                             "(CC BY-NC-SA 4.0), CASIA and EMOVO (research use only)"})
     return save_compact(path, 6, {}, layers, projection, head,
                         {"description": description, "encoder_sha256": _asset_info()["sha256"],
-                         "encoder_file": ASSET_INFO_NAME})
+                         "encoder_file": ASSET_INFO_NAME, "pooling": recipe.pool})
 
 
 def save_training_statistics(model_file: Path, mean: np.ndarray, scale: np.ndarray, recipe: Recipe, num_clips: int,
@@ -279,6 +302,8 @@ def main() -> None:
                         help="with --protocol folds: score the fold models a --save-folds run wrote to this folder "
                              "instead of training them (one complete record from models of runs split over time)")
     parser.add_argument("--save", type=Path, default=None)
+    parser.add_argument("--evaluate-variants", default="clean",
+                        help="held-out clips scored in these variants too (the first is the reported one: clean)")
     parser.add_argument("--calibration", type=float, default=1.0)
     parser.add_argument("--joined", type=Path, default=None, help="joined-clip features from v2_joined.py")
     for name, field in Recipe.__dataclass_fields__.items():
@@ -287,12 +312,18 @@ def main() -> None:
     recipe = Recipe(**{name: getattr(args, name) for name in Recipe.__dataclass_fields__})
     torch.set_num_threads(2)
     variants = recipe.variants.split(",")
-    cache = Cache(args.cache, variants)
+    evaluated = args.evaluate_variants.split(",")
+    if evaluated[0] != "clean":
+        sys.exit("--evaluate-variants must start with clean (the reported figures)")
+    cache = Cache(args.cache, sorted(set(variants) | set(evaluated)))
     if cache.first_tuned != LAYERS[0]:
         sys.exit(f"the cache holds block {cache.first_tuned}'s input; this script needs block {LAYERS[0]}'s")
     args.pooled.mkdir(parents=True, exist_ok=True)
-    features = load_features(args.cache, args.pooled, cache, variants, recipe_layers(recipe))
-    joined = Joined(args.joined) if args.joined is not None else None
+    if recipe.pool not in ("frames", "speech"):
+        sys.exit(f"--pool must be frames or speech, got {recipe.pool!r}")
+    features = load_features(args.cache, args.pooled, cache, sorted(set(variants) | set(evaluated)),
+                             recipe_layers(recipe), recipe.pool)
+    joined = Joined(args.joined, recipe.pool) if args.joined is not None else None
     everything = np.arange(len(cache.clips))
     record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",
               "when": time.strftime("%Y-%m-%d %H:%M")}
@@ -325,6 +356,14 @@ def main() -> None:
         part = corpus_metrics(cache, test_idx, probs, emb, reference)
         print(f"{name}: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in part.items() if "ua" in m)
               + f" ({time.perf_counter() - started:.0f} s)", flush=True)
+        for variant in evaluated[1:]:  # the same held-out clips with other edges or channels
+            x = features[variant][test_idx]
+            other = apply_saved(saved, x)[1] if args.evaluate_folds is not None else apply(model, mean, scale, x)[1]
+            agree = float(np.mean(other.argmax(1) == probs.argmax(1)))
+            other_part = corpus_metrics(cache, test_idx, other, None, None)
+            part.setdefault("variants", {})[variant] = {c: m.get("ua") for c, m in other_part.items()}
+            print(f"  {variant}: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in other_part.items() if "ua" in m)
+                  + f"; same label as clean {agree:.3f}", flush=True)
         print("  embedding: " + ", ".join(f"{c} kNN {m['embedding']['knn10_ua']:.3f} s-d {m['embedding']['same_minus_different']:.3f}"
                                           for c, m in part.items()), flush=True)
         record.setdefault("splits", {})[name] = part

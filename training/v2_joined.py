@@ -7,7 +7,9 @@ length between ``--min-s`` and ``--max-s`` seconds (every clip used once per pas
 shorter than ``--min-s`` gives one input of all its clips). For each input it stores the 7
 hidden states of the released encoder (as the runtime computes them: the stem, blocks 1-5, and
 block 6 after ``ln_post``), each layer-normalised per frame and averaged over the input, so
-``v2_frozen.py --joined`` can add them to the training set of the speakers a fold trains on.
+``v2_frozen.py --joined`` can add them to the training set of the speakers a fold trains on;
+``speech_features`` holds the same averaged over the speech frames only
+(``v2_features.speech_frame_mask``).
 
     python training/v2_joined.py --out JOINED.npz [--passes 2] [--min-s 4] [--max-s 10]
 """
@@ -27,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import padded_batches  # noqa: E402
 from corpora import ALL_CORPORA, read_all  # noqa: E402
-from v2_features import augment, layer_norm_means  # noqa: E402
+from v2_features import augment, frame_speech, layer_norm_means, speech_frame_mask  # noqa: E402
 
 from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
@@ -59,14 +61,22 @@ def joined_inputs(clips, passes: int, min_s: float, max_s: float, seed: int):
 
 
 @torch.inference_mode()
-def pooled_states(encoder, wavs: list[np.ndarray], batch_size: int = 8) -> np.ndarray:
-    """(N, 7 * 512): each hidden state layer-normalised per frame and averaged over valid frames."""
+def pooled_states(encoder, wavs: list[np.ndarray], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 7 * 512) twice: each hidden state layer-normalised per frame and averaged over the
+    valid frames, and over the speech frames only."""
     out = np.zeros((len(wavs), 7 * 512), np.float32)
+    speech_out = np.zeros_like(out)
     for batch, x, lengths in padded_batches(wavs, batch_size):
         mel, frames = log_mel_spectrogram(x, lengths)
         result = encoder(mel, frames, return_layers=True)
         out[batch] = layer_norm_means(result.hidden_states, result.lengths).numpy()
-    return out
+        mask = torch.zeros(len(batch), result.hidden_states[0].shape[1])
+        for row, i in enumerate(batch):
+            n = int(result.lengths[row])
+            mask[row, :n] = torch.from_numpy(speech_frame_mask(frame_speech(wavs[i], n)).astype(np.float32))
+        speech_out[batch] = torch.cat([(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * mask[..., None]).sum(1)
+                                       / mask.sum(1, keepdim=True) for s in result.hidden_states], dim=-1).numpy()
+    return out, speech_out
 
 
 def main() -> None:
@@ -83,9 +93,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     wavs = [augment(samples, args.variant, rng) if args.variant != "clean" else samples for samples, *_ in inputs]
     started = time.perf_counter()
-    features = pooled_states(load_whisper_encoder(), wavs)
+    features, speech_features = pooled_states(load_whisper_encoder(), wavs)
     seconds = sum(len(w) for w in wavs) / SR
-    np.savez(args.out, features=features, corpus=np.array([c for _, c, _, _ in inputs]),
+    np.savez(args.out, features=features, speech_features=speech_features, corpus=np.array([c for _, c, _, _ in inputs]),
              speaker=np.array([s for _, _, s, _ in inputs]), label=np.array([l for _, _, _, l in inputs]),
              seconds=np.array([len(w) / SR for w in wavs]))
     print(f"{len(wavs)} joined inputs, {seconds / 3600:.2f} h, in {time.perf_counter() - started:.0f} s -> {args.out}")

@@ -14,6 +14,7 @@ seen corpora (``--protocol folds``). The levers, each a flag:
     --adversary W       a corpus classifier on the embedding behind a gradient reversal, weight W
     --mixup A           mixup of inputs and labels with Beta(A, A) weights, partners from other corpora
     --variants          augmentation variants of the v2_features.py cache (``trim``: cut to speech)
+    --pool speech       average only the speech frames of each clip (as v2_frozen.py --pool speech)
 
 Every run appends a record to ``--metrics-out`` and prints one line per split with the unweighted
 accuracy (UA) over all the classes the test corpus has and over angry/happy/neutral/sad.
@@ -58,6 +59,7 @@ class Recipe:
     layers: str = "3,4,5,6"
     norm: str = "global"
     test_norm: str = "own"
+    pool: str = "frames"
     adversary: float = 0.0
     mixup: float = 0.0
 
@@ -207,7 +209,8 @@ def main() -> None:
     test_variants = args.test_variants.split(",")
     needed = sorted(set(variants) | set(test_variants))
     cache = Cache(args.cache, needed)
-    features = load_features(args.cache, args.pooled, cache, needed, [int(v) for v in recipe.layers.split(",")])
+    features = load_features(args.cache, args.pooled, cache, needed, [int(v) for v in recipe.layers.split(",")],
+                             recipe.pool)
     record = {"tag": args.tag, "protocol": args.protocol, "test_variants": test_variants, "recipe": asdict(recipe),
               "trainer": "v3_loco", "when": time.strftime("%Y-%m-%d %H:%M"), "splits": {}}
     started = time.perf_counter()

@@ -39,7 +39,7 @@ from .models.registry import COMPACT_NAME, default_compact_path
 from .results import AudioSummary, FrameScores, Result, Segment
 from .segmentation import HOLD_IN_MEMORY_S, MIN_PAUSE_S, SEGMENT_CONTEXT_S, LongAudio, Piece, Plan, load_input, plan_input
 from .streaming import EmotionStream, StreamEvent, stream_file
-from .vad import speech_probabilities
+from .vad import SpeechTrack, speech_pooling_mask, speech_probabilities
 from .models.whisper import default_weights_path as default_whisper_weights_path
 
 Granularity = Literal["utterance", "frame"]
@@ -63,6 +63,8 @@ class _Chunk:
     item: int
     piece: Piece
     samples: np.ndarray
+    speech: SpeechTrack | None = None
+    """The input's speech probabilities, for a model that pools only speech frames."""
 
 
 @dataclass
@@ -208,6 +210,8 @@ class Emotion2VecPlus:
         if hold_in_memory_s * SAMPLE_RATE < self.window_samples:
             raise ValueError(f"hold_in_memory_s must be at least one window ({window_s} s), got {hold_in_memory_s}")
         self.hold_in_memory_s = hold_in_memory_s
+        #: What an utterance's embedding averages: ``"frames"`` or ``"speech"`` (:attr:`CompactSpec.pooling`).
+        self.pooling: str = getattr(self.model, "pooling", "frames")
         self.custom_head: EmotionHead | None = None
         if head is not None:
             self.custom_head = self._checked_head(head)
@@ -377,13 +381,19 @@ class Emotion2VecPlus:
                 out.append(result)
         return out
 
-    def score_samples(self, pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def score_samples(self, pieces: Sequence[np.ndarray], speech: Sequence[SpeechTrack | None] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """Score decoded 16 kHz mono pieces, each whole, in length-sorted batches: class
         probabilities (N, C) in :attr:`labels` order and utterance embeddings (N, D). What a
-        live stream (:meth:`stream`) scores its windows and utterances with."""
+        live stream (:meth:`stream`) scores its windows and utterances with. ``speech`` gives
+        each piece's speech probabilities for a model that pools only speech (:attr:`pooling`;
+        without them such a piece's own are computed)."""
         self._require_head()
-        chunks = [_Chunk(item=i, piece=Piece(0, len(p), len(p), 0, len(p)), samples=np.asarray(p, np.float32))
-                  for i, p in enumerate(pieces)]
+        tracks = list(speech) if speech is not None else [None] * len(pieces)
+        if len(tracks) != len(pieces):
+            raise ValueError(f"{len(pieces)} pieces but {len(tracks)} speech tracks")
+        chunks = [_Chunk(item=i, piece=Piece(0, len(p), len(p), 0, len(p)), samples=np.asarray(p, np.float32),
+                         speech=track) for i, (p, track) in enumerate(zip(pieces, tracks))]
         if not chunks:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.embed_dim), np.float32)
         if min(len(c.samples) for c in chunks) < MIN_SAMPLES:
@@ -429,15 +439,15 @@ class Emotion2VecPlus:
         rows: list[np.ndarray] = []
         skipped: list[tuple[str, str]] = []
         used_files = 0
-        held: list[tuple[Audio, list[Piece]]] = []
+        held: list[tuple[Audio, np.ndarray, list[Piece]]] = []
 
         def skip(source: str, reason: str) -> None:
             logger.info("adapt: skipped %s: %s", source, reason)  # returned in Adapter.skipped; callers report it
             skipped.append((source, reason))
 
         def encode_held() -> None:
-            chunks = [_Chunk(item, piece, audio.samples[piece.start : piece.end])
-                      for item, (audio, pieces) in enumerate(held) for piece in pieces]
+            chunks = [_Chunk(item, piece, audio.samples[piece.start : piece.end], SpeechTrack(probabilities, -piece.start))
+                      for item, (audio, probabilities, pieces) in enumerate(held) for piece in pieces]
             rows.extend(e.mean for e in self._encode_chunks(chunks, False, self.batch_size, runner))
             held.clear()
 
@@ -454,9 +464,9 @@ class Emotion2VecPlus:
                 utterances = pieces[:1] if plan.whole else [p for p in pieces if p.speech > 0]
                 if isinstance(decoded, LongAudio):
                     rows.extend(e.mean for e in self._encode_streamed(decoded, utterances, False, self.batch_size,
-                                                                      None, runner))
+                                                                      None, runner, speech=probabilities))
                 else:
-                    held.append((decoded, utterances))
+                    held.append((decoded, probabilities, utterances))
                     if len(held) >= ADAPT_FILES_PER_GROUP:
                         encode_held()
             except Emotion2VecError as exc:
@@ -509,9 +519,16 @@ class Emotion2VecPlus:
 
         ``wav_lens`` are relative lengths in (0, 1] (1 = the full padded width).
         """
-        frames, lengths = self._forward(wavs, wav_lens)
+        frames, lengths, num_samples = self._forward(wavs, wav_lens)
         mask = (torch.arange(frames.shape[1])[None, :] < lengths[:, None]).to(frames.dtype)
-        return (frames * mask[..., None]).sum(1) / lengths[:, None].clamp_min(1).to(frames.dtype)
+        if self.pooling == "speech":
+            rows = torch.as_tensor(wavs, dtype=torch.float32).reshape(len(frames), -1)
+            for row in range(len(frames)):
+                samples = rows[row, : int(num_samples[row])].numpy()
+                keep = speech_pooling_mask(SpeechTrack(speech_probabilities(samples)), int(lengths[row]),
+                                           self.model.hop_samples)
+                mask[row, : int(lengths[row])] = torch.from_numpy(keep).to(frames.dtype)
+        return (frames * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
 
     @torch.inference_mode()
     def classify_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
@@ -550,7 +567,8 @@ class Emotion2VecPlus:
             probs = torch.softmax(logits, dim=-1).numpy()
         return probs[:, self._used]
 
-    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(frames (B, T, D), frame counts (B,), sample counts (B,)) of a padded batch."""
         wavs = torch.as_tensor(wavs, dtype=torch.float32)
         if wavs.dim() == 1:
             wavs = wavs[None]
@@ -560,7 +578,7 @@ class Emotion2VecPlus:
         else:
             num_samples = torch.round(torch.as_tensor(wav_lens, dtype=torch.float64) * width).long()
         out = self._runner(wavs.to(self.device), num_samples.to(self.device))
-        return out.frames.float().cpu(), out.lengths.cpu()
+        return out.frames.float().cpu(), out.lengths.cpu(), num_samples
 
     def _encode_chunks(self, chunks: list[_Chunk], keep_frames: bool, batch_size: int,
                        runner: Runner | None = None) -> list[_Encoded]:
@@ -592,8 +610,16 @@ class Emotion2VecPlus:
             for row, index in enumerate(batch):
                 valid = frames[row, : int(out.lengths[row])]
                 encoded[index] = _Encoded(piece=chunks[index].piece, frames=valid.copy() if keep_frames else None,
-                                          mean=valid.mean(axis=0), num_frames=valid.shape[0])
+                                          mean=self._pool(valid, chunks[index]), num_frames=valid.shape[0])
         return [e for e in encoded if e is not None]
+
+    def _pool(self, frames: np.ndarray, chunk: _Chunk) -> np.ndarray:
+        """A piece's utterance vector: the mean of its frames, or of its speech frames only for a
+        model trained that way (its probabilities computed here when the caller has none)."""
+        if self.pooling != "speech" or not len(frames):
+            return frames.mean(axis=0)
+        track = chunk.speech if chunk.speech is not None else SpeechTrack(speech_probabilities(chunk.samples))
+        return frames[speech_pooling_mask(track, len(frames), self.model.hop_samples)].mean(axis=0)
 
     def _plan(self, num_samples: int, probabilities: np.ndarray, granularity: str) -> Plan:
         return plan_input(num_samples, self.window_samples, probabilities, min_pause_s=self.min_pause_s,
@@ -602,9 +628,11 @@ class Emotion2VecPlus:
     def _predict_decoded(self, decoded: list[Audio], granularity: str, extract_embedding: bool,
                          batch_size: int | None = None, segments: bool = True) -> list[Result]:
         chunks: list[_Chunk] = []
-        plans = [self._plan(audio.num_samples, speech_probabilities(audio.samples), granularity) for audio in decoded]
+        speech = [speech_probabilities(audio.samples) for audio in decoded]
+        plans = [self._plan(audio.num_samples, probabilities, granularity) for audio, probabilities in zip(decoded, speech)]
         for item, (audio, plan) in enumerate(zip(decoded, plans)):
-            chunks += [_Chunk(item=item, piece=piece, samples=audio.samples[piece.start : piece.end])
+            chunks += [_Chunk(item=item, piece=piece, samples=audio.samples[piece.start : piece.end],
+                              speech=SpeechTrack(speech[item], -piece.start))
                        for piece in plan.pieces(segments)]
         encoded = self._encode_chunks(chunks, granularity == "frame", batch_size or self.batch_size)
         per_item: list[list[_Encoded]] = [[] for _ in decoded]
@@ -621,7 +649,7 @@ class Emotion2VecPlus:
         plan = self._plan(audio.num_samples, audio.probabilities, granularity)
         with ProcessedAudioWriter(output_dir) if output_dir is not None else nullcontext() as writer:
             encoded = self._encode_streamed(audio, plan.pieces(), granularity == "frame", batch_size or self.batch_size,
-                                            writer)
+                                            writer, speech=audio.probabilities)
             result = self._assemble(audio, plan, encoded, granularity, extract_embedding)
             result.processing_time_s = time.perf_counter() - started
             if writer is not None:
@@ -629,9 +657,11 @@ class Emotion2VecPlus:
         return result
 
     def _encode_streamed(self, audio: LongAudio, pieces: list[Piece], keep_frames: bool, batch_size: int,
-                         writer: ProcessedAudioWriter | None, runner: Runner | None = None) -> list[_Encoded]:
+                         writer: ProcessedAudioWriter | None, runner: Runner | None = None, *,
+                         speech: np.ndarray | None = None) -> list[_Encoded]:
         """Decode a long input again, block by block (each block also to ``writer``), and encode
-        ``pieces`` (in input order) as they pass, a batch at a time."""
+        ``pieces`` (in input order) as they pass, a batch at a time (``speech``: the input's
+        speech probabilities, for speech pooling)."""
         encoded: list[_Encoded] = []
         ready: list[_Chunk] = []
         buffer = np.zeros(0, np.float32)
@@ -650,7 +680,8 @@ class Emotion2VecPlus:
             end = buffer_start + len(buffer)
             while next_piece < len(pieces) and pieces[next_piece].end <= end:
                 piece = pieces[next_piece]
-                ready.append(_Chunk(0, piece, buffer[piece.start - buffer_start : piece.end - buffer_start].copy()))
+                ready.append(_Chunk(0, piece, buffer[piece.start - buffer_start : piece.end - buffer_start].copy(),
+                                    SpeechTrack(speech, -piece.start) if speech is not None else None))
                 next_piece += 1
                 if len(ready) >= batch_size or sum(len(c.samples) for c in ready) >= self.max_batch_samples:
                     encode_ready()

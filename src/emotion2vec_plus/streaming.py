@@ -32,7 +32,7 @@ from .errors import InvalidSamplesError, ModelError
 from .labels import Label
 from .segmentation import SegmentPlanner
 from .smoothing import SWITCH_MARGIN, LabelHysteresis
-from .vad import CHUNK_SAMPLES, VadStream
+from .vad import CHUNK_SAMPLES, SpeechTrack, VadStream
 
 
 
@@ -47,7 +47,8 @@ class StreamingModel(Protocol):
     has_head: bool
     labels: list[Label]
 
-    def score_samples(self, pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+    def score_samples(self, pieces: Sequence[np.ndarray], speech: Sequence[SpeechTrack | None] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]: ...
 
 #: Event types, in the order they can occur for one stretch of audio.
 EVENT_TYPES: tuple[str, ...] = ("speech.start", "emotion", "emotion.changed", "silence", "speech.end", "utterance")
@@ -145,6 +146,8 @@ class EmotionStream:
         self._next_hop = self.hop
         self._chunk_speech = np.zeros(0, bool)  # speech flags of the last chunks (a window's worth)
         self._chunks = 0  # chunks whose probability is known
+        self._speech = np.zeros(0, np.float32)  # probabilities of the chunks from self._buffer_start's on
+        self._speech_first = 0  # chunk index of self._speech[0]
         self._in_speech = False
         self._seq = 0
         self.closed = False
@@ -210,6 +213,7 @@ class EmotionStream:
         self._chunk_speech = np.concatenate([self._chunk_speech, probabilities >= _SPEECH_PROBABILITY])
         self._chunk_speech = self._chunk_speech[-(self.window // CHUNK_SAMPLES + 1):]
         self._chunks += len(probabilities)
+        self._speech = np.concatenate([self._speech, probabilities.astype(np.float32)])
         events: list[StreamEvent] = []
         tracker = self._planner.tracker
         for p in probabilities:  # one at a time: speech.start is known chunk by chunk
@@ -233,7 +237,7 @@ class EmotionStream:
         self._planner.regions.clear()
         if pieces:
             samples = [self._buffer[p.start - self._buffer_start : p.end - self._buffer_start] for p in pieces]
-            probs, embeddings = self.model.score_samples(samples)
+            probs, embeddings = self.model.score_samples(samples, [self._track(p.start) for p in pieces])
             for piece, row, embedding in zip(pieces, probs, embeddings):
                 events.append(self._event("utterance", piece.speech_end, piece.speech_start, row, final=True,
                                           speech_s=piece.speech / SAMPLE_RATE,
@@ -248,7 +252,8 @@ class EmotionStream:
             self._hysteresis.update(None)
             self._label = None
             return [self._event("silence", end, start=start)]
-        probs, _ = self.model.score_samples([self._buffer[start - self._buffer_start : end - self._buffer_start]])
+        probs, _ = self.model.score_samples([self._buffer[start - self._buffer_start : end - self._buffer_start]],
+                                            [self._track(start)])
         label = self._hysteresis.update(probs[0])
         events = [self._event("emotion", end, start=start, probs=probs[0], label=label)]
         if label != self._label:
@@ -263,6 +268,14 @@ class EmotionStream:
         if drop > SAMPLE_RATE:  # in steps of at least a second: fewer copies
             self._buffer = self._buffer[drop:].copy()
             self._buffer_start += drop
+            chunks = self._buffer_start // CHUNK_SAMPLES - self._speech_first
+            self._speech = self._speech[chunks:].copy()
+            self._speech_first += chunks
+
+    def _track(self, start: int) -> SpeechTrack:
+        """The speech probabilities known so far, as seen from a piece starting at sample ``start``
+        (what a model that pools only speech needs; the same numbers as an offline pass)."""
+        return SpeechTrack(self._speech, self._speech_first * CHUNK_SAMPLES - start)
 
     def _event(self, kind: str, end: int, start: int | None = None, probs: np.ndarray | None = None, *,
                label: int | None = None, final: bool = False, speech_s: float | None = None,

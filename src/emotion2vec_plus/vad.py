@@ -185,6 +185,48 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     return stream.finish()
 
 
+#: A chunk at least this likely to be speech is pooled (see :func:`speech_pooling_mask`).
+POOL_SPEECH_PROBABILITY = 0.5
+#: Audio pooled on either side of the speech chunks, in seconds.
+POOL_MARGIN_S = 0.1
+
+
+@dataclass(frozen=True)
+class SpeechTrack:
+    """Speech probabilities of a stretch of audio, as seen from one piece of it:
+    ``probabilities[i]`` is that of the 32 ms chunk starting ``first_sample + i * CHUNK_SAMPLES``
+    samples after the piece's first sample (negative when the track starts before the piece)."""
+
+    probabilities: np.ndarray
+    first_sample: int = 0
+
+
+def speech_pooling_mask(track: SpeechTrack, num_frames: int, hop_samples: int,
+                        threshold: float = POOL_SPEECH_PROBABILITY, margin_s: float = POOL_MARGIN_S,
+                        chunk_samples: int = CHUNK_SAMPLES) -> np.ndarray:
+    """Which of a piece's ``num_frames`` encoder frames (one per ``hop_samples``) a model that pools
+    only speech averages: a frame takes the probability of the chunk its middle falls in, and the
+    frames of speech (``>= threshold``) are kept with ``margin_s`` on either side. Every frame when
+    none is speech, so a piece without speech is pooled whole. (``chunk_samples``: the track's
+    step, when it is not Silero's 32 ms chunks.)
+
+    A model trained so (the compact model's ``pooling: "speech"``) gives one answer for an
+    utterance however much silence surrounds it: a corpus clip with its own pauses, the same
+    sentence as a segment of a long recording, or a live stream's final."""
+    probabilities = np.asarray(track.probabilities, dtype=np.float32).reshape(-1)
+    if num_frames <= 0 or not len(probabilities):
+        return np.ones(max(num_frames, 0), bool)
+    middle = np.arange(num_frames) * hop_samples + hop_samples // 2 - track.first_sample
+    index = np.clip(middle // chunk_samples, 0, len(probabilities) - 1)
+    speech = probabilities[index] >= threshold
+    if not speech.any():
+        return np.ones(num_frames, bool)
+    margin = int(round(margin_s * SAMPLE_RATE / hop_samples))
+    counts = np.concatenate([[0], np.cumsum(speech)])
+    frames = np.arange(num_frames)
+    return counts[np.minimum(frames + margin + 1, num_frames)] - counts[np.maximum(frames - margin, 0)] > 0
+
+
 @dataclass(frozen=True)
 class SpeechRegion:
     """A stretch of speech, in samples at 16 kHz."""

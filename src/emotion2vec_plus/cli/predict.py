@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--head", default=None,
                         help="a custom head file made by train-head (replaces the model's own classes)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    parser.add_argument("--no-segments", dest="segments", action="store_false",
+                        help="score a file within the window once, without reporting its utterances (faster for "
+                             "clips of several sentences; a longer file is always scored utterance by utterance)")
     add_length_options(parser)
     parser.set_defaults(run=run)
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                             error=name_error)
         else:
             result = model.predict_batch([path], granularity=args.granularity, extract_embedding=args.embedding,
-                                         output_dir=args.output_dir)[0]
+                                         output_dir=args.output_dir, segments=args.segments)[0]
         failed += not result.ok
         if args.json:
             print(json.dumps(result.to_dict(include_embedding=args.embedding), ensure_ascii=False))

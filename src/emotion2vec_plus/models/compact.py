@@ -46,6 +46,8 @@ HOP_SAMPLES = 320  # Whisper: 160-sample mel hop, conv stem stride 2 -> 50 frame
 MAX_WINDOW_S = 30.0  # Whisper's positional embedding covers 1500 frames
 #: Default longest piece scored whole (see the model card's length table).
 WINDOW_S = 10.0
+#: What a model file may pool an utterance over (:attr:`CompactSpec.pooling`).
+POOLINGS = ("frames", "speech")
 
 
 @dataclass
@@ -63,6 +65,10 @@ class CompactSpec:
     """The embedding projection's tensors (``project.norms.{i}.*``, ``project.linear.*``)."""
     projection_layers: list[int] = field(default_factory=list)
     """The Whisper hidden states the projection reads (6 = the output after ``ln_post``)."""
+    pooling: str = "frames"
+    """What an utterance's embedding averages: ``"frames"`` (every frame of the piece) or
+    ``"speech"`` (its speech frames, :func:`~emotion2vec_plus.vad.speech_pooling_mask`), as the
+    model was trained."""
 
     @property
     def embed_dim(self) -> int:
@@ -119,6 +125,7 @@ class CompactEmotionModel(nn.Module):
             for name, value in spec.encoder.items():
                 state[name].copy_(torch.from_numpy(value.astype(np.float32)))
         self.layers = list(spec.projection_layers)
+        self.pooling = spec.pooling
         self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
         self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
                                       for k, v in spec.projection.items()})
@@ -228,10 +235,13 @@ def read_compact(path: str | os.PathLike | None = None) -> CompactSpec:
             head = EmotionHead(fields["labels"], fields["kind"], fields["embed_dim"], fields["embedding_model"], params,
                                metrics=fields.get("metrics"), training=fields.get("training"), source=str(path))
         layers = [int(v) for v in meta["projection_layers"]]
+        pooling = meta.get("pooling", "frames")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         spec = CompactSpec(version=2, head=head, metadata=meta, first_tuned=int(meta["first_tuned"]),
                            encoder={name[8:]: value for name, value in tensors.items() if name.startswith("encoder.")},
                            projection={name: tensors[name] for name in _projection_keys(len(layers))},
-                           projection_layers=layers)
+                           projection_layers=layers, pooling=pooling)
     except Exception as exc:  # safetensors, json and the head's checks raise several types
         raise CheckpointError(f"{path}: not a usable compact model file: {exc}") from exc
     if spec.head is not None and spec.head.embed_dim != spec.embed_dim:

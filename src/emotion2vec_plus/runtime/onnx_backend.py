@@ -207,8 +207,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, int8: bool = False
         "outputs": output_names(model), "embed_dim": int(model.embed_dim), "hop_samples": int(model.hop_samples),
         "sample_rate": 16000, "num_classes": int(model.head(torch.zeros(1, model.embed_dim)).shape[-1]) if model.head is not None else 0,
         "max_abs_diff_vs_torch": check, "torch_version": torch.__version__, "sha256": sha256_file(path),
+        "pooling": getattr(model, "pooling", "frames"),
         **(metadata or {}),
     }
+    if info["pooling"] == "speech":
+        info["pooling_note"] = ("this model averages only its speech frames: the graph's embedding and logits "
+                                "average every frame; for the model's own numbers average the frames output over "
+                                "emotion2vec_plus.vad.speech_pooling_mask and apply the head (the package's onnx "
+                                "backend does)")
     sidecar_path(path).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
