@@ -231,6 +231,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--live-windows", default="", help="also stream each file live with these provisional "
                                                             "window lengths in seconds (e.g. 1.5,3,5)")
+    parser.add_argument("--score-utterances", action="store_true",
+                        help="score every input by its utterances (Emotion2VecPlus(score_whole=False)), single clips "
+                             "too; the clips scored whole are reported beside them")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
     live_windows = [float(v) for v in args.live_windows.split(",") if v]
@@ -250,7 +253,8 @@ def main() -> None:
     if args.min_pause is not None:
         options["min_pause_s"] = args.min_pause
     for model_name, held_out in runs:
-        model = Emotion2VecPlus(model_name, **options)
+        model = Emotion2VecPlus(model_name, **options, **({"score_whole": False} if args.score_utterances else {}))
+        whole_model = Emotion2VecPlus(model_name, **options, score_whole=True) if args.score_utterances else model
         if args.context is not None:
             model.segment_context_s = args.context
         rng = np.random.default_rng(args.seed)
@@ -266,6 +270,8 @@ def main() -> None:
                 files = joined_files(own, args.clips_per_file, pause_range, rng)
                 singles = model.predict_batch([str(c.path) for f in files for c in f.clips])
                 single_iter = iter(singles)
+                whole_iter = iter(singles if whole_model is model else
+                                  whole_model.predict_batch([str(c.path) for f in files for c in f.clips]))
                 for joined in files:
                     result = model.predict(joined.samples)
                     chosen, is_own = read_segments(result, joined.spans)
@@ -279,6 +285,7 @@ def main() -> None:
                     rows[corpus]["segments"].append(len(result.segments or [None]))
                     for clip, scores, clip_own in zip(joined.clips, chosen, is_own):
                         single = next(single_iter)
+                        rows[corpus]["whole"].append(next(whole_iter).emotion)
                         rows[corpus]["truth"].append(clip.label)
                         rows[corpus]["single"].append(single.emotion)
                         rows[corpus]["single4"].append(four_class(single.scores))
@@ -288,11 +295,12 @@ def main() -> None:
         print(f"{model_name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
-          f"{pause_range[0]:g}-{pause_range[1]:g} s, {args.clips_per_file} clips per file\n")
+          f"{pause_range[0]:g}-{pause_range[1]:g} s, {args.clips_per_file} clips per file, inputs within the window "
+          f"scored {'whole' if model.score_whole else 'by their utterances'}\n")
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
           "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 | "
-          "clips with their own segment: UA single / from segments |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "clips with their own segment: UA single / from segments | UA single clips scored whole |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for corpus, data in rows.items():
         truth = data["truth"]
@@ -304,6 +312,7 @@ def main() -> None:
             "ua4_single": ua([truth[i] for i in four], [data["single4"][i] for i in four]) if four else None,
             "ua4_segments": ua([truth[i] for i in four], [data["segment4"][i] for i in four]) if four else None,
         }
+        entry["ua_single_whole"] = ua(truth, data["whole"])
         own = [i for i, flag in enumerate(data["own"]) if flag]
         entry["ua_single_own"] = ua([truth[i] for i in own], [data["single"][i] for i in own]) if own else None
         entry["ua_segments_own"] = ua([truth[i] for i in own], [data["segment"][i] for i in own]) if own else None
@@ -315,7 +324,8 @@ def main() -> None:
         print(f"| {corpus} | {entry['files']} | {entry['clips']} | {entry['segments']} | {ratio:.2f} | "
               f"{entry['own_share']:.3f} | {entry['ua_single']:.3f} | {entry['ua_segments']:.3f} | "
               f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} | "
-              + ("—" if not own else f"{entry['ua_single_own']:.3f} / {entry['ua_segments_own']:.3f}") + " |")
+              + ("—" if not own else f"{entry['ua_single_own']:.3f} / {entry['ua_segments_own']:.3f}")
+              + f" | {entry['ua_single_whole']:.3f} |")
     if live_windows:
         print("\nLive mode on the same files: finals (read as the segments) and provisional events by window length\n")
         print("| corpus | UA single clips | UA from finals | " + " | ".join(

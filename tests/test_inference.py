@@ -396,3 +396,27 @@ def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_poolin
     encoded = pooling.encode_batch(batch, torch.tensor([1.0, len(speech) / len(wav)])).numpy()
     np.testing.assert_allclose(encoded[0], utterance, atol=1e-4)
     np.testing.assert_allclose(encoded[1], pooling.extract_embedding(speech), atol=1e-4)
+
+
+def test_scored_by_its_utterances_a_clip_gets_the_score_its_utterance_gets(small_checkpoint):
+    """``score_whole=False``: a clip within the window is scored as a longer recording is, by its
+    utterances (speech and at most 0.5 s of pause around it), pooled by speech time. One utterance:
+    its score, no segment list; two: both reported and pooled; frames still cover the whole clip."""
+    model = Emotion2VecPlus(small_checkpoint, window_s=12.0, score_whole=False)
+    assert not model.score_whole and Emotion2VecPlus(small_checkpoint).score_whole
+    first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
+    one = model.predict(first)
+    plan = plan_input(len(first), model.window_samples, speech_probabilities(first), whole_within_window=False)
+    assert not plan.whole and len(plan.segments) == 1 and plan.segments[0].end - plan.segments[0].start < len(first)
+    piece = plan.segments[0]
+    assert one.segments is None
+    assert one.scores == pytest.approx(model.classify_embedding(model.extract_embedding(first[piece.start : piece.end])),
+                                       abs=1e-5)
+    wav = np.concatenate([first, np.zeros(16000, np.float32), second])
+    two = model.predict(wav, extract_embedding=True)
+    assert len(two.segments) == 2
+    weights = np.array([s.speech_s for s in two.segments]) / sum(s.speech_s for s in two.segments)
+    pooled = {name: sum(w * s.scores[name] for w, s in zip(weights, two.segments)) for name in two.scores}
+    assert two.scores == pytest.approx(pooled, abs=1e-5)
+    frames = model.predict(wav, granularity="frame")
+    assert frames.frames[0].start_s == 0 and frames.frames[-1].end_s == pytest.approx(len(wav) / 16000, abs=0.05)

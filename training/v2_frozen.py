@@ -361,7 +361,10 @@ def main() -> None:
             other = apply_saved(saved, x)[1] if args.evaluate_folds is not None else apply(model, mean, scale, x)[1]
             agree = float(np.mean(other.argmax(1) == probs.argmax(1)))
             other_part = corpus_metrics(cache, test_idx, other, None, None)
-            part.setdefault("variants", {})[variant] = {c: m.get("ua") for c, m in other_part.items()}
+            record.setdefault("variants", {}).setdefault(variant, {})[name] = {
+                c: {"ua": m["ua"], "same_label_as_clean": float(np.mean(
+                    other[cache.corpus[test_idx] == c].argmax(1) == probs[cache.corpus[test_idx] == c].argmax(1)))}
+                for c, m in other_part.items()}
             print(f"  {variant}: " + ", ".join(f"{c} UA {m['ua']:.3f}" for c, m in other_part.items() if "ua" in m)
                   + f"; same label as clean {agree:.3f}", flush=True)
         print("  embedding: " + ", ".join(f"{c} kNN {m['embedding']['knn10_ua']:.3f} s-d {m['embedding']['same_minus_different']:.3f}"

@@ -124,6 +124,10 @@ class Emotion2VecPlus:
             :meth:`adapt` / ``emotion2vec-plus adapt``) that re-maps the compact model's projection
             inputs from a user's recordings' statistics onto the training set's; bundled compact
             model only. Every result records it (:attr:`adapter_description`).
+        score_whole: score an input within the window whole (True: FunASR's way, emotion2vec+'s
+            default) or, like a longer one, by its utterances pooled by speech time (False), so that
+            an utterance gets the same score alone as inside a recording. ``None``: the model's own
+            way (a compact model file says ``scoring: utterances`` to be scored by its utterances).
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class Emotion2VecPlus:
         compute_type: str | None = None,
         backend: str = "torch",
         adapter: str | os.PathLike | Adapter | None = None,
+        score_whole: bool | None = None,
     ) -> None:
         if window_s is not None and window_s * SAMPLE_RATE < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE} s, got {window_s}")
@@ -212,6 +217,8 @@ class Emotion2VecPlus:
         self.hold_in_memory_s = hold_in_memory_s
         #: What an utterance's embedding averages: ``"frames"`` or ``"speech"`` (:attr:`CompactSpec.pooling`).
         self.pooling: str = getattr(self.model, "pooling", "frames")
+        #: An input within the window is scored whole (FunASR's way), else by its utterances.
+        self.score_whole: bool = (getattr(self.model, "scoring", "whole") == "whole") if score_whole is None else score_whole
         self.custom_head: EmotionHead | None = None
         if head is not None:
             self.custom_head = self._checked_head(head)
@@ -623,7 +630,8 @@ class Emotion2VecPlus:
 
     def _plan(self, num_samples: int, probabilities: np.ndarray, granularity: str) -> Plan:
         return plan_input(num_samples, self.window_samples, probabilities, min_pause_s=self.min_pause_s,
-                          context_s=self.segment_context_s, frames=granularity == "frame")
+                          context_s=self.segment_context_s, frames=granularity == "frame",
+                          whole_within_window=self.score_whole)
 
     def _predict_decoded(self, decoded: list[Audio], granularity: str, extract_embedding: bool,
                          batch_size: int | None = None, segments: bool = True) -> list[Result]:
@@ -701,8 +709,9 @@ class Emotion2VecPlus:
     def _assemble(self, audio: Audio | LongAudio, plan: Plan, pieces: list[_Encoded], granularity: str,
                   extract_embedding: bool) -> Result:
         """One input's result from its encoded pieces (in the order of ``plan.pieces()``): an input
-        within the window is scored whole (as FunASR does) and its utterances, when it has several,
-        are its segments; a longer one pools its segments, weighted by the speech each holds."""
+        scored whole (within the window, as FunASR does) has its utterances, when it has several, as
+        its segments; any other pools its segments, weighted by the speech each holds (and reports
+        them unless it is within the window and one utterance)."""
         if plan.whole:
             overall, segments, frame_pieces = pieces[0], pieces[1:], pieces[:1]
             utterance = overall.mean.astype(np.float32)
@@ -737,6 +746,7 @@ class Emotion2VecPlus:
         labels = self.labels
         if segments:
             segment_probs = self._probabilities(np.stack([p.mean for p in segments]))
+        if segments and plan.reported_segments:
             result.segments = [
                 Segment(start_s=p.piece.speech_start / SAMPLE_RATE, end_s=p.piece.speech_end / SAMPLE_RATE,
                         speech_s=p.piece.speech / SAMPLE_RATE, **_top_class(labels, row))

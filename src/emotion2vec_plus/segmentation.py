@@ -7,7 +7,9 @@ whole and becomes one of the result's segments; only an utterance longer than th
 most one window. The utterance-level result of an input longer than the window pools its
 segments, each weighted by its speech time. An input no longer than the window is also scored
 whole, as FunASR scores it (its own numbers exactly); when it holds several utterances they are
-scored as well and reported as its segments.
+scored as well and reported as its segments. (``plan_input(..., whole_within_window=False)``
+scores it by its utterances like a longer one, so an utterance alone and the same utterance in a
+recording are scored alike.)
 
 This is what keeps a recording's emotion over time the one a listener would give it: heads are
 trained on clips of one sentence, and a window packing several utterances of different emotions
@@ -230,6 +232,8 @@ class Plan:
     """The utterances found by the voice-activity detector (where frames are speech)."""
     pauses: list[Piece] = field(default_factory=list)
     """Frame-level output of a long input: the stretches between segments (weight 0)."""
+    within_window: bool = True
+    """The input is no longer than one window (whether or not it is scored whole)."""
 
     @property
     def whole_piece(self) -> Piece:
@@ -239,7 +243,7 @@ class Plan:
     def reported_segments(self) -> list[Piece]:
         """The segments a result reports: every segment of a long input; of a short one only
         when it holds more than one (one utterance is the whole input's result)."""
-        return self.segments if not self.whole or len(self.segments) > 1 else []
+        return self.segments if not self.within_window or len(self.segments) > 1 else []
 
     def pieces(self, segments: bool = True) -> list[Piece]:
         """Every piece to run through the encoder, in time order where it matters (frames):
@@ -252,20 +256,25 @@ class Plan:
 
 
 def plan_input(num_samples: int, window_samples: int, probabilities: np.ndarray, *,
-               min_pause_s: float = MIN_PAUSE_S, context_s: float = SEGMENT_CONTEXT_S, frames: bool = False) -> Plan:
+               min_pause_s: float = MIN_PAUSE_S, context_s: float = SEGMENT_CONTEXT_S, frames: bool = False,
+               whole_within_window: bool = True) -> Plan:
     """The plan of one input from its speech probabilities (:func:`~emotion2vec_plus.vad.speech_probabilities`).
 
-    ``frames`` adds, for an input longer than the window, the pauses between its segments as
+    ``frames`` adds, for an input scored by its utterances, the pauses between its segments as
     weight-0 pieces so that frame-level output covers it all. Without any speech a long input is
-    cut into equal parts weighted by length (and ``speech_found`` is False).
+    cut into equal parts weighted by length (and ``speech_found`` is False). An input within the
+    window is scored whole unless ``whole_within_window`` is False: then, like a longer one, by
+    its utterances (pooled by speech time), so an utterance gets the same score alone as inside a
+    recording (one without speech is still scored whole).
     """
     planner = SegmentPlanner(window_samples, min_pause_s=min_pause_s, context_s=context_s)
     segments = planner.push(probabilities) + planner.finish(num_samples)
-    whole = num_samples <= window_samples
+    within_window = num_samples <= window_samples
     if not segments:
-        parts = [] if whole else [_segment(a, b) for a, b in _equal_parts(0, num_samples, window_samples)]
-        return Plan(num_samples, parts, whole, speech_found=False)
-    plan = Plan(num_samples, segments, whole, speech_found=True, regions=planner.regions)
+        parts = [] if within_window else [_segment(a, b) for a, b in _equal_parts(0, num_samples, window_samples)]
+        return Plan(num_samples, parts, within_window, speech_found=False, within_window=within_window)
+    whole = within_window and whole_within_window
+    plan = Plan(num_samples, segments, whole, speech_found=True, regions=planner.regions, within_window=within_window)
     if frames and not whole:
         plan.pauses = _pauses(segments, num_samples, window_samples)
     return plan

@@ -126,6 +126,8 @@ class CompactEmotionModel(nn.Module):
                 state[name].copy_(torch.from_numpy(value.astype(np.float32)))
         self.layers = list(spec.projection_layers)
         self.pooling = spec.pooling
+        #: How an input within the window is scored by default: ``"whole"`` or ``"utterances"``.
+        self.scoring = spec.metadata.get("scoring", "whole")
         self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
         self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
                                       for k, v in spec.projection.items()})
