@@ -554,8 +554,12 @@ def test_no_small_real_set_is_all_noise(model, corpus):
     for n in range(5, 13):
         index = EmbeddingIndex.from_arrays([str(c) for c in clips[:n]], embeddings[:n],
                                            [r.emotion for r in results[:n]], [r.confidence for r in results[:n]])
-        report = cluster_embeddings(index)
+        lines: list[str] = []
+        report = cluster_embeddings(index, progress=lines.append)
         assert report.n_clusters >= 1 and report.n_noise < n, (n, report.params)
+        # each retry line names the attempt just before it: sizes go down one at a time
+        sizes = [int(line.split(" left as noise at ")[1].split(":")[0]) for line in lines if " left as noise at " in line]
+        assert sizes == list(range(sizes[0], sizes[0] - len(sizes), -1)) if sizes else True, lines
 
 
 def test_nineteen_real_clips_are_not_all_noise_with_the_default_size(model):

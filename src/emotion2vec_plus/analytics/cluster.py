@@ -330,10 +330,11 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
         attempts += [(smaller, "eom") for smaller in range(size - 1, 1, -1)] + [(2, "leaf"), (2, "single")]
     enough = (len(data) + 1) // 2 if len(data) <= SMALL_SET_MAX else len(data)  # noise that calls for another try
     best: tuple[int, int, str, np.ndarray] | None = None
+    previous: tuple[int, int] | None = None  # (noise, size) of the attempt before
     for attempt, (size, selection) in enumerate(attempts):
-        if attempt:
-            say(f"{best[0]} of {len(data)} left as noise at {best[1]}: trying {size}" if selection == "eom" else
-                f"{best[0]} of {len(data)} left as noise: trying " + (
+        if previous is not None:
+            say(f"{previous[0]} of {len(data)} left as noise at {previous[1]}: trying {size}" if selection == "eom" else
+                f"{previous[0]} of {len(data)} left as noise: trying " + (
                     "the leaves of the cluster tree" if selection == "leaf" else "the whole set as one cluster"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9: default of copy= will change
@@ -341,6 +342,7 @@ def cluster_embeddings(index: EmbeddingIndex, *, min_cluster_size: int | None = 
                                      cluster_selection_method="leaf" if selection == "leaf" else "eom",
                                      allow_single_cluster=selection == "single").fit_predict(space.astype(np.float64)))
         noise = int((raw < 0).sum())
+        previous = (noise, size)
         if best is None or noise < best[0]:
             best = (noise, size, selection, raw)
         if noise < enough:
