@@ -171,3 +171,25 @@ def test_a_compact_model_file_of_ones_own_loads_by_path(tmp_path):
     state = network.encoder.state_dict()
     assert torch.equal(state["blocks.3.mlp.0.weight"], released["blocks.3.mlp.0.weight"])
     np.testing.assert_allclose(state["blocks.4.mlp.0.weight"].numpy(), tuned["blocks.4.mlp.0.weight"].astype(np.float16), atol=0)
+
+
+def test_a_model_file_says_how_it_is_scored_and_a_wrong_word_is_refused(tmp_path):
+    """``scoring: utterances`` makes an input within the window scored by its utterances by default;
+    a value the runtime does not know is refused naming the file, not read as one of the two."""
+    from emotion2vec_plus import Emotion2VecPlus
+    from emotion2vec_plus.errors import CheckpointError
+    from emotion2vec_plus.models.compact import save_compact
+
+    spec = read_compact()
+    metadata = {k: v for k, v in spec.metadata.items()
+                if k not in ("format", "format_version", "first_tuned", "projection_layers", "head")}
+
+    def write(name: str, scoring: str):
+        return save_compact(tmp_path / name, spec.first_tuned, spec.encoder, spec.projection_layers, spec.projection,
+                            spec.head, {**metadata, "scoring": scoring})
+
+    assert not Emotion2VecPlus(write("by_utterances.safetensors", "utterances")).score_whole
+    assert Emotion2VecPlus(write("by_utterances.safetensors", "utterances"), score_whole=True).score_whole
+    bad = write("typo.safetensors", "utterance")
+    with pytest.raises(CheckpointError, match="typo.safetensors.*scoring"):
+        read_compact(bad)

@@ -527,15 +527,13 @@ class Emotion2VecPlus:
         ``wav_lens`` are relative lengths in (0, 1] (1 = the full padded width).
         """
         frames, lengths, num_samples = self._forward(wavs, wav_lens)
-        mask = (torch.arange(frames.shape[1])[None, :] < lengths[:, None]).to(frames.dtype)
         if self.pooling == "speech":
             rows = torch.as_tensor(wavs, dtype=torch.float32).reshape(len(frames), -1)
-            for row in range(len(frames)):
-                samples = rows[row, : int(num_samples[row])].numpy()
-                keep = speech_pooling_mask(SpeechTrack(speech_probabilities(samples)), int(lengths[row]),
-                                           self.model.hop_samples)
-                mask[row, : int(lengths[row])] = torch.from_numpy(keep).to(frames.dtype)
-        return (frames * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+            return torch.from_numpy(np.stack([
+                self._pool(frames[row, : int(lengths[row])].numpy(), rows[row, : int(num_samples[row])].numpy())
+                for row in range(len(frames))]))
+        mask = (torch.arange(frames.shape[1])[None, :] < lengths[:, None]).to(frames.dtype)
+        return (frames * mask[..., None]).sum(1) / lengths[:, None].clamp_min(1).to(frames.dtype)
 
     @torch.inference_mode()
     def classify_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
@@ -617,15 +615,17 @@ class Emotion2VecPlus:
             for row, index in enumerate(batch):
                 valid = frames[row, : int(out.lengths[row])]
                 encoded[index] = _Encoded(piece=chunks[index].piece, frames=valid.copy() if keep_frames else None,
-                                          mean=self._pool(valid, chunks[index]), num_frames=valid.shape[0])
+                                          mean=self._pool(valid, chunks[index].samples, chunks[index].speech),
+                                          num_frames=valid.shape[0])
         return [e for e in encoded if e is not None]
 
-    def _pool(self, frames: np.ndarray, chunk: _Chunk) -> np.ndarray:
-        """A piece's utterance vector: the mean of its frames, or of its speech frames only for a
-        model trained that way (its probabilities computed here when the caller has none)."""
+    def _pool(self, frames: np.ndarray, samples: np.ndarray, speech: SpeechTrack | None = None) -> np.ndarray:
+        """A piece's utterance vector from its frames: their mean, or the mean of its speech frames
+        only for a model trained that way (``speech``: the probabilities around the piece; computed
+        from its ``samples`` when not given)."""
         if self.pooling != "speech" or not len(frames):
             return frames.mean(axis=0)
-        track = chunk.speech if chunk.speech is not None else SpeechTrack(speech_probabilities(chunk.samples))
+        track = speech if speech is not None else SpeechTrack(speech_probabilities(samples))
         return frames[speech_pooling_mask(track, len(frames), self.model.hop_samples)].mean(axis=0)
 
     def _plan(self, num_samples: int, probabilities: np.ndarray, granularity: str) -> Plan:

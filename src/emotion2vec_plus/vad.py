@@ -201,30 +201,39 @@ class SpeechTrack:
     first_sample: int = 0
 
 
-def speech_pooling_mask(track: SpeechTrack, num_frames: int, hop_samples: int,
-                        threshold: float = POOL_SPEECH_PROBABILITY, margin_s: float = POOL_MARGIN_S,
-                        chunk_samples: int = CHUNK_SAMPLES) -> np.ndarray:
-    """Which of a piece's ``num_frames`` encoder frames (one per ``hop_samples``) a model that pools
-    only speech averages: a frame takes the probability of the chunk its middle falls in, and the
-    frames of speech (``>= threshold``) are kept with ``margin_s`` on either side. Every frame when
-    none is speech, so a piece without speech is pooled whole. (``chunk_samples``: the track's
-    step, when it is not Silero's 32 ms chunks.)
+def frame_speech_probabilities(track: SpeechTrack, num_frames: int, hop_samples: int) -> np.ndarray:
+    """The speech probability of each of a piece's ``num_frames`` encoder frames (one per
+    ``hop_samples``): that of the chunk the frame's middle falls in (empty for an empty track)."""
+    probabilities = np.asarray(track.probabilities, dtype=np.float32).reshape(-1)
+    if num_frames <= 0 or not len(probabilities):
+        return np.zeros(0, np.float32)
+    middle = np.arange(num_frames) * hop_samples + hop_samples // 2 - track.first_sample
+    return probabilities[np.clip(middle // CHUNK_SAMPLES, 0, len(probabilities) - 1)]
+
+
+def speech_frames(probabilities: np.ndarray, hop_samples: int, threshold: float = POOL_SPEECH_PROBABILITY,
+                  margin_s: float = POOL_MARGIN_S) -> np.ndarray:
+    """The frames to pool, from their speech probabilities (:func:`frame_speech_probabilities`):
+    those of speech (``>= threshold``) and ``margin_s`` on either side; every frame when none is
+    speech, so a piece without speech is pooled whole."""
+    speech = np.asarray(probabilities, dtype=np.float32).reshape(-1) >= threshold
+    if not speech.any():
+        return np.ones(len(speech), bool)
+    margin = int(round(margin_s * SAMPLE_RATE / hop_samples))
+    counts = np.concatenate([[0], np.cumsum(speech)])
+    frames = np.arange(len(speech))
+    return counts[np.minimum(frames + margin + 1, len(speech))] - counts[np.maximum(frames - margin, 0)] > 0
+
+
+def speech_pooling_mask(track: SpeechTrack, num_frames: int, hop_samples: int) -> np.ndarray:
+    """Which of a piece's ``num_frames`` encoder frames a model that pools only speech averages
+    (:func:`speech_frames` of :func:`frame_speech_probabilities`; every frame without a track).
 
     A model trained so (the compact model's ``pooling: "speech"``) gives one answer for an
     utterance however much silence surrounds it: a corpus clip with its own pauses, the same
     sentence as a segment of a long recording, or a live stream's final."""
-    probabilities = np.asarray(track.probabilities, dtype=np.float32).reshape(-1)
-    if num_frames <= 0 or not len(probabilities):
-        return np.ones(max(num_frames, 0), bool)
-    middle = np.arange(num_frames) * hop_samples + hop_samples // 2 - track.first_sample
-    index = np.clip(middle // chunk_samples, 0, len(probabilities) - 1)
-    speech = probabilities[index] >= threshold
-    if not speech.any():
-        return np.ones(num_frames, bool)
-    margin = int(round(margin_s * SAMPLE_RATE / hop_samples))
-    counts = np.concatenate([[0], np.cumsum(speech)])
-    frames = np.arange(num_frames)
-    return counts[np.minimum(frames + margin + 1, num_frames)] - counts[np.maximum(frames - margin, 0)] > 0
+    probabilities = frame_speech_probabilities(track, num_frames, hop_samples)
+    return speech_frames(probabilities, hop_samples) if len(probabilities) else np.ones(max(num_frames, 0), bool)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ MAX_WINDOW_S = 30.0  # Whisper's positional embedding covers 1500 frames
 WINDOW_S = 10.0
 #: What a model file may pool an utterance over (:attr:`CompactSpec.pooling`).
 POOLINGS = ("frames", "speech")
+#: How a model file may have an input within the window scored (:attr:`CompactSpec.scoring`).
+SCORINGS = ("whole", "utterances")
 
 
 @dataclass
@@ -69,6 +71,8 @@ class CompactSpec:
     """What an utterance's embedding averages: ``"frames"`` (every frame of the piece) or
     ``"speech"`` (its speech frames, :func:`~emotion2vec_plus.vad.speech_pooling_mask`), as the
     model was trained."""
+    scoring: str = "whole"
+    """How an input within the window is scored by default: ``"whole"`` or ``"utterances"``."""
 
     @property
     def embed_dim(self) -> int:
@@ -126,8 +130,7 @@ class CompactEmotionModel(nn.Module):
                 state[name].copy_(torch.from_numpy(value.astype(np.float32)))
         self.layers = list(spec.projection_layers)
         self.pooling = spec.pooling
-        #: How an input within the window is scored by default: ``"whole"`` or ``"utterances"``.
-        self.scoring = spec.metadata.get("scoring", "whole")
+        self.scoring = spec.scoring
         self.project = EmbeddingProjection(encoder.config.d, len(self.layers), spec.embed_dim)
         self.project.load_state_dict({k[len("project."):]: torch.from_numpy(v.astype(np.float32))
                                       for k, v in spec.projection.items()})
@@ -237,13 +240,14 @@ def read_compact(path: str | os.PathLike | None = None) -> CompactSpec:
             head = EmotionHead(fields["labels"], fields["kind"], fields["embed_dim"], fields["embedding_model"], params,
                                metrics=fields.get("metrics"), training=fields.get("training"), source=str(path))
         layers = [int(v) for v in meta["projection_layers"]]
-        pooling = meta.get("pooling", "frames")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        pooling, scoring = meta.get("pooling", "frames"), meta.get("scoring", "whole")
+        if pooling not in POOLINGS or scoring not in SCORINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS} and scoring one of {SCORINGS}, "
+                             f"got {pooling!r} and {scoring!r}")
         spec = CompactSpec(version=2, head=head, metadata=meta, first_tuned=int(meta["first_tuned"]),
                            encoder={name[8:]: value for name, value in tensors.items() if name.startswith("encoder.")},
                            projection={name: tensors[name] for name in _projection_keys(len(layers))},
-                           projection_layers=layers, pooling=pooling)
+                           projection_layers=layers, pooling=pooling, scoring=scoring)
     except Exception as exc:  # safetensors, json and the head's checks raise several types
         raise CheckpointError(f"{path}: not a usable compact model file: {exc}") from exc
     if spec.head is not None and spec.head.embed_dim != spec.embed_dim:
