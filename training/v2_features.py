@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import augment as basic_augment, padded_batches  # noqa: E402
 from corpora import ALL_CORPORA, read_all  # noqa: E402
 
+from emotion2vec_plus.models.compact import HOP_SAMPLES  # noqa: E402
 from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
 
 SR = 16000
@@ -108,23 +109,24 @@ def telephone(wav: np.ndarray) -> np.ndarray:
 
 def frame_speech(wav: np.ndarray, frames: int) -> np.ndarray:
     """The speech probability of each of the first ``frames`` 20 ms frames of ``wav`` (that of the
-    32 ms Silero chunk holding the frame's middle)."""
-    from emotion2vec_plus.vad import CHUNK_SAMPLES, speech_probabilities
+    32 ms Silero chunk holding the frame's middle; 1 where the clip is too short for a chunk)."""
+    from emotion2vec_plus.vad import SpeechTrack, frame_speech_probabilities, speech_probabilities
 
-    chunks = speech_probabilities(wav)
-    if len(chunks) == 0:
-        return np.ones(frames, np.float16)
-    middle = np.arange(frames) * 320 + 160
-    return chunks[np.minimum(middle // CHUNK_SAMPLES, len(chunks) - 1)].astype(np.float16)
+    probabilities = frame_speech_probabilities(SpeechTrack(speech_probabilities(wav)), frames, HOP_SAMPLES)
+    return (probabilities if len(probabilities) else np.ones(frames)).astype(np.float16)
 
 
 def speech_frame_mask(probabilities: np.ndarray) -> np.ndarray:
-    """The frames a model pooling only speech averages, from per-frame speech probabilities
-    (:func:`emotion2vec_plus.vad.speech_pooling_mask`, one chunk per frame here)."""
-    from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask
+    """The frames a model pooling only speech averages, from the cached per-frame speech
+    probabilities (:func:`emotion2vec_plus.vad.speech_frames`, as the runtime picks them)."""
+    from emotion2vec_plus.vad import speech_frames
 
-    probabilities = np.asarray(probabilities, dtype=np.float32)
-    return speech_pooling_mask(SpeechTrack(probabilities), len(probabilities), 320, chunk_samples=320)
+    return speech_frames(probabilities, HOP_SAMPLES)
+
+
+def save_frame_speech(path: Path, wavs: list[np.ndarray], counts: np.ndarray) -> None:
+    """``VARIANT_speech.npy``: :func:`frame_speech` of every clip, concatenated as the frames are."""
+    np.save(path, np.concatenate([frame_speech(w, int(n)) for w, n in zip(wavs, counts)]))
 
 
 def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
@@ -144,11 +146,13 @@ def augment(wav: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarr
     return basic_augment(wav, variant, rng)
 
 
-def layer_norm_means(states: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+def layer_norm_means(states: list[torch.Tensor], lengths: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(B, len(states) * d): each (B, T, d) state layer-normalised per frame (no affine) and
-    averaged over the first ``lengths`` frames of each row."""
-    valid = (torch.arange(states[0].shape[1])[None, :] < lengths[:, None]).float()[..., None]
-    return torch.cat([(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * valid).sum(1) / lengths[:, None]
+    averaged over the first ``lengths`` frames of each row (or the frames ``mask`` (B, T) picks)."""
+    if mask is None:
+        mask = torch.arange(states[0].shape[1])[None, :] < lengths[:, None]
+    weights = mask.float()[..., None]
+    return torch.cat([(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * weights).sum(1) / weights.sum(1)
                       for s in states], dim=-1)
 
 
@@ -190,8 +194,7 @@ def main() -> None:
         started = time.perf_counter()
         wavs = [augment(w, variant, rng) for w in audio]
         if target.exists():  # an older cache: only the speech probabilities are missing
-            counts = np.load(args.out / f"{variant}_index.npz")["counts"]
-            np.save(speech_file, np.concatenate([frame_speech(w, int(n)) for w, n in zip(wavs, counts)]))
+            save_frame_speech(speech_file, wavs, np.load(args.out / f"{variant}_index.npz")["counts"])
             print(f"{speech_file}: written in {time.perf_counter() - started:.0f} s", flush=True)
             continue
         pieces: list[np.ndarray | None] = [None] * len(wavs)
@@ -207,7 +210,7 @@ def main() -> None:
         np.save(target.with_suffix(".partial.npy"), np.concatenate(pieces))
         target.with_suffix(".partial.npy").rename(target)
         np.savez(args.out / f"{variant}_index.npz", offsets=offsets, counts=counts)
-        np.save(speech_file, np.concatenate([frame_speech(w, int(n)) for w, n in zip(wavs, counts)]))
+        save_frame_speech(speech_file, wavs, counts)
         seconds = sum(len(w) for w in wavs) / SR
         took = time.perf_counter() - started
         print(f"{variant}: {len(wavs)} clips, {seconds / 3600:.2f} h audio, {counts.sum()} frames in {took:.0f} s", flush=True)

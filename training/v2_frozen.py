@@ -51,6 +51,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import save_fold_speakers  # noqa: E402
 from v2_features import speech_frame_mask  # noqa: E402
+
+from emotion2vec_plus.models.compact import POOLINGS  # noqa: E402
 from v2_train import LABELS, Cache, TunedTop, append_record, balanced_weights, collate, corpus_emotion_weights, \
     corpus_metrics, pool_folds, protocol_splits, supervised_contrastive, write_model_record  # noqa: E402
 
@@ -315,14 +317,14 @@ def main() -> None:
     evaluated = args.evaluate_variants.split(",")
     if evaluated[0] != "clean":
         sys.exit("--evaluate-variants must start with clean (the reported figures)")
-    cache = Cache(args.cache, sorted(set(variants) | set(evaluated)))
+    needed = sorted(set(variants) | set(evaluated))
+    cache = Cache(args.cache, needed)
     if cache.first_tuned != LAYERS[0]:
         sys.exit(f"the cache holds block {cache.first_tuned}'s input; this script needs block {LAYERS[0]}'s")
     args.pooled.mkdir(parents=True, exist_ok=True)
-    if recipe.pool not in ("frames", "speech"):
-        sys.exit(f"--pool must be frames or speech, got {recipe.pool!r}")
-    features = load_features(args.cache, args.pooled, cache, sorted(set(variants) | set(evaluated)),
-                             recipe_layers(recipe), recipe.pool)
+    if recipe.pool not in POOLINGS:
+        sys.exit(f"--pool must be one of {POOLINGS}, got {recipe.pool!r}")
+    features = load_features(args.cache, args.pooled, cache, needed, recipe_layers(recipe), recipe.pool)
     joined = Joined(args.joined, recipe.pool) if args.joined is not None else None
     everything = np.arange(len(cache.clips))
     record = {"tag": args.tag, "protocol": args.protocol, "recipe": asdict(recipe), "trainer": "v2_frozen",

@@ -70,12 +70,11 @@ def pooled_states(encoder, wavs: list[np.ndarray], batch_size: int = 8) -> tuple
         mel, frames = log_mel_spectrogram(x, lengths)
         result = encoder(mel, frames, return_layers=True)
         out[batch] = layer_norm_means(result.hidden_states, result.lengths).numpy()
-        mask = torch.zeros(len(batch), result.hidden_states[0].shape[1])
+        mask = torch.zeros(len(batch), result.hidden_states[0].shape[1], dtype=torch.bool)
         for row, i in enumerate(batch):
             n = int(result.lengths[row])
-            mask[row, :n] = torch.from_numpy(speech_frame_mask(frame_speech(wavs[i], n)).astype(np.float32))
-        speech_out[batch] = torch.cat([(torch.nn.functional.layer_norm(s, (s.shape[-1],)) * mask[..., None]).sum(1)
-                                       / mask.sum(1, keepdim=True) for s in result.hidden_states], dim=-1).numpy()
+            mask[row, :n] = torch.from_numpy(speech_frame_mask(frame_speech(wavs[i], n)))
+        speech_out[batch] = layer_norm_means(result.hidden_states, result.lengths, mask).numpy()
     return out, speech_out
 
 
