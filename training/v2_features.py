@@ -17,7 +17,9 @@ audio kept on each side at random: what a segment of a longer recording looks li
 differ in how much silence they leave around each sentence, a cue a model must not learn) |
 pad (cut to its speech with 0-0.3 s of its own audio, then 0-1 s of pink-noise room tone 25-50 dB
 below the speech added on each side: every corpus with every amount of pause) |
-phone (a telephone channel: band-limited to 300-3400 Hz at 8 kHz, 8-bit mu-law, back to 16 kHz).
+phone (a telephone channel: band-limited to 300-3400 Hz at 8 kHz, 8-bit mu-law, back to 16 kHz) |
+babble (2-4 other clips of the four corpora, other speakers, summed underneath at 5-15 dB SNR: people
+talking in the background, in languages the clip may not be in).
 
 Beside each variant, ``VARIANT_speech.npy`` holds the Silero speech probability of every cached
 frame (float16, same offsets as the frames; a frame takes the probability of the 32 ms chunk its
@@ -30,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +42,7 @@ from scipy.signal import fftconvolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compact_features import augment as basic_augment, padded_batches  # noqa: E402
-from corpora import ALL_CORPORA, read_all  # noqa: E402
+from corpora import ALL_CORPORA, read_all, speaker_folds  # noqa: E402
 
 from emotion2vec_plus.models.compact import HOP_SAMPLES  # noqa: E402
 from emotion2vec_plus.models.whisper import load_whisper_encoder, log_mel_spectrogram  # noqa: E402
@@ -105,6 +108,41 @@ def telephone(wav: np.ndarray) -> np.ndarray:
     coded = np.round((np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)) * 127) / 127
     decoded = np.sign(coded) * np.expm1(np.abs(coded) * np.log1p(mu)) / mu * peak
     return soxr.resample(decoded.astype(np.float32), 8000, SR).astype(np.float32)[: len(wav)]
+
+
+BABBLE_TALKERS = (2, 4)
+BABBLE_SNR_DB = (5.0, 15.0)
+
+
+def babble(wav: np.ndarray, talkers: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """``wav`` with 2-4 of ``talkers`` (random clips, each looped or cut to its length, from a
+    random point) summed underneath at 5-15 dB below its own level."""
+    background = np.zeros(len(wav), np.float32)
+    for _ in range(int(rng.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1))):
+        other = talkers[int(rng.integers(len(talkers)))]
+        other = np.tile(other, int(np.ceil(len(wav) / len(other))) + 1)
+        start = int(rng.integers(len(other) - len(wav) + 1))
+        talker = other[start:start + len(wav)]
+        background += talker / (np.sqrt(np.mean(talker**2)) + 1e-8)
+    level = np.sqrt(np.mean(wav**2)) * 10 ** (-rng.uniform(*BABBLE_SNR_DB) / 20)
+    return (wav + background * level / (np.sqrt(np.mean(background**2)) + 1e-8)).astype(np.float32)
+
+
+def babble_sources(clips: list) -> list[list[int]]:
+    """For each clip, the clips its babble may be drawn from without leaking audio across either
+    evaluation protocol: the same corpus (leave-one-corpus-out) and the same speaker fold
+    (:func:`corpora.speaker_folds`), other speakers where that group has any (CASIA has one
+    speaker per fold: then that speaker's other clips)."""
+    folds = speaker_folds(clips)
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, (clip, fold) in enumerate(zip(clips, folds)):
+        groups[(clip.corpus, fold)].append(i)
+    sources = []
+    for i, (clip, fold) in enumerate(zip(clips, folds)):
+        group = groups[(clip.corpus, fold)]
+        others = [j for j in group if clips[j].speaker != clip.speaker]
+        sources.append(others or [j for j in group if j != i])
+    return sources
 
 
 def frame_speech(wav: np.ndarray, frames: int) -> np.ndarray:
@@ -192,7 +230,10 @@ def main() -> None:
             continue
         rng = np.random.default_rng(0)
         started = time.perf_counter()
-        wavs = [augment(w, variant, rng) for w in audio]
+        if variant == "babble":
+            wavs = [babble(w, [audio[j] for j in sources], rng) for w, sources in zip(audio, babble_sources(clips))]
+        else:
+            wavs = [augment(w, variant, rng) for w in audio]
         if target.exists():  # an older cache: only the speech probabilities are missing
             save_frame_speech(speech_file, wavs, np.load(args.out / f"{variant}_index.npz")["counts"])
             print(f"{speech_file}: written in {time.perf_counter() - started:.0f} s", flush=True)
