@@ -22,6 +22,8 @@ the training speakers, weighing W times one variant of the single clips.
 Loss: class- and corpus-balanced cross-entropy on every augmentation variant of the training
 clips, plus a supervised contrastive term on the L2-normalised embeddings, AdamW with weight
 decay on random batches for a fixed number of steps (no early stopping on held-out speakers).
+``--consistency W`` adds W times the symmetric KL divergence between a clip's predictions in two
+variants (the second drawn from ``--consistency-variants``, default clean, trim, pad).
 
 Usage:
     python training/v2_frozen.py --cache CACHE --pooled POOLED --protocol folds [--metrics-out runs.jsonl]
@@ -78,6 +80,11 @@ class Recipe:
     pool: str = "frames"
     """``frames``: average every frame of a clip; ``speech``: only its speech frames
     (``emotion2vec_plus.vad.speech_pooling_mask``; needs a cache with ``VARIANT_speech.npy``)."""
+    consistency: float = 0.0
+    """Weight of a consistency term: the symmetric KL divergence between the predictions for a clip
+    in one training variant and in another drawn from ``consistency_variants`` (0: off). Aimed at
+    a model whose answer does not depend on how much pause surrounds the speech."""
+    consistency_variants: str = "clean,trim,pad"
 
 
 def layer_columns(layers: list[int]) -> np.ndarray:
@@ -205,6 +212,9 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
     model = Bottleneck(x.shape[1], recipe.embed_dim, recipe.dropout)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, recipe.steps)
+    clips = len(indices)  # x holds variant k of clip i at row k * clips + i, then any joined inputs
+    partner_variants = (np.array([variants.index(v) for v in recipe.consistency_variants.split(",")])
+                        if recipe.consistency > 0 else None)
     for step in range(recipe.steps):
         model.train()
         rows = torch.from_numpy(rng.choice(len(xt), min(recipe.batch, len(xt)), replace=False))
@@ -213,6 +223,13 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
         if recipe.supcon > 0:
             pick = slice(0, min(recipe.supcon_batch, len(rows)))
             loss = loss + recipe.supcon * supervised_contrastive(embedding[pick], yt[rows][pick], recipe.temperature)
+        if recipe.consistency > 0:
+            own = rows[rows < len(variants) * clips][: recipe.supcon_batch]
+            partner = torch.from_numpy(rng.choice(partner_variants, len(own))) * clips + own % clips
+            mine, theirs = (F.log_softmax(model(xt[r])[1], -1) for r in (own, partner))
+            loss = loss + recipe.consistency * 0.5 * (
+                F.kl_div(theirs, mine, log_target=True, reduction="batchmean")
+                + F.kl_div(mine, theirs, log_target=True, reduction="batchmean"))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
