@@ -18,8 +18,8 @@ differ in how much silence they leave around each sentence, a cue a model must n
 pad (cut to its speech with 0-0.3 s of its own audio, then 0-1 s of pink-noise room tone 25-50 dB
 below the speech added on each side: every corpus with every amount of pause) |
 phone (a telephone channel: band-limited to 300-3400 Hz at 8 kHz, 8-bit mu-law, back to 16 kHz) |
-babble (2-4 other clips of the four corpora, other speakers, summed underneath at 5-15 dB SNR: people
-talking in the background, in languages the clip may not be in).
+babble (2-4 clips of other speakers of the same corpus and speaker fold, summed underneath at 5-15 dB
+SNR: people talking in the background, and no audio crossing a split of either evaluation protocol).
 
 Beside each variant, ``VARIANT_speech.npy`` holds the Silero speech probability of every cached
 frame (float16, same offsets as the frames; a frame takes the probability of the 32 ms chunk its
