@@ -17,6 +17,8 @@ audio kept on each side at random: what a segment of a longer recording looks li
 differ in how much silence they leave around each sentence, a cue a model must not learn) |
 pad (cut to its speech with 0-0.3 s of its own audio, then 0-1 s of pink-noise room tone 25-50 dB
 below the speech added on each side: every corpus with every amount of pause) |
+roompad (as pad, but the room tone is the speaker's own, from the quiet edges of their clips
+(``room_tone.room_tone``), at its own level: what the pauses of that speaker's recording hold) |
 phone (a telephone channel: band-limited to 300-3400 Hz at 8 kHz, 8-bit mu-law, back to 16 kHz) |
 babble (2-4 clips of other speakers of the same corpus and speaker fold, summed underneath at 5-15 dB
 SNR: people talking in the background, and no audio crossing a split of either evaluation protocol).
@@ -93,6 +95,34 @@ def pad_with_room_tone(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     before, after = (int(t * SR) for t in rng.uniform(0, PAD_MAX_S, size=2))
     tone = pink_noise(before + after + 1, level, rng)
     return np.ascontiguousarray(np.concatenate([tone[:before], wav, tone[before:before + after]]).astype(np.float32))
+
+
+def pad_with_own_room_tone(wav: np.ndarray, tone: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The clip cut to its speech (0 - PAD_TRIM_CONTEXT_S s of its own audio kept each side), then
+    0 - PAD_MAX_S s of ``tone`` (the speaker's room tone, from a random point, at its own level)
+    added on each side with 5 ms crossfades: a sentence as it sits between pauses in that speaker's
+    recording. The pink noise of :func:`pad_with_room_tone` is 25-50 dB below the speech; a real
+    room is often louder (nEMO's about 25-29 dB below) and never pink."""
+    from room_tone import crossfaded
+
+    wav = trim_to_speech(wav, rng, PAD_TRIM_CONTEXT_S)
+    looped = np.concatenate([tone, tone])
+    sides = []
+    for length in (int(t * SR) for t in rng.uniform(0, PAD_MAX_S, size=2)):
+        length = min(length, len(tone))
+        start = int(rng.integers(0, len(tone)))
+        sides.append(looped[start:start + length])
+    return np.ascontiguousarray(crossfaded([sides[0], wav, sides[1]]).astype(np.float32))
+
+
+def speaker_room_tones(clips: list, audio: list[np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    """Every (corpus, speaker)'s room tone (:func:`room_tone.room_tone` of all their clips)."""
+    from room_tone import room_tone
+
+    by_speaker: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for clip, wav in zip(clips, audio):
+        by_speaker[(clip.corpus, clip.speaker)].append(wav)
+    return {speaker: room_tone(wavs) for speaker, wavs in by_speaker.items()}
 
 
 def telephone(wav: np.ndarray) -> np.ndarray:
@@ -232,6 +262,9 @@ def main() -> None:
         started = time.perf_counter()
         if variant == "babble":
             wavs = [babble(w, [audio[j] for j in sources], rng) for w, sources in zip(audio, babble_sources(clips))]
+        elif variant == "roompad":
+            tones = speaker_room_tones(clips, audio)
+            wavs = [pad_with_own_room_tone(w, tones[(c.corpus, c.speaker)], rng) for w, c in zip(audio, clips)]
         else:
             wavs = [augment(w, variant, rng) for w in audio]
         if target.exists():  # an older cache: only the speech probabilities are missing

@@ -213,8 +213,13 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, recipe.steps)
     clips = len(indices)  # x holds variant k of clip i at row k * clips + i, then any joined inputs
-    partner_variants = (np.array([variants.index(v) for v in recipe.consistency_variants.split(",")])
-                        if recipe.consistency > 0 else None)
+    partner_variants = None
+    if recipe.consistency > 0:
+        unknown = [v for v in recipe.consistency_variants.split(",") if v not in variants]
+        if unknown:
+            raise ValueError(f"--consistency-variants {','.join(unknown)}: not among the training variants "
+                             f"(--variants {recipe.variants})")
+        partner_variants = np.array([variants.index(v) for v in recipe.consistency_variants.split(",")])
     for step in range(recipe.steps):
         model.train()
         rows = torch.from_numpy(rng.choice(len(xt), min(recipe.batch, len(xt)), replace=False))
