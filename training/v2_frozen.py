@@ -215,11 +215,12 @@ def train(features: dict[str, np.ndarray], cache: Cache, indices: np.ndarray, re
     clips = len(indices)  # x holds variant k of clip i at row k * clips + i, then any joined inputs
     partner_variants = None
     if recipe.consistency > 0:
-        unknown = [v for v in recipe.consistency_variants.split(",") if v not in variants]
+        partners = recipe.consistency_variants.split(",")
+        unknown = [v for v in partners if v not in variants]
         if unknown:
             raise ValueError(f"--consistency-variants {','.join(unknown)}: not among the training variants "
                              f"(--variants {recipe.variants})")
-        partner_variants = np.array([variants.index(v) for v in recipe.consistency_variants.split(",")])
+        partner_variants = np.array([variants.index(v) for v in partners])
     for step in range(recipe.steps):
         model.train()
         rows = torch.from_numpy(rng.choice(len(xt), min(recipe.batch, len(xt)), replace=False))
