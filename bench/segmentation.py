@@ -10,7 +10,10 @@ within ±20 %), the share of clips that got a segment of their own (one segment 
 that clip and of no other), and the unweighted accuracy (UA) of the clips read from the segments
 against the same clips scored alone ("single clips"), all classes and the usual 4 (angry, happy,
 neutral, sad: the argmax among those four classes' scores). The aim: segment UA within 0.03 of
-the single clips.
+the single clips. Two subsets say where a gap comes from: the clips with a segment of their own
+(the rest share one with a neighbour across a pause shorter than ``min_pause_s``) and the clips
+split over several segments (a pause of at least ``min_pause_s`` inside the clip; such a clip is
+read from its longest part).
 
 With ``--live-windows 1.5,3,5`` each file is also streamed through the live mode
 (``model.stream_file``) once per provisional window length: the finals are read as the segments
@@ -112,7 +115,7 @@ def live_labels(model, joined: JoinedFile, window_s: float) -> dict[str, list]:
     events = list(model.stream_file(joined.samples, window_s=window_s))
     finals = [e for e in events if e.type == "utterance"]
     as_result = SimpleNamespace(segments=finals or None, duration_s=len(joined.samples) / SR, scores={})
-    chosen, _ = read_segments(as_result, joined.spans)
+    chosen, _, _ = read_segments(as_result, joined.spans)
     out: dict[str, list] = {"final_truth": [c.label for c in joined.clips],
                             "final_pred": [None if s is None else max(s, key=s.get) for s in chosen],
                             "provisional_truth": [], "provisional_pred": []}
@@ -136,13 +139,15 @@ def ua(truth: list[str], predicted: list[str]) -> float:
     return float(np.mean([np.mean([p == t for p, t in zip(predicted, truth) if t == label]) for label in present]))
 
 
-def read_segments(result, spans: list[tuple[int, int]]) -> tuple[list[dict | None], list[bool]]:
+def read_segments(result, spans: list[tuple[int, int]]) -> tuple[list[dict | None], list[bool], list[int]]:
     """For each clip: the scores of the segment covering most of it (None when none touches it),
-    and whether that segment is its own (it covers no other clip more)."""
+    whether that segment is its own (it covers no other clip more), and how many segments cover
+    more than 0.25 s of it (more than one: the clip was split at a pause inside it)."""
     segments = result.segments or [None]
     bounds = [(0.0, result.duration_s) if s is None else (s.start_s, s.end_s) for s in segments]
     overlap = np.array([[max(0.0, min(b, e / SR) - max(a, s / SR)) for a, b in bounds] for s, e in spans])
     chosen, own = [], []
+    pieces = [int((overlap[clip] > 0.25).sum()) for clip in range(len(spans))]
     for clip in range(len(spans)):
         best = int(np.argmax(overlap[clip]))
         if overlap[clip, best] <= 0:
@@ -152,7 +157,7 @@ def read_segments(result, spans: list[tuple[int, int]]) -> tuple[list[dict | Non
         segment = segments[best]
         chosen.append(result.scores if segment is None else segment.scores)
         own.append(int(np.argmax(overlap[:, best])) == clip and int((overlap[:, best] > 0.25).sum()) == 1)
-    return chosen, own
+    return chosen, own, pieces
 
 
 def main() -> None:
@@ -217,7 +222,7 @@ def main() -> None:
                                   whole_model.predict_batch([str(c.path) for f in files for c in f.clips]))
                 for joined in files:
                     result = model.predict(joined.samples)
-                    chosen, is_own = read_segments(result, joined.spans)
+                    chosen, is_own, pieces = read_segments(result, joined.spans)
                     for window in live_windows:
                         live = live_labels(model, joined, window)
                         rows[corpus][f"live{window:g}_truth"] += live["provisional_truth"]
@@ -226,7 +231,7 @@ def main() -> None:
                         rows[corpus]["final_pred"] += live["final_pred"] if window == live_windows[0] else []
                     rows[corpus]["files"].append(1)
                     rows[corpus]["segments"].append(len(result.segments or [None]))
-                    for clip, scores, clip_own in zip(joined.clips, chosen, is_own):
+                    for clip, scores, clip_own, clip_pieces in zip(joined.clips, chosen, is_own, pieces):
                         single = next(single_iter)
                         rows[corpus]["whole"].append(next(whole_iter).emotion)
                         rows[corpus]["truth"].append(clip.label)
@@ -235,6 +240,7 @@ def main() -> None:
                         rows[corpus]["segment"].append(None if scores is None else max(scores, key=scores.get))
                         rows[corpus]["segment4"].append(None if scores is None else four_class(scores))
                         rows[corpus]["own"].append(clip_own)
+                        rows[corpus]["split"].append(clip_pieces > 1)
         print(f"{model_name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
@@ -242,8 +248,9 @@ def main() -> None:
           f"scored {'whole' if model.score_whole else 'by their utterances'}\n")
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
           "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 | "
-          "clips with their own segment: UA single / from segments | UA single clips scored whole |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "clips with their own segment: UA single / from segments | UA single clips scored whole | "
+          "clips split over several segments: share, UA single / from segments |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for corpus, data in rows.items():
         truth = data["truth"]
@@ -259,6 +266,10 @@ def main() -> None:
         own = [i for i, flag in enumerate(data["own"]) if flag]
         entry["ua_single_own"] = ua([truth[i] for i in own], [data["single"][i] for i in own]) if own else None
         entry["ua_segments_own"] = ua([truth[i] for i in own], [data["segment"][i] for i in own]) if own else None
+        split = [i for i, flag in enumerate(data["split"]) if flag]
+        entry["split_share"] = len(split) / len(truth)
+        entry["ua_single_split"] = ua([truth[i] for i in split], [data["single"][i] for i in split]) if split else None
+        entry["ua_segments_split"] = ua([truth[i] for i in split], [data["segment"][i] for i in split]) if split else None
         summary[corpus] = entry
         ratio = entry["segments"] / entry["clips"]
         d4 = "—" if entry["ua4_single"] is None else f"{entry['ua4_segments'] - entry['ua4_single']:+.3f}"
@@ -268,7 +279,8 @@ def main() -> None:
               f"{entry['own_share']:.3f} | {entry['ua_single']:.3f} | {entry['ua_segments']:.3f} | "
               f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} | "
               + ("—" if not own else f"{entry['ua_single_own']:.3f} / {entry['ua_segments_own']:.3f}")
-              + f" | {entry['ua_single_whole']:.3f} |")
+              + f" | {entry['ua_single_whole']:.3f} | {entry['split_share']:.3f}"
+              + ("" if not split else f", {entry['ua_single_split']:.3f} / {entry['ua_segments_split']:.3f}") + " |")
     if live_windows:
         print("\nLive mode on the same files: finals (read as the segments) and provisional events by window length\n")
         print("| corpus | UA single clips | UA from finals | " + " | ".join(

@@ -17,6 +17,7 @@ from emotion2vec_plus.adaptation import TRAINING_STATISTICS_ASSET, Adapter
 from emotion2vec_plus.cli import main
 from emotion2vec_plus.errors import AdapterError
 from emotion2vec_plus.models.registry import asset_path, default_compact_path
+from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask, speech_probabilities
 
 TRAINING = asset_path(TRAINING_STATISTICS_ASSET)
 #: The shortest shipped clips (one utterance each), four copies of each: 24 utterances.
@@ -77,11 +78,16 @@ def test_adapted_model_changes_scores_and_every_output_follows(compact, adapter)
         frames = compact.predict(clip, granularity="frame", extract_embedding=True)
         samples = torch.from_numpy(_samples(clip))
         with torch.inference_mode():
-            pooled = compact.model.projection_inputs(samples[None]).numpy()[0]
+            inputs = compact.model.projection_input_frames(samples[None]).frames.numpy()[0]
     finally:
         compact.apply_adapter(None)
     assert max(abs(adapted.scores[k] - plain.scores[k]) for k in plain.scores) > 1e-2
     assert adapted.adapter == adapter.describe()
+    # The model pools the frames that are speech (v3.1): the same frames for the input and the embedding.
+    assert compact.pooling == "speech"
+    pooled_frames = speech_pooling_mask(SpeechTrack(speech_probabilities(samples.numpy())), len(inputs),
+                                        compact.model.hop_samples)
+    pooled = inputs[pooled_frames].mean(0)
     # The adapted embedding is the re-mapped input through the model file's own projection.
     training = Adapter.load(TRAINING)
     remapped = (pooled - adapter.input_mean) / adapter.input_scale * training.input_scale + training.input_mean
@@ -89,7 +95,7 @@ def test_adapted_model_changes_scores_and_every_output_follows(compact, adapter)
     bias = compact.model.spec.projection["project.linear.bias"]
     np.testing.assert_allclose(adapted.embedding, weight @ remapped + bias, atol=2e-4)
     # Frame mode and the embedding follow: frames average to the adapted embedding, which scores as the result.
-    np.testing.assert_allclose(frames.embedding.mean(0), adapted.embedding, atol=1e-4)
+    np.testing.assert_allclose(frames.embedding[pooled_frames].mean(0), adapted.embedding, atol=1e-4)
     assert compact.classify_embedding(adapted.embedding) == pytest.approx(adapted.scores, abs=1e-5)
     assert compact.predict(clip).scores == pytest.approx(plain.scores, abs=1e-6)  # None restores the model
 

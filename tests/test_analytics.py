@@ -132,7 +132,7 @@ def test_the_reading_says_what_a_value_means_and_no_more():
         assert not any(word in reading for word in ("opposite", "similar emotional profile", "profile")), reading
     assert describe_similarity(-0.31).endswith("a sign of different emotions")
     assert describe_similarity(0.41).endswith("a hint of the same emotion")
-    assert describe_similarity(0.3).endswith("says little") and describe_similarity(0.1).endswith("says nothing either way")
+    assert describe_similarity(0.3).endswith("says little") and describe_similarity(0.1).endswith("says little, leaning to different emotions")
 
 
 @pytest.mark.slow
@@ -158,7 +158,7 @@ def test_the_readings_hold_on_real_speech_by_different_speakers(model):
     assert len(set(actors)) == 4 and len(same) > 1000 and len(different) > 10_000
     sign_same = next(b for b, r in analytics.SIMILARITY_BANDS if r.endswith("a sign of the same emotion"))
     sign_different = next(b for b, r in analytics.SIMILARITY_BANDS[:-1] if r.endswith("a hint of different emotions"))
-    assert np.mean(different >= sign_same) <= 0.02  # "higher than 99% of pairs with different emotions"
+    assert np.mean(different >= sign_same) <= 0.03  # "higher than 97% of pairs with different emotions"
     assert np.mean(same < sign_different) <= 0.02  # "lower than 99% of pairs with the same emotion"
     assert np.mean(same >= sign_same) > 3 * np.mean(different >= sign_same)
 

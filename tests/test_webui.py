@@ -71,7 +71,7 @@ def test_every_text_has_both_languages_and_the_language_is_picked_sensibly():
     from emotion2vec_plus.analytics import SIMILARITY_BANDS, describe_similarity
 
     assert describe_similarity(0.41) == SIMILARITY_BANDS[2][1]
-    assert similarity_reading(describe_similarity(0.41), "zh") == "相同情感的片段对约四分之一能达到，不同情感的约二十分之一：略微提示情感相同"
+    assert similarity_reading(describe_similarity(0.41), "zh") == "相同情感的片段对约三分之一能达到，不同情感的约十四分之一：略微提示情感相同"
     assert all(similarity_reading(reading, "zh") != reading for _, reading in SIMILARITY_BANDS)
     assert emotion_name("happy") == "😊 开心 happy" and emotion_name("hesitant") == "hesitant" and emotion_name(None) == "-"
 

@@ -142,15 +142,15 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
     float32 (6.6x slower on an AVX2-only AMD EPYC; 10x with the kernels forced to AVX2 here),
     while dynamic int8 is faster than float32 on every x86 CPU measured (compact model 1.6-1.7x;
     plus_large size on an AVX2-only AMD EPYC 1.3x on a 2 s clip, 1.1-1.3x over a directory) and
-    agreed with float32 on >= 99.7 % of argmax decisions (an earlier bundled model; not v3, see
+    agreed with float32 on >= 99.7 % of argmax decisions (an earlier bundled model; not v3 or v3.1, see
     ``compact`` below). A CPU without AVX2 gets float32. ONNX has no
     bf16 mode: it gets int8 wherever AVX2 is there.
 
     ``compact`` (the bundled model) keeps float32 where the rule would pick int8: on 800 real clips
-    of the four corpora (``bench/drift.py --per-corpus 200``, AVX2-only AMD EPYC) the v3 model's
-    int8 agreed with float32 on 97.5 % of argmax decisions (RAVDESS 98.0, CASIA 97.0, nEMO 97.5,
-    EMOVO 97.5; largest score change 0.17) and onnx int8 on 94.4 %, below the 99 % a fast mode
-    must keep, for only 1.23x the speed.
+    of the four corpora (``bench/drift.py --per-corpus 200``, AVX2-only AMD EPYC) the v3.1 model's
+    int8 agreed with float32 on 97.1 % of argmax decisions (RAVDESS 98.5, CASIA 96.0, nEMO 96.0,
+    EMOVO 98.0; largest score change 0.12) and onnx int8 on 93.6 %, below the 99 % a fast mode
+    must keep, for only 1.18x the speed (v3: 97.5 % and 94.4 %, 1.23x).
     """
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
@@ -164,7 +164,7 @@ def choose_compute_type(backend: str, device: torch.device, features: CpuFeature
         emulated = "" if backend == "onnx" else "; bf16 would be emulated"
         if compact:
             return "float32", (f"{features.summary()}: float32 for the bundled model (its int8 agreed with float32 "
-                               f"on 97.5 % of real clips, below 99 %){emulated}")
+                               f"on 97.1 % of real clips, below 99 %){emulated}")
         return "int8", f"{features.summary()}: int8 is faster than float32{emulated}"
     return "float32", f"{features.summary()}: no AVX2, float32"
 

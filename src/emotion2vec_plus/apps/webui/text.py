@@ -248,16 +248,16 @@ TEXT: dict[str, dict[Language, str]] = {
 #: Chinese readings of :data:`emotion2vec_plus.analytics.SIMILARITY_BANDS` (keyed by the English text).
 SIMILARITY_READINGS_ZH: dict[str, str] = {
     "practically identical (the same clip, or the same embedding saved twice)": "几乎相同（同一段音频，或同一个向量保存了两次）",
-    "higher than 99% of pairs of clips with different emotions; 1 in 9 pairs with the same emotion reach it: "
-    "a sign of the same emotion": "高于 99% 的不同情感片段对；相同情感的片段对约九分之一能达到：表明情感相同",
-    "reached by 1 in 4 pairs of clips with the same emotion and 1 in 20 with different emotions: a hint of the "
-    "same emotion": "相同情感的片段对约四分之一能达到，不同情感的约二十分之一：略微提示情感相同",
-    "reached by 6 in 10 pairs of clips with the same emotion and 1 in 4 with different emotions: says little":
-        "相同情感的片段对约六成能达到，不同情感的约四分之一：说明不了什么",
-    "as common for pairs of clips with different emotions as for the same emotion: says nothing either way":
-        "不同情感和相同情感的片段对同样常见：无法判断情感是否相同",
-    "lower than 9 in 10 pairs of clips with the same emotion: a hint of different emotions":
-        "低于九成相同情感的片段对：略微提示情感不同",
+    "higher than 97% of pairs of clips with different emotions; 1 in 6 pairs with the same emotion reach it: "
+    "a sign of the same emotion": "高于 97% 的不同情感片段对；相同情感的片段对约六分之一能达到：表明情感相同",
+    "reached by 1 in 3 pairs of clips with the same emotion and 1 in 14 with different emotions: a hint of the "
+    "same emotion": "相同情感的片段对约三分之一能达到，不同情感的约十四分之一：略微提示情感相同",
+    "reached by 3 in 4 pairs of clips with the same emotion and 1 in 3 with different emotions: says little":
+        "相同情感的片段对约四分之三能达到，不同情感的约三分之一：说明不了什么",
+    "about twice as common for pairs of clips with different emotions as for the same emotion: says little, "
+    "leaning to different emotions": "不同情感的片段对落在这里的约为相同情感的两倍：说明不了什么，略偏向情感不同",
+    "lower than 24 in 25 pairs of clips with the same emotion: a hint of different emotions":
+        "低于 96% 的相同情感片段对：略微提示情感不同",
     "lower than 99% of pairs of clips with the same emotion: a sign of different emotions":
         "低于 99% 的相同情感片段对：表明情感不同",
 }
