@@ -249,8 +249,9 @@ def main() -> None:
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
           "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 | "
           "clips with their own segment: UA single / from segments | UA single clips scored whole | "
-          "clips split over several segments: share, UA single / from segments |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "clips split over several segments: share, UA single / from segments | "
+          "clips neither split nor sharing a segment: UA single / from segments |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for corpus, data in rows.items():
         truth = data["truth"]
@@ -268,6 +269,9 @@ def main() -> None:
         entry["ua_segments_own"] = ua([truth[i] for i in own], [data["segment"][i] for i in own]) if own else None
         split = [i for i, flag in enumerate(data["split"]) if flag]
         entry["split_share"] = len(split) / len(truth)
+        alone = [i for i in own if not data["split"][i]]  # one segment, its own: what the model alone decides
+        entry["ua_single_alone"] = ua([truth[i] for i in alone], [data["single"][i] for i in alone]) if alone else None
+        entry["ua_segments_alone"] = ua([truth[i] for i in alone], [data["segment"][i] for i in alone]) if alone else None
         entry["ua_single_split"] = ua([truth[i] for i in split], [data["single"][i] for i in split]) if split else None
         entry["ua_segments_split"] = ua([truth[i] for i in split], [data["segment"][i] for i in split]) if split else None
         summary[corpus] = entry
@@ -280,7 +284,8 @@ def main() -> None:
               f"{entry['ua_segments'] - entry['ua_single']:+.3f} | {u4} | {s4} | {d4} | "
               + ("—" if not own else f"{entry['ua_single_own']:.3f} / {entry['ua_segments_own']:.3f}")
               + f" | {entry['ua_single_whole']:.3f} | {entry['split_share']:.3f}"
-              + ("" if not split else f", {entry['ua_single_split']:.3f} / {entry['ua_segments_split']:.3f}") + " |")
+              + ("" if not split else f", {entry['ua_single_split']:.3f} / {entry['ua_segments_split']:.3f}") + " | "
+              + ("—" if not alone else f"{entry['ua_single_alone']:.3f} / {entry['ua_segments_alone']:.3f}") + " |")
     if live_windows:
         print("\nLive mode on the same files: finals (read as the segments) and provisional events by window length\n")
         print("| corpus | UA single clips | UA from finals | " + " | ".join(

@@ -105,14 +105,25 @@ def small_model(small_checkpoint):
 def speech_pooling_file(tmp_path_factory) -> Path:
     """The bundled compact model's weights in a file that says ``pooling: speech`` (a model trained to
     average only its speech frames reads so): what the runtime does with such a file."""
+    return _bundled_weights_pooling(tmp_path_factory, "speech")
+
+
+@pytest.fixture(scope="session")
+def frame_pooling_file(tmp_path_factory) -> Path:
+    """The bundled compact model's weights in a file that says ``pooling: frames`` (every frame
+    averaged, as v3 and the models before it did)."""
+    return _bundled_weights_pooling(tmp_path_factory, "frames")
+
+
+def _bundled_weights_pooling(tmp_path_factory, pooling: str) -> Path:
     from emotion2vec_plus.models.compact import read_compact, save_compact
 
     spec = read_compact()
     metadata = {k: v for k, v in spec.metadata.items()
                 if k not in ("format", "format_version", "first_tuned", "projection_layers", "head")}
-    return save_compact(tmp_path_factory.mktemp("pooling") / "speech_pooling.safetensors", spec.first_tuned,
+    return save_compact(tmp_path_factory.mktemp("pooling") / f"{pooling}_pooling.safetensors", spec.first_tuned,
                         spec.encoder, spec.projection_layers, spec.projection, spec.head,
-                        {**metadata, "pooling": "speech"})
+                        {**metadata, "pooling": pooling})
 
 
 __all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "SPEECH_DIR", "speech_clips", "speech_of_length",

@@ -372,7 +372,7 @@ def test_a_result_round_trips_through_its_documented_json(small_checkpoint, gran
     assert np.allclose(with_embedding.embedding, result.embedding)
 
 
-def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_pooling_file):
+def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_pooling_file, frame_pooling_file):
     """A clip with a second of silence before and after: a speech-pooling model's utterance
     embedding is the mean of the frames the voice-activity detector calls speech (plus 0.1 s either
     side), the same in predict, extract_embedding and a padded encode_batch; the frame-pooling
@@ -383,8 +383,8 @@ def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_poolin
     silence = np.zeros(16000, np.float32)
     wav = np.concatenate([silence, speech, silence])
     pooling = Emotion2VecPlus(speech_pooling_file)
-    plain = Emotion2VecPlus()
-    assert (pooling.pooling, plain.pooling) == ("speech", "frames")
+    plain = Emotion2VecPlus(frame_pooling_file)
+    assert (pooling.pooling, plain.pooling, Emotion2VecPlus().pooling) == ("speech", "frames", "speech")  # v3.1 pools speech
     frames = pooling.predict(wav, granularity="frame", extract_embedding=True).embedding
     keep = speech_pooling_mask(SpeechTrack(speech_probabilities(wav)), len(frames), pooling.model.hop_samples)
     assert 0.15 < keep.mean() < 0.8  # the silence is left out, the speech kept

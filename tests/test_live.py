@@ -269,6 +269,33 @@ def test_sessions_beyond_the_limit_are_refused_and_a_freed_place_is_reused(serve
     second.close()
 
 
+def test_a_session_the_model_could_not_keep_up_with_is_refused_by_measured_load(server, speech):
+    """--live-max-load: each session's cost per provisional window is measured as it runs; a new
+    session is refused while one more would push the model past the allowed share of its time,
+    and admitted again once the load is gone. (A load of 0.001 is passed by any real session.)"""
+    url = server(live_limits=LiveLimits(max_sessions=8, max_load=0.001))
+    assert receive_all_after_config(url)[0]["type"] == "session.started"  # nothing measured yet: admitted
+    first = connect(url)
+    first.send(json.dumps({"type": "config", "realtime": False}))
+    assert json.loads(first.recv(timeout=30))["limits"]["max_load"] == 0.001
+    for second in range(4):  # four seconds of speech, a second per message: provisional windows are scored
+        first.send(pcm16(speech[second * SR : (second + 1) * SR]))
+    while json.loads(first.recv(timeout=60))["type"] != "emotion":
+        pass
+    error = error_of(url, CONFIG)
+    assert error["code"] == "server_full" and "busy" in error["message"] and "1 running" in error["message"]
+    first.close()
+    deadline = time.monotonic() + 10
+    while True:  # the running session is gone, and its load with it
+        reply = receive_all_after_config(url)[0]
+        if reply["type"] == "session.started" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert reply["type"] == "session.started"
+    with pytest.raises(ValueError, match="max_load"):
+        LiveLimits(max_load=0)
+
+
 def receive_all_after_config(url: str) -> list[dict]:
     """Connect, send the config and "end" (as far as the server lets the client), and read everything."""
     with connect(url) as ws:

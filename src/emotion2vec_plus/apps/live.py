@@ -59,6 +59,11 @@ class LiveLimits:
     """What one server allows its live sessions (``serve --live-*`` options)."""
 
     max_sessions: int = 8
+    max_load: float = 0.9
+    """A new session is refused while the sessions running would keep the model busy more than
+    this share of the time if all of them spoke at once (each session's cost per provisional
+    window is measured as it runs): on a CPU that carries fewer than ``max_sessions`` real-time
+    streams, the sessions running stay on time instead of all falling behind."""
     max_session_s: float = 3600.0
     """Audio per session, in seconds."""
     max_frame_s: float = 1.0
@@ -74,8 +79,12 @@ class LiveLimits:
     """Finals and speech boundaries waiting to be sent, at most, when no provisional event is left
     to drop (minutes of speech); beyond that the client is too slow and the session ends."""
 
+    def __post_init__(self) -> None:
+        if not self.max_load > 0:
+            raise ValueError(f"max_load (--live-max-load) must be above 0, got {self.max_load}")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"max_sessions": self.max_sessions, "max_session_s": self.max_session_s,
+        return {"max_sessions": self.max_sessions, "max_load": self.max_load, "max_session_s": self.max_session_s,
                 "max_frame_s": self.max_frame_s, "max_speed": self.max_speed, "burst_s": self.burst_s,
                 "idle_timeout_s": self.idle_timeout_s, "queue_events": self.queue_events,
                 "queue_finals": self.queue_finals}
@@ -162,6 +171,28 @@ class LiveSessions:
         self.active = 0
         self.started = 0
         self._ids = itertools.count(1)
+        self.running: set["_Session"] = set()
+        #: Seconds of model work per provisional window, over every session so far (the cost a
+        #: new session is expected to add before its own is measured).
+        self.window_cost = _Average()
+
+    def speaking_load(self) -> float:
+        """The share of the time the model would be busy if every running session spoke: each
+        session's measured cost per provisional window (the server's average until it has one)
+        over its hop."""
+        return sum(session.speaking_load(self.window_cost.value) for session in self.running)
+
+    def load_refusal(self) -> LiveSessionError | None:
+        """``server_full`` when one more session would push :meth:`speaking_load` past ``max_load``."""
+        if not self.running or self.window_cost.value is None:
+            return None
+        load = self.speaking_load()
+        added = self.window_cost.value / SessionConfig.hop_s
+        if load + added <= self.limits.max_load:
+            return None
+        return LiveSessionError("server_full", f"the model would be busy {100 * (load + added):.0f} % of the time with "
+                                f"one more session ({len(self.running)} running, at most {100 * self.limits.max_load:.0f} %); "
+                                "try again later", _CLOSE_TRY_LATER)
 
     def authorised(self, websocket: WebSocket) -> bool:
         """``Authorization: Bearer <key>``, or ``?api_key=<key>`` (browsers cannot set headers on a WebSocket)."""
@@ -183,12 +214,19 @@ class LiveSessions:
             await _refuse(websocket, LiveSessionError("server_full", f"all {self.limits.max_sessions} live sessions are "
                                                "in use; try again later", _CLOSE_TRY_LATER))
             return
+        refusal = self.load_refusal()
+        if refusal is not None:
+            await _refuse(websocket, refusal)
+            return
         self.active += 1
         self.started += 1
+        session = _Session(self, websocket, f"live-{next(self._ids)}")
+        self.running.add(session)
         try:
-            await _Session(self, websocket, f"live-{next(self._ids)}").run()
+            await session.run()
         finally:
             self.active -= 1
+            self.running.discard(session)
 
 
 async def _refuse(websocket: WebSocket, error: LiveSessionError) -> None:
@@ -211,6 +249,13 @@ class _Session:
         self.utterances = 0
         self.started_at = time.monotonic()
         self.closing = False
+        self.window_cost = _Average()
+
+    def speaking_load(self, fallback: float | None) -> float:
+        """Share of the model's time this session takes while it speaks: its cost per provisional
+        window (``fallback`` until measured) over its hop."""
+        cost = self.window_cost.value if self.window_cost.value is not None else fallback
+        return 0.0 if cost is None else cost / self.config.hop_s
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -303,14 +348,21 @@ class _Session:
     async def _push(self, samples: np.ndarray | None) -> None:
         stream = self.stream
         assert stream is not None
-        work = stream.close if samples is None else (lambda: stream.push(samples))
+        def work() -> tuple[list[StreamEvent], float]:
+            started = time.perf_counter()
+            events = stream.close() if samples is None else stream.push(samples)
+            return events, time.perf_counter() - started
+
         loop = asyncio.get_running_loop()
         try:
-            events: list[StreamEvent] = await loop.run_in_executor(model_thread(), work)
+            events, took = await loop.run_in_executor(model_thread(), work)
         except InvalidSamplesError as exc:
             raise LiveSessionError("bad_samples", str(exc)) from None
         except (Emotion2VecError, ValueError) as exc:
             raise LiveSessionError("bad_frame", str(exc)) from None
+        if any(event.type == "emotion" for event in events):  # this push scored a window
+            self.window_cost.add(took)
+            self.sessions.window_cost.add(took)
         for event in events:
             self.events += 1
             self.utterances += event.type == "utterance"
@@ -332,6 +384,16 @@ class _Session:
                 await self.websocket.send_text(json.dumps(message, ensure_ascii=False))
             if self.closing:
                 return
+
+
+class _Average:
+    """A running mean that follows recent values (exponential, weight 0.2)."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def add(self, sample: float) -> None:
+        self.value = sample if self.value is None else 0.8 * self.value + 0.2 * sample
 
 
 def _is_end(text: str) -> bool:

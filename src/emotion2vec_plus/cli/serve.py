@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="requests allowed to wait; beyond that 503 (default 64)")
     parser.add_argument("--live-sessions", type=int, default=LIVE_SESSIONS,
                         help=f"most concurrent live sessions on /v1/stream (WebSocket); more are refused (default {LIVE_SESSIONS})")
+    parser.add_argument("--live-max-load", type=float, default=0.9, metavar="SHARE",
+                        help="refuse a new live session while the running ones would keep the model busy more than "
+                             "this share of the time if all spoke at once, as measured (default 0.9)")
     parser.add_argument("--live-max-minutes", type=float, default=LIVE_MAX_MINUTES,
                         help=f"most audio in one live session, in minutes (default {LIVE_MAX_MINUTES:g})")
     parser.add_argument("--live-idle-timeout", type=float, default=30,
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
                      max_response_mb=args.max_response_mb, max_batch=args.max_batch,
                      batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
                      long_input_s=args.long_input_s, max_long_requests=args.max_long_requests,
-                     live_limits=LiveLimits(max_sessions=args.live_sessions, max_session_s=60 * args.live_max_minutes,
+                     live_limits=LiveLimits(max_sessions=args.live_sessions, max_load=args.live_max_load,
+                                            max_session_s=60 * args.live_max_minutes,
                                             idle_timeout_s=args.live_idle_timeout))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"{model.describe()}; loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
