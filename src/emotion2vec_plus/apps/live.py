@@ -168,13 +168,17 @@ class LiveSessions:
         self.model = model
         self.limits = limits
         self.api_key = api_key.encode() if api_key else None
-        self.active = 0
         self.started = 0
         self._ids = itertools.count(1)
         self.running: set["_Session"] = set()
         #: Seconds of model work per provisional window, over every session so far (the cost a
         #: new session is expected to add before its own is measured).
         self.window_cost = _Average()
+
+    @property
+    def active(self) -> int:
+        """Sessions running now."""
+        return len(self.running)
 
     def speaking_load(self) -> float:
         """The share of the time the model would be busy if every running session spoke: each
@@ -218,14 +222,12 @@ class LiveSessions:
         if refusal is not None:
             await _refuse(websocket, refusal)
             return
-        self.active += 1
         self.started += 1
         session = _Session(self, websocket, f"live-{next(self._ids)}")
         self.running.add(session)
         try:
             await session.run()
         finally:
-            self.active -= 1
             self.running.discard(session)
 
 
