@@ -265,15 +265,12 @@ def main() -> None:
         }
         entry["ua_single_whole"] = ua(truth, data["whole"])
         own = [i for i, flag in enumerate(data["own"]) if flag]
-        entry["ua_single_own"] = ua([truth[i] for i in own], [data["single"][i] for i in own]) if own else None
-        entry["ua_segments_own"] = ua([truth[i] for i in own], [data["segment"][i] for i in own]) if own else None
         split = [i for i, flag in enumerate(data["split"]) if flag]
-        entry["split_share"] = len(split) / len(truth)
         alone = [i for i in own if not data["split"][i]]  # one segment, its own: what the model alone decides
-        entry["ua_single_alone"] = ua([truth[i] for i in alone], [data["single"][i] for i in alone]) if alone else None
-        entry["ua_segments_alone"] = ua([truth[i] for i in alone], [data["segment"][i] for i in alone]) if alone else None
-        entry["ua_single_split"] = ua([truth[i] for i in split], [data["single"][i] for i in split]) if split else None
-        entry["ua_segments_split"] = ua([truth[i] for i in split], [data["segment"][i] for i in split]) if split else None
+        entry["split_share"] = len(split) / len(truth)
+        for name, subset in (("own", own), ("split", split), ("alone", alone)):
+            for kind, key in (("single", "single"), ("segments", "segment")):
+                entry[f"ua_{kind}_{name}"] = ua([truth[i] for i in subset], [data[key][i] for i in subset]) if subset else None
         summary[corpus] = entry
         ratio = entry["segments"] / entry["clips"]
         d4 = "—" if entry["ua4_single"] is None else f"{entry['ua4_segments'] - entry['ua4_single']:+.3f}"
