@@ -115,6 +115,14 @@ def frame_pooling_file(tmp_path_factory) -> Path:
     return _bundled_weights_pooling(tmp_path_factory, "frames")
 
 
+def speech_frames(samples: np.ndarray, n_frames: int, hop_samples: int) -> np.ndarray:
+    """Which of ``n_frames`` frames of 16 kHz ``samples`` a speech-pooling model averages (a bool mask),
+    from the VAD run on the samples, as the package decides it."""
+    from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask, speech_probabilities
+
+    return speech_pooling_mask(SpeechTrack(speech_probabilities(samples)), n_frames, hop_samples)
+
+
 def _bundled_weights_pooling(tmp_path_factory, pooling: str) -> Path:
     from emotion2vec_plus.models.compact import read_compact, save_compact
 
@@ -126,5 +134,5 @@ def _bundled_weights_pooling(tmp_path_factory, pooling: str) -> Path:
                         {**metadata, "pooling": pooling})
 
 
-__all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "SPEECH_DIR", "speech_clips", "speech_of_length",
+__all__ = ["CONFIG_768", "CONFIG_1024", "SHIPPED_SPEECH", "SPEECH_DIR", "speech_clips", "speech_frames", "speech_of_length",
            "speech_with_pauses"]

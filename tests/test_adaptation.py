@@ -11,13 +11,12 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from conftest import SHIPPED_SPEECH
+from conftest import SHIPPED_SPEECH, speech_frames
 from emotion2vec_plus import Emotion2VecPlus
 from emotion2vec_plus.adaptation import TRAINING_STATISTICS_ASSET, Adapter
 from emotion2vec_plus.cli import main
 from emotion2vec_plus.errors import AdapterError
 from emotion2vec_plus.models.registry import asset_path, default_compact_path
-from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask, speech_probabilities
 
 TRAINING = asset_path(TRAINING_STATISTICS_ASSET)
 #: The shortest shipped clips (one utterance each), four copies of each: 24 utterances.
@@ -85,8 +84,7 @@ def test_adapted_model_changes_scores_and_every_output_follows(compact, adapter)
     assert adapted.adapter == adapter.describe()
     # The model pools the frames that are speech (v3.1): the same frames for the input and the embedding.
     assert compact.pooling == "speech"
-    pooled_frames = speech_pooling_mask(SpeechTrack(speech_probabilities(samples.numpy())), len(inputs),
-                                        compact.model.hop_samples)
+    pooled_frames = speech_frames(samples.numpy(), len(inputs), compact.model.hop_samples)
     pooled = inputs[pooled_frames].mean(0)
     # The adapted embedding is the re-mapped input through the model file's own projection.
     training = Adapter.load(TRAINING)

@@ -9,13 +9,12 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from conftest import BUNDLED_DIM, speech_clips, speech_of_length
+from conftest import BUNDLED_DIM, speech_clips, speech_frames, speech_of_length
 from emotion2vec_plus import EMOTIONS, Emotion2VecPlus
 from emotion2vec_plus.models.compact import read_compact
 from emotion2vec_plus.models.registry import COMPACT_FILE
 from emotion2vec_plus.errors import CheckpointError
 from emotion2vec_plus.numerics import FLOAT32, assert_close
-from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask, speech_probabilities
 
 SAMPLES = resources.files("emotion2vec_plus") / "samples"
 
@@ -60,7 +59,7 @@ def test_frames_embedding_and_scores_are_consistent(compact):
     result = compact.predict(wav, extract_embedding=True)
     # the utterance embedding is the mean of the frames the model pools: v3.1 pools its speech frames
     assert compact.pooling == "speech"
-    pooled = speech_pooling_mask(SpeechTrack(speech_probabilities(wav)), len(frames), compact.model.hop_samples)
+    pooled = speech_frames(wav, len(frames), compact.model.hop_samples)
     assert 0 < pooled.sum() < len(frames)  # the clip's edges are not speech, so fewer than all frames
     assert np.allclose(frames[pooled].mean(axis=0), result.embedding, atol=1e-4)
     assert not np.allclose(frames.mean(axis=0), result.embedding, atol=1e-2)

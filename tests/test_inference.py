@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speech_clips, speech_of_length
+from conftest import speech_clips, speech_frames, speech_of_length
 from emotion2vec_plus import EMOTIONS, CorruptAudioError, Emotion2VecPlus, ModelError
 from emotion2vec_plus.fileio import umask as _umask
 from emotion2vec_plus.numerics import FLOAT32, assert_close
@@ -377,8 +377,6 @@ def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_poolin
     embedding is the mean of the frames the voice-activity detector calls speech (plus 0.1 s either
     side), the same in predict, extract_embedding and a padded encode_batch; the frame-pooling
     model's is the mean of every frame."""
-    from emotion2vec_plus.vad import SpeechTrack, speech_pooling_mask
-
     speech = sf.read(speech_clips(1)[0], dtype="float32")[0]
     silence = np.zeros(16000, np.float32)
     wav = np.concatenate([silence, speech, silence])
@@ -386,7 +384,7 @@ def test_a_model_that_pools_speech_averages_only_the_speech_frames(speech_poolin
     plain = Emotion2VecPlus(frame_pooling_file)
     assert (pooling.pooling, plain.pooling, Emotion2VecPlus().pooling) == ("speech", "frames", "speech")  # v3.1 pools speech
     frames = pooling.predict(wav, granularity="frame", extract_embedding=True).embedding
-    keep = speech_pooling_mask(SpeechTrack(speech_probabilities(wav)), len(frames), pooling.model.hop_samples)
+    keep = speech_frames(wav, len(frames), pooling.model.hop_samples)
     assert 0.15 < keep.mean() < 0.8  # the silence is left out, the speech kept
     utterance = pooling.extract_embedding(wav)
     np.testing.assert_allclose(utterance, frames[keep].mean(axis=0), atol=1e-5)
