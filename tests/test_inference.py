@@ -401,7 +401,8 @@ def test_scored_by_its_utterances_a_clip_gets_the_score_its_utterance_gets(small
     utterances (speech and at most 0.5 s of pause around it), pooled by speech time. One utterance:
     its score, no segment list; two: both reported and pooled; frames still cover the whole clip."""
     model = Emotion2VecPlus(small_checkpoint, window_s=12.0, score_whole=False)
-    assert not model.score_whole and Emotion2VecPlus(small_checkpoint).score_whole
+    whole = Emotion2VecPlus(small_checkpoint, window_s=12.0)  # the default: a clip within the window scored whole
+    assert not model.score_whole and whole.score_whole
     first, second = (sf.read(p, dtype="float32")[0] for p in speech_clips(2))
     # 1 s of silence before and after: a clip's own edges may hold less than the 0.5 s of context (the
     # shipped clips do), and then its utterance is the whole clip
@@ -411,7 +412,7 @@ def test_scored_by_its_utterances_a_clip_gets_the_score_its_utterance_gets(small
     assert not plan.whole and len(plan.segments) == 1 and plan.segments[0].end - plan.segments[0].start < len(first)
     piece = plan.segments[0]
     assert one.segments is None
-    whole = Emotion2VecPlus(small_checkpoint, window_s=12.0)  # scores the utterance's samples whole, as predict does
+    # predict scores the utterance's samples whole
     assert one.scores == pytest.approx(whole.classify_embedding(whole.extract_embedding(first[piece.start : piece.end])),
                                        abs=1e-5)
     wav = np.concatenate([first, np.zeros(16000, np.float32), second])
