@@ -171,7 +171,9 @@ def main() -> None:
     parser.add_argument("--speakers-per-corpus", type=int, default=0,
                         help="at most this many held-out speakers per corpus and fold (0: all)")
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="at most this many clips per speaker (0: all)")
-    parser.add_argument("--min-pause", type=float, default=None, help="the model's min_pause_s (default: its own)")
+    parser.add_argument("--min-pause", default=None,
+                        help="the model's min_pause_s (default: its own); several, comma-separated (e.g. 0.3,0.4,0.5), "
+                             "segment the same files once per value and print a table for each")
     parser.add_argument("--context", type=float, default=None, help="the model's segment_context_s (default: its own)")
     parser.add_argument("--window", type=float, default=None, help="the model's window_s (default: its own)")
     parser.add_argument("--threads", type=int, default=2)
@@ -195,16 +197,20 @@ def main() -> None:
     clips = read_all(corpora=tuple(corpora))
     runs: list[tuple[str, set[tuple[str, str]] | None]] = (
         fold_models(args.fold_models, args.folds) if args.fold_models is not None else [(args.model, None)])
-    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    min_pauses: list[float | None] = [float(v) for v in args.min_pause.split(",")] if args.min_pause else [None]
+    if live_windows and len(min_pauses) > 1:
+        parser.error("--live-windows takes one --min-pause value")
+    # one set of rows per min_pause_s: the same joined files and single clips, segmented once per value
+    rows_by_pause: dict[float | None, dict[str, dict[str, list]]] = {
+        value: defaultdict(lambda: defaultdict(list)) for value in min_pauses}
     started = time.perf_counter()
     options = {"num_threads": args.threads, "compute_type": args.compute_type, "window_s": args.window}
-    if args.min_pause is not None:
-        options["min_pause_s"] = args.min_pause
     for model_name, held_out in runs:
         model = Emotion2VecPlus(model_name, **options, **({"score_whole": False} if args.score_utterances else {}))
         whole_model = Emotion2VecPlus(model_name, **options, score_whole=True) if args.score_utterances else model
         if args.context is not None:
             model.segment_context_s = args.context
+        own_min_pause = model.min_pause_s
         rng = np.random.default_rng(args.seed)
         for corpus in corpora:
             speakers = sorted({c.speaker for c in clips if c.corpus == corpus
@@ -217,34 +223,59 @@ def main() -> None:
                     own = list(rng.choice(np.array(own, dtype=object), args.clips_per_speaker, replace=False))
                 files = joined_files(own, args.clips_per_file, pause_range, rng)
                 singles = model.predict_batch([str(c.path) for f in files for c in f.clips])
-                single_iter = iter(singles)
-                whole_iter = iter(singles if whole_model is model else
-                                  whole_model.predict_batch([str(c.path) for f in files for c in f.clips]))
-                for joined in files:
-                    result = model.predict(joined.samples)
-                    chosen, is_own, pieces = read_segments(result, joined.spans)
-                    for window in live_windows:
-                        live = live_labels(model, joined, window)
-                        rows[corpus][f"live{window:g}_truth"] += live["provisional_truth"]
-                        rows[corpus][f"live{window:g}_pred"] += live["provisional_pred"]
-                        rows[corpus]["final_truth"] += live["final_truth"] if window == live_windows[0] else []
-                        rows[corpus]["final_pred"] += live["final_pred"] if window == live_windows[0] else []
-                    rows[corpus]["files"].append(1)
-                    rows[corpus]["segments"].append(len(result.segments or [None]))
-                    for clip, scores, clip_own, clip_pieces in zip(joined.clips, chosen, is_own, pieces):
-                        single = next(single_iter)
-                        rows[corpus]["whole"].append(next(whole_iter).emotion)
-                        rows[corpus]["truth"].append(clip.label)
-                        rows[corpus]["single"].append(single.emotion)
-                        rows[corpus]["single4"].append(four_class(single.scores))
-                        rows[corpus]["segment"].append(None if scores is None else max(scores, key=scores.get))
-                        rows[corpus]["segment4"].append(None if scores is None else four_class(scores))
-                        rows[corpus]["own"].append(clip_own)
-                        rows[corpus]["split"].append(clip_pieces > 1)
+                singles = list(singles)
+                wholes = singles if whole_model is model else \
+                    whole_model.predict_batch([str(c.path) for f in files for c in f.clips])
+                for value, rows in rows_by_pause.items():
+                    model.min_pause_s = own_min_pause if value is None else value
+                    add_rows(rows, model, files, singles, wholes, live_windows)
         print(f"{model_name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
+    for value, rows in rows_by_pause.items():
+        model.min_pause_s = own_min_pause if value is None else value
+        summary = report(rows, model, pause_range, args.clips_per_file, live_windows)
+        if args.json_out is not None:
+            out = args.json_out if len(min_pauses) == 1 else \
+                args.json_out.with_name(f"{args.json_out.stem}_min_pause{model.min_pause_s:g}{args.json_out.suffix}")
+            out.write_text(json.dumps({"args": vars(args) | {"fold_models": str(args.fold_models),
+                                                             "json_out": str(out),
+                                                             "min_pause": model.min_pause_s},
+                                       "corpora": summary}, indent=2))
+
+
+def add_rows(rows: dict[str, dict[str, list]], model, files: list[JoinedFile], singles: list, wholes: list,
+             live_windows: list[float]) -> None:
+    """Segment each joined file with ``model`` as it is set now and add each clip's labels to ``rows``."""
+    single_iter, whole_iter = iter(singles), iter(wholes)
+    for joined in files:
+        corpus = joined.clips[0].corpus
+        result = model.predict(joined.samples)
+        chosen, is_own, pieces = read_segments(result, joined.spans)
+        for window in live_windows:
+            live = live_labels(model, joined, window)
+            rows[corpus][f"live{window:g}_truth"] += live["provisional_truth"]
+            rows[corpus][f"live{window:g}_pred"] += live["provisional_pred"]
+            rows[corpus]["final_truth"] += live["final_truth"] if window == live_windows[0] else []
+            rows[corpus]["final_pred"] += live["final_pred"] if window == live_windows[0] else []
+        rows[corpus]["files"].append(1)
+        rows[corpus]["segments"].append(len(result.segments or [None]))
+        for clip, scores, clip_own, clip_pieces in zip(joined.clips, chosen, is_own, pieces):
+            single = next(single_iter)
+            rows[corpus]["whole"].append(next(whole_iter).emotion)
+            rows[corpus]["truth"].append(clip.label)
+            rows[corpus]["single"].append(single.emotion)
+            rows[corpus]["single4"].append(four_class(single.scores))
+            rows[corpus]["segment"].append(None if scores is None else max(scores, key=scores.get))
+            rows[corpus]["segment4"].append(None if scores is None else four_class(scores))
+            rows[corpus]["own"].append(clip_own)
+            rows[corpus]["split"].append(clip_pieces > 1)
+
+
+def report(rows: dict[str, dict[str, list]], model, pause_range: tuple[float, ...], clips_per_file: int,
+           live_windows: list[float]) -> dict:
+    """Print the Markdown table(s) of ``rows`` and return the per-corpus summary."""
     print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
-          f"{pause_range[0]:g}-{pause_range[1]:g} s, {args.clips_per_file} clips per file, inputs within the window "
+          f"{pause_range[0]:g}-{pause_range[1]:g} s, {clips_per_file} clips per file, inputs within the window "
           f"scored {'whole' if model.score_whole else 'by their utterances'}\n")
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "
           "UA single clips | UA from segments | Δ | UA4 single | UA4 from segments | Δ4 | "
@@ -296,10 +327,7 @@ def main() -> None:
                                                  for w in live_windows}
             print(f"| {corpus} | {summary[corpus]['ua_single']:.3f} | {summary[corpus]['ua_finals']:.3f} | "
                   + " | ".join(cells) + " |")
-    if args.json_out is not None:
-        args.json_out.write_text(json.dumps({"args": vars(args) | {"fold_models": str(args.fold_models),
-                                                                  "json_out": str(args.json_out)},
-                                             "corpora": summary}, indent=2))
+    return summary
 
 
 if __name__ == "__main__":
