@@ -37,6 +37,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,28 @@ def joined_files(clips: list[Clip], per_file: int, pause_range: tuple[float, flo
     return files
 
 
+#: Clips joined per file, and the shortest and longest pause between them (seconds).
+CLIPS_PER_FILE = 6
+PAUSE_RANGE = (0.3, 2.0)
+
+
+def held_out_files(clips: list[Clip], corpus: str, held_out: set[tuple[str, str]] | None, rng: np.random.Generator, *,
+                   speakers_per_corpus: int = 0, clips_per_speaker: int = 0, per_file: int = CLIPS_PER_FILE,
+                   pause_range: tuple[float, float] = PAUSE_RANGE) -> Iterator[list[JoinedFile]]:
+    """Each held-out speaker's joined files of ``corpus`` in turn (every speaker of it when
+    ``held_out`` is None; at most ``speakers_per_corpus`` speakers and ``clips_per_speaker`` clips
+    each, 0: all)."""
+    speakers = sorted({c.speaker for c in clips if c.corpus == corpus
+                       and (held_out is None or (c.corpus, c.speaker) in held_out)})
+    if speakers_per_corpus:
+        speakers = speakers[:speakers_per_corpus]
+    for speaker in speakers:
+        own = [c for c in clips if c.corpus == corpus and c.speaker == speaker]
+        if clips_per_speaker and len(own) > clips_per_speaker:
+            own = list(rng.choice(np.array(own, dtype=object), clips_per_speaker, replace=False))
+        yield joined_files(own, per_file, pause_range, rng)
+
+
 def live_labels(model, joined: JoinedFile, window_s: float) -> dict[str, list]:
     """The file streamed live: each clip read from the finals as from the segments, and each
     provisional emotion event with the label of the clip covering most of its window."""
@@ -166,8 +189,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--folds", default=None, help="with --fold-models: only these folds (e.g. 0,1)")
     parser.add_argument("--corpora", default=",".join(ALL_CORPORA))
-    parser.add_argument("--clips-per-file", type=int, default=6)
-    parser.add_argument("--pause", default="0.3,2.0", help="shortest,longest pause between clips in seconds")
+    parser.add_argument("--clips-per-file", type=int, default=CLIPS_PER_FILE)
+    parser.add_argument("--pause", default=",".join(f"{v:g}" for v in PAUSE_RANGE),
+                        help="shortest,longest pause between clips in seconds")
     parser.add_argument("--speakers-per-corpus", type=int, default=0,
                         help="at most this many held-out speakers per corpus and fold (0: all)")
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="at most this many clips per speaker (0: all)")
@@ -213,17 +237,10 @@ def main() -> None:
         own_min_pause = model.min_pause_s
         rng = np.random.default_rng(args.seed)
         for corpus in corpora:
-            speakers = sorted({c.speaker for c in clips if c.corpus == corpus
-                               and (held_out is None or (c.corpus, c.speaker) in held_out)})
-            if args.speakers_per_corpus:
-                speakers = speakers[: args.speakers_per_corpus]
-            for speaker in speakers:
-                own = [c for c in clips if c.corpus == corpus and c.speaker == speaker]
-                if args.clips_per_speaker and len(own) > args.clips_per_speaker:
-                    own = list(rng.choice(np.array(own, dtype=object), args.clips_per_speaker, replace=False))
-                files = joined_files(own, args.clips_per_file, pause_range, rng)
+            for files in held_out_files(clips, corpus, held_out, rng, speakers_per_corpus=args.speakers_per_corpus,
+                                        clips_per_speaker=args.clips_per_speaker, per_file=args.clips_per_file,
+                                        pause_range=pause_range):
                 singles = model.predict_batch([str(c.path) for f in files for c in f.clips])
-                singles = list(singles)
                 wholes = singles if whole_model is model else \
                     whole_model.predict_batch([str(c.path) for f in files for c in f.clips])
                 for value, rows in rows_by_pause.items():

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 sys.path.insert(0, str(REPO / "bench"))
 from corpora import ALL_CORPORA, fold_models, read_all  # noqa: E402
-from segmentation import SR, joined_files, read_segments, ua  # noqa: E402
+from segmentation import SR, held_out_files, read_segments, ua  # noqa: E402
 
 
 def alike(first: dict[str, float], second: dict[str, float], criterion: str) -> bool:
@@ -120,12 +120,7 @@ def main() -> None:
         model = Emotion2VecPlus(model_name, num_threads=args.threads, compute_type=args.compute_type)
         rng = np.random.default_rng(args.seed)
         for corpus in corpora:
-            speakers = sorted({c.speaker for c in clips if c.corpus == corpus and (c.corpus, c.speaker) in held_out})
-            for speaker in speakers:
-                own = [c for c in clips if c.corpus == corpus and c.speaker == speaker]
-                if args.clips_per_speaker and len(own) > args.clips_per_speaker:
-                    own = list(rng.choice(np.array(own, dtype=object), args.clips_per_speaker, replace=False))
-                files = joined_files(own, 6, (0.3, 2.0), rng)
+            for files in held_out_files(clips, corpus, held_out, rng, clips_per_speaker=args.clips_per_speaker):
                 singles = model.predict_batch([str(c.path) for f in files for c in f.clips])
                 for joined in files:
                     by_threshold = {}
@@ -177,6 +172,7 @@ def report(rows, rows_names: list[str], corpora: list[str], max_gap: float, comp
         json_out.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                                                  if k != "pool"},
                                         "rows": summary, "clips": clips}))
+
 
 if __name__ == "__main__":
     main()

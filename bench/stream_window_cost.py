@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "training"))
 from corpora import read_corpus  # noqa: E402
 
 SR = 16000
-#: cProfile entries (file suffix, function) whose own time is counted in each row.
+#: Each row counts the own time of the cProfile entries whose function name contains one of these.
 PARTS = {
     "matrix products (linear)": {"linear"},
     "convolutions": {"conv1d"},
