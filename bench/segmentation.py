@@ -199,6 +199,8 @@ def main() -> None:
                         help="the model's min_pause_s (default: its own); several, comma-separated (e.g. 0.3,0.4,0.5), "
                              "segment the same files once per value and print a table for each")
     parser.add_argument("--context", type=float, default=None, help="the model's segment_context_s (default: its own)")
+    parser.add_argument("--merge-pause", type=float, default=None,
+                        help="the model's merge_pause_s (default: its own; 0: alike neighbours are never merged)")
     parser.add_argument("--window", type=float, default=None, help="the model's window_s (default: its own)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compute-type", default="float32")
@@ -234,6 +236,8 @@ def main() -> None:
         whole_model = Emotion2VecPlus(model_name, **options, score_whole=True) if args.score_utterances else model
         if args.context is not None:
             model.segment_context_s = args.context
+        if args.merge_pause is not None:
+            model.merge_pause_s = args.merge_pause
         own_min_pause = model.min_pause_s
         rng = np.random.default_rng(args.seed)
         for corpus in corpora:
@@ -256,7 +260,9 @@ def main() -> None:
                 args.json_out.with_name(f"{args.json_out.stem}_min_pause{model.min_pause_s:g}{args.json_out.suffix}")
             out.write_text(json.dumps({"args": vars(args) | {"fold_models": str(args.fold_models),
                                                              "json_out": str(out),
-                                                             "min_pause": model.min_pause_s},
+                                                             "min_pause": model.min_pause_s,
+                                                             "merge_pause": model.merge_pause_s,
+                                                             "merge_similarity": model.merge_similarity},
                                        "corpora": summary}, indent=2))
 
 
@@ -291,7 +297,9 @@ def add_rows(rows: dict[str, dict[str, list]], model, files: list[JoinedFile], s
 def report(rows: dict[str, dict[str, list]], model, pause_range: tuple[float, ...], clips_per_file: int,
            live_windows: list[float]) -> dict:
     """Print the Markdown table(s) of ``rows`` and return the per-corpus summary."""
-    print(f"\nmin_pause_s {model.min_pause_s:g}, segment context {model.segment_context_s:g} s, pauses "
+    merging = (f"alike neighbours (cosine >= {model.merge_similarity:g}) merged across pauses under {model.merge_pause_s:g} s"
+               if model.merge_pause_s > 0 else "no merging")
+    print(f"\nmin_pause_s {model.min_pause_s:g}, {merging}, segment context {model.segment_context_s:g} s, pauses "
           f"{pause_range[0]:g}-{pause_range[1]:g} s, {clips_per_file} clips per file, inputs within the window "
           f"scored {'whole' if model.score_whole else 'by their utterances'}\n")
     print("| corpus | files | clips | segments | segments / clips | clips with a segment of their own | "

@@ -5,7 +5,9 @@ streamed in 100 ms blocks at real-time pace:
 
 1. through the Python API (``model.stream``) in this process: the delay from the moment the block
    holding a hop's last sample is pushed to the moment its provisional event is returned; the
-   delay of each final from the push in which the voice-activity detector closed its utterance;
+   delay of each final from the push in which its segment was decided (the voice-activity detector
+   closed its utterance and, with alike neighbours merged, the pause after it reached
+   ``merge_pause_s`` or the next utterance closed);
    the compute per second of audio (real-time factor);
 2. through the ``/v1/stream`` WebSocket of ``emotion2vec-plus serve`` (another process) on
    loopback, with 1, 2, 4, ... concurrent clients each streaming in real time: the same delays,
@@ -89,9 +91,11 @@ def api_run(model, samples: np.ndarray, hop_s: float, min_pause_s: float) -> dic
 class Client(threading.Thread):
     """One WebSocket client streaming ``samples`` at real-time pace and timing every event."""
 
-    def __init__(self, url: str, samples: np.ndarray, hop_s: float, min_pause_s: float, delay_s: float) -> None:
+    def __init__(self, url: str, samples: np.ndarray, hop_s: float, min_pause_s: float, merge_pause_s: float,
+                 delay_s: float) -> None:
         super().__init__(daemon=True)
-        self.url, self.samples, self.hop_s, self.min_pause_s, self.delay_s = url, samples, hop_s, min_pause_s, delay_s
+        self.url, self.samples, self.hop_s, self.delay_s = url, samples, hop_s, delay_s
+        self.min_pause_s, self.merge_pause_s = min_pause_s, merge_pause_s
         self.sent_at: list[float] = []
         self.events: list[tuple[float, dict]] = []
         self.error: str | None = None
@@ -127,6 +131,18 @@ class Client(threading.Thread):
         except ConnectionClosed:
             pass
 
+    def _decided_at(self, final: dict) -> float:
+        """Audio time at which the stream could send ``final``: the pause after it reached
+        ``min_pause_s`` (no merging) or ``merge_pause_s``, or, sooner, the next utterance was closed
+        (its pause reached ``min_pause_s``) and proved unlike it. Ends are padded by the detector's 30 ms."""
+        if self.merge_pause_s <= 0:
+            return final["end_s"] - 0.03 + self.min_pause_s
+        candidates = [final["end_s"] + 0.03 + self.merge_pause_s]
+        later = [e["end_s"] for _, e in self.events if e["type"] == "speech.end" and e["start_s"] > final["end_s"]]
+        if later:
+            candidates.append(min(later) - 0.03 + self.min_pause_s)
+        return min(candidates)
+
     def delays(self) -> tuple[list[float], list[float], int]:
         """Provisional and final delays (seconds), and events dropped by the server."""
         provisional, finals, dropped = [], [], 0
@@ -135,7 +151,7 @@ class Client(threading.Thread):
                 block = min(int(round(event["end_s"] * SR)) // BLOCK, len(self.sent_at)) - 1
                 provisional.append(received - self.sent_at[max(block, 0)])
             elif event["type"] == "utterance":
-                closed = event["end_s"] - 0.03 + self.min_pause_s  # where the pause reached min_pause_s
+                closed = self._decided_at(event)
                 block = min(int(np.ceil(closed * SR / BLOCK)), len(self.sent_at)) - 1
                 finals.append(received - self.sent_at[max(block, 0)])
             elif event["type"] == "session.ended":
@@ -183,7 +199,7 @@ def main() -> None:
     import torch
 
     from emotion2vec_plus import Emotion2VecPlus
-    from emotion2vec_plus.segmentation import MIN_PAUSE_S
+    from emotion2vec_plus.segmentation import MERGE_PAUSE_S, MIN_PAUSE_S
 
     flags = Path("/proc/cpuinfo").read_text()
     isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in flags)
@@ -208,7 +224,8 @@ def main() -> None:
         sustained = 0
         try:
             for count in (int(s) for s in args.streams.split(",")):
-                clients = [Client(url, samples, args.hop, MIN_PAUSE_S, delay_s=i * args.hop / count) for i in range(count)]
+                clients = [Client(url, samples, args.hop, MIN_PAUSE_S, MERGE_PAUSE_S, delay_s=i * args.hop / count)
+                           for i in range(count)]
                 for client in clients:
                     client.start()
                 for client in clients:

@@ -67,6 +67,21 @@ def speech_of_length(seconds: float, offset: int = 0) -> np.ndarray:
     return np.concatenate(parts)[:need]
 
 
+def closely_joined(paths: list[Path], pause_s: float = 0.4, margin_s: float = 0.05) -> np.ndarray:
+    """Real sentences cut to their speech (``margin_s`` kept on each side) and joined with
+    ``pause_s`` of silence, float32 16 kHz: utterances a short pause apart, as a person reading on
+    would leave them (the pauses short enough for alike neighbours to merge)."""
+    from emotion2vec_plus.vad import speech_regions
+
+    margin, parts = int(margin_s * 16000), []
+    for path in paths:
+        audio = sf.read(path, dtype="float32")[0]
+        regions = speech_regions(audio)
+        parts += [audio[max(0, regions[0].start - margin) : regions[-1].end + margin],
+                  np.zeros(int(pause_s * 16000), np.float32)]
+    return np.concatenate(parts)
+
+
 def speech_with_pauses(names: tuple[str, ...] = ("en_cmu_arctic_slt_a0009", "en_librivox_sense_sensibility_0870",
                                                   "en_cmu_arctic_awb_a0007"),
                        pause_s: float = 1.5) -> np.ndarray:
@@ -99,6 +114,14 @@ def small_model(small_checkpoint):
     from emotion2vec_plus import Emotion2VecPlus
 
     return Emotion2VecPlus(small_checkpoint, window_s=30.0)
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The bundled default model (compact), loaded once."""
+    from emotion2vec_plus import Emotion2VecPlus
+
+    return Emotion2VecPlus()
 
 
 @pytest.fixture(scope="session")

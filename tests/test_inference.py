@@ -9,12 +9,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speech_clips, speech_frames, speech_of_length
+from conftest import closely_joined, speech_clips, speech_frames, speech_of_length
 from emotion2vec_plus import EMOTIONS, CorruptAudioError, Emotion2VecPlus, ModelError
 from emotion2vec_plus.fileio import umask as _umask
 from emotion2vec_plus.numerics import FLOAT32, assert_close
-from emotion2vec_plus.segmentation import plan_input
-from emotion2vec_plus.vad import speech_probabilities
+from emotion2vec_plus.segmentation import MERGE_PAUSE_S, plan_input, scores_alike
+from emotion2vec_plus.vad import SpeechTrack, speech_probabilities
+
+SR = 16000
 
 
 def test_predict_real_speech_file(small_model):
@@ -423,3 +425,53 @@ def test_scored_by_its_utterances_a_clip_gets_the_score_its_utterance_gets(small
     assert two.scores == pytest.approx(pooled, abs=1e-5)
     frames = model.predict(wav, granularity="frame")
     assert frames.frames[0].start_s == 0 and frames.frames[-1].end_s == pytest.approx(len(wav) / 16000, abs=0.05)
+
+
+def test_alike_neighbours_across_a_short_pause_are_one_segment_scored_whole(bundled):
+    """Sentences 0.4 s apart: neighbours whose scores look alike are one segment, scored whole (from
+    the first's context to the last's), and the input pools those; unlike ones, or ones that would
+    outgrow the window, stay apart; ``merge_pause_s=0`` keeps every utterance."""
+    wav = closely_joined(speech_clips(6))
+    probabilities = speech_probabilities(wav)
+    plan = plan_input(len(wav), bundled.window_samples, probabilities)
+    result = bundled.predict(wav)
+    separate = Emotion2VecPlus(merge_pause_s=0).predict(wav).segments
+    assert len(wav) > bundled.window_samples and len(separate) == len(plan.segments) == 6
+    assert 2 <= len(result.segments) < 6
+    position = 0
+    for segment in result.segments:
+        members = [i for i, piece in enumerate(plan.segments) if segment.start_s * SR - 1 <= piece.speech_start
+                   and piece.speech_end <= segment.end_s * SR + 1]
+        assert members == list(range(position, position + len(members))) and members
+        first, last = plan.segments[members[0]], plan.segments[members[-1]]
+        assert (segment.start_s, segment.end_s) == pytest.approx((first.speech_start / SR, last.speech_end / SR))
+        assert segment.speech_s == pytest.approx(sum(plan.segments[i].speech for i in members) / SR)
+        alone, _ = bundled.score_samples([wav[first.start : last.end]], [SpeechTrack(probabilities, -first.start)])
+        assert list(segment.scores.values()) == pytest.approx(alone[0], abs=1e-5)
+        for a, b in zip(members, members[1:]):  # inside a group: close and alike
+            assert plan.segments[b].speech_start - plan.segments[a].speech_end < MERGE_PAUSE_S * SR
+            assert scores_alike(list(separate[a].scores.values()), list(separate[b].scores.values()))
+        after = members[-1] + 1
+        if after < len(plan.segments):  # the next group is apart for a reason
+            gap = plan.segments[after].speech_start - last.speech_end
+            assert (gap >= MERGE_PAUSE_S * SR or plan.segments[after].end - first.start > bundled.window_samples
+                    or not scores_alike(list(separate[after - 1].scores.values()), list(separate[after].scores.values())))
+        position += len(members)
+    assert position == 6
+    weights = np.array([s.speech_s for s in result.segments]) / sum(s.speech_s for s in result.segments)
+    pooled = weights @ np.array([list(s.scores.values()) for s in result.segments])
+    assert list(result.scores.values()) == pytest.approx(list(pooled), abs=1e-6)
+
+
+def test_a_streamed_long_input_merges_as_the_same_input_held_in_memory(bundled, tmp_path):
+    """Past hold_in_memory_s the merged groups are cut out of a third decoding pass: the same
+    segments and scores as when the input is held."""
+    path = tmp_path / "close.flac"
+    sf.write(path, closely_joined(speech_clips(6)), SR)
+    held = bundled.predict(str(path))
+    streamed = Emotion2VecPlus(hold_in_memory_s=10.0).predict(str(path))
+    assert 2 <= len(held.segments) < 6 and streamed.duration_s > 10.0
+    assert [(s.start_s, s.end_s, s.speech_s) for s in streamed.segments] == [(s.start_s, s.end_s, s.speech_s)
+                                                                              for s in held.segments]
+    for a, b in zip(held.segments, streamed.segments):
+        assert b.scores == pytest.approx(a.scores, abs=1e-4)

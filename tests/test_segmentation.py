@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from conftest import speech_clips
-from emotion2vec_plus.segmentation import SegmentPlanner, plan_input
+from emotion2vec_plus.segmentation import (MIN_PAUSE_S, Piece, Scored, SegmentPlanner, UtteranceMerger, merged_piece,
+                                          plan_input)
 from emotion2vec_plus.vad import CHUNK_SAMPLES, speech_probabilities
 
 SR = 16000
@@ -45,7 +46,8 @@ def test_each_utterance_is_scored_with_some_of_its_pauses_never_more_than_its_sh
     n = len(probs) * CHUNK_SAMPLES
     first, second = plan_input(n, 20 * SR, probs, context_s=0.5).segments
     assert first.start == pytest.approx(first.speech_start - 0.5 * SR, abs=1)
-    assert 0.3 * SR < first.end - first.speech_end <= 0.4 * SR  # only what is known when the pause has lasted 0.4 s
+    # only what is known when the pause has lasted min_pause_s (less the detector's padding)
+    assert (MIN_PAUSE_S - 0.1) * SR < first.end - first.speech_end <= MIN_PAUSE_S * SR
     assert second.start == first.end < second.speech_start  # the rest of the pause, not the first's share
     assert second.end == second.speech_end == n
     bare = plan_input(n, 20 * SR, probs, context_s=0.0).segments
@@ -115,3 +117,45 @@ def test_online_planning_gives_the_offline_segments_whatever_the_blocks(window_s
         online += decided
     online += planner.finish(len(wav))
     assert online == offline.segments and len(online) >= 5
+
+
+def scored(speech_start_s: float, speech_end_s: float, scores: list[float], context_s: float = 0.2) -> Scored:
+    return Scored(Piece(int((speech_start_s - context_s) * SR), int((speech_end_s + context_s) * SR),
+                        int((speech_end_s - speech_start_s) * SR), int(speech_start_s * SR), int(speech_end_s * SR)),
+                  np.array(scores))
+
+
+def merge_all(merger: UtteranceMerger, items: list[Scored]) -> list[list[float]]:
+    groups = [group for item in items for group in merger.push(item)] + merger.finish()
+    return [[item.piece.speech_start / SR for item in group] for group in groups]
+
+
+ANGRY, ANGRY_TOO, SAD = [0.9, 0.05, 0.05], [0.75, 0.15, 0.1], [0.1, 0.15, 0.75]
+
+
+def test_alike_neighbours_across_a_short_pause_are_one_group():
+    items = [scored(1.0, 3.0, ANGRY), scored(3.4, 5.0, ANGRY_TOO),  # alike, 0.4 s apart: one
+             scored(5.4, 7.0, SAD),  # unlike the one before
+             scored(7.5, 8.0, SAD),  # alike, 0.5 s apart: joins
+             scored(8.6, 9.5, SAD)]  # alike but 0.6 s apart: its own
+    assert merge_all(UtteranceMerger(10 * SR), items) == [[1.0, 3.4], [5.4, 7.5], [8.6]]
+    merged = merged_piece(items[:2])
+    assert (merged.start, merged.end) == (items[0].piece.start, items[1].piece.end)
+    assert (merged.speech_start, merged.speech_end) == (1 * SR, 5 * SR) and merged.speech == int(3.6 * SR)
+    assert merge_all(UtteranceMerger(10 * SR, merge_pause_s=0.0), items) == [[1.0], [3.4], [5.4], [7.5], [8.6]]
+
+
+def test_a_group_never_outgrows_the_window_nor_joins_the_parts_of_a_cut_utterance():
+    items = [scored(1.0, 3.0, ANGRY), scored(3.4, 5.0, ANGRY_TOO)]  # 0.8-5.2 s scored together: 4.4 s
+    assert merge_all(UtteranceMerger(4 * SR), items) == [[1.0], [3.4]]
+    assert merge_all(UtteranceMerger(5 * SR), items) == [[1.0, 3.4]]
+    parts = [scored(1.0, 3.0, ANGRY, context_s=0.0), scored(3.0, 5.0, ANGRY, context_s=0.0)]  # cut: no pause
+    assert merge_all(UtteranceMerger(10 * SR), parts) == [[1.0], [3.0]]
+
+
+def test_a_group_closes_once_no_neighbour_can_start_close_enough():
+    merger = UtteranceMerger(10 * SR)
+    assert merger.push(scored(1.0, 3.0, ANGRY)) == []
+    assert merger.close_before(int(3.55 * SR)) == []  # speech starting now would still be 0.55 s away
+    [group] = merger.close_before(int(3.6 * SR))
+    assert [item.piece.speech_start for item in group] == [1 * SR] and merger.open == []

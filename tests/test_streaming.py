@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from conftest import speech_clips
+from conftest import closely_joined, speech_clips
 from emotion2vec_plus import Emotion2VecPlus, InvalidSamplesError
 from emotion2vec_plus.streaming import EVENT_TYPES
 from emotion2vec_plus.vad import speech_regions
@@ -75,6 +75,45 @@ def check_finals_are_the_offline_segments(model: Emotion2VecPlus, long: bool) ->
     ends = [e for e in events if e.type == "speech.end"]
     assert len(starts) == len(ends) == 6
     assert all(s.seq < f.seq and e.seq < f.seq for s, e, f in zip(starts, ends, finals))  # start, end, then the final
+
+
+def test_finals_merge_alike_neighbours_as_the_offline_segments(compact):
+    """Sentences 0.4 s apart: a final waits until its neighbour shows whether it is alike, and the
+    finals are the offline result's merged segments (bounds, speech, scores within 1e-4)."""
+    wav = closely_joined(speech_clips(6))
+    offline = compact.predict(wav)
+    assert 2 <= len(offline.segments) < 6
+    with compact.stream(embeddings=True) as stream:
+        events = push_in_blocks(stream, wav, np.random.default_rng(2))
+    finals = [e for e in events if e.type == "utterance"]
+    assert len(finals) == len(offline.segments)
+    for final, segment in zip(finals, offline.segments):
+        assert (final.start_s, final.end_s, final.speech_s) == pytest.approx(
+            (segment.start_s, segment.end_s, segment.speech_s), abs=1e-3)
+        assert final.scores == pytest.approx(segment.scores, abs=1e-4)
+        assert final.embedding.shape == (compact.embed_dim,)
+    assert len([e for e in events if e.type == "speech.end"]) == 6  # voice activity still marks every utterance
+
+
+def test_the_parts_of_a_long_utterance_are_final_as_soon_as_each_cut_is_certain():
+    """Sentences without pauses, longer than two windows: the parts are never merged back, and each
+    part's final comes when its cut is certain, as without merging, not when the next part ends."""
+    wav = closely_joined(speech_clips(8), pause_s=0.0, margin_s=0.0)
+
+    def finals_and_when(model: Emotion2VecPlus) -> list[tuple[float, float, float | None]]:
+        stream, out = model.stream(), []
+        for start in range(0, len(wav), 1600):
+            out += [(e.start_s, e.end_s, (start + 1600) / SR) for e in stream.push(wav[start : start + 1600])
+                    if e.type == "utterance"]
+        return out + [(e.start_s, e.end_s, None) for e in stream.close() if e.type == "utterance"]
+
+    merging = finals_and_when(Emotion2VecPlus(window_s=4.0))
+    offline = Emotion2VecPlus(window_s=4.0).predict(wav).segments
+    assert len(wav) > 8 * SR and len(offline) >= 3 and offline[0].end_s == offline[1].start_s  # cut, no pause
+    assert [x for a, b, _ in merging for x in (a, b)] == pytest.approx([x for s in offline for x in (s.start_s, s.end_s)],
+                                                                       abs=1e-3)
+    assert merging == finals_and_when(Emotion2VecPlus(window_s=4.0, merge_pause_s=0))
+    assert merging[0][2] is not None and merging[0][2] < len(wav) / SR - 1  # before the end of the speech
 
 
 def test_events_every_hop_in_order_with_a_smoothed_label(compact):

@@ -37,7 +37,8 @@ from .models.emotion2vec import Emotion2vecModel
 from .outputs import ProcessedAudioWriter, write_run
 from .models.registry import COMPACT_NAME, default_compact_path
 from .results import AudioSummary, FrameScores, Result, Segment
-from .segmentation import HOLD_IN_MEMORY_S, MIN_PAUSE_S, SEGMENT_CONTEXT_S, LongAudio, Piece, Plan, load_input, plan_input
+from .segmentation import (HOLD_IN_MEMORY_S, MERGE_PAUSE_S, MERGE_SIMILARITY, MIN_PAUSE_S, SEGMENT_CONTEXT_S, LongAudio,
+                           Piece, Plan, Scored, UtteranceMerger, load_input, merged_piece, plan_input)
 from .streaming import EmotionStream, StreamEvent, stream_file
 from .vad import SpeechTrack, speech_pooling_mask, speech_probabilities
 from .models.whisper import default_weights_path as default_whisper_weights_path
@@ -104,6 +105,10 @@ class Emotion2VecPlus:
         min_pause_s: a pause at least this long separates two utterances (segments). An input
             within the window that holds several utterances also gets them as ``segments``, each
             scored whole (its own result stays the whole input's).
+        merge_pause_s, merge_similarity: two neighbouring utterances whose pause is shorter than
+            ``merge_pause_s`` and whose class scores have a cosine similarity of at least
+            ``merge_similarity`` are one segment, scored whole again (while it fits the window);
+            ``merge_pause_s=0`` never merges. Needs a head (the scores decide).
         max_duration_s: longer inputs are refused (``AudioTooLongError``).
         hold_in_memory_s: an encoded input (path, bytes, file object) up to this long is decoded into
             memory whole; a longer one is streamed twice (once through the voice-activity detector,
@@ -143,6 +148,8 @@ class Emotion2VecPlus:
         max_batch_seconds: float = 120.0,
         window_s: float | None = None,
         min_pause_s: float = MIN_PAUSE_S,
+        merge_pause_s: float = MERGE_PAUSE_S,
+        merge_similarity: float = MERGE_SIMILARITY,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         hold_in_memory_s: float = HOLD_IN_MEMORY_S,
         head: str | os.PathLike | EmotionHead | None = None,
@@ -209,6 +216,11 @@ class Emotion2VecPlus:
         if min_pause_s < 0.1:
             raise ValueError(f"min_pause_s must be at least 0.1 s (the voice-activity detector's resolution), got {min_pause_s}")
         self.min_pause_s = min_pause_s
+        if merge_pause_s < 0 or not -1.0 <= merge_similarity <= 1.0:
+            raise ValueError(f"merge_pause_s must be at least 0 and merge_similarity between -1 and 1, got "
+                             f"{merge_pause_s} and {merge_similarity}")
+        self.merge_pause_s = merge_pause_s
+        self.merge_similarity = merge_similarity
         #: Pause scored with each segment on either side, at most (:class:`~emotion2vec_plus.segmentation.SegmentPlanner`).
         self.segment_context_s = SEGMENT_CONTEXT_S
         self.max_duration_s = max_duration_s
@@ -646,8 +658,26 @@ class Emotion2VecPlus:
         per_item: list[list[_Encoded]] = [[] for _ in decoded]
         for chunk, enc in zip(chunks, encoded):
             per_item[chunk.item].append(enc)
-        return [self._assemble(audio, plan, pieces, granularity, extract_embedding)
-                for audio, plan, pieces in zip(decoded, plans, per_item)]
+        groups = [self._merge_groups(_segments_of(plan, pieces)) for plan, pieces in zip(plans, per_item)]
+        again = [_Chunk(item=item, piece=piece, samples=decoded[item].samples[piece.start : piece.end],
+                        speech=SpeechTrack(speech[item], -piece.start))
+                 for item, item_groups in enumerate(groups) for piece in _merged_pieces(item_groups)]
+        rescored = iter(self._encode_chunks(again, False, batch_size or self.batch_size))
+        return [self._assemble(audio, plan, pieces, granularity, extract_embedding,
+                               segments=_merged_segments(item_groups, rescored))
+                for audio, plan, pieces, item_groups in zip(decoded, plans, per_item, groups)]
+
+    def _merge_groups(self, segments: list[_Encoded]) -> list[list[Scored]] | None:
+        """The segments grouped by :class:`~emotion2vec_plus.segmentation.UtteranceMerger`, or None
+        when none merge (or merging is off, or there is no head to say what is alike)."""
+        if len(segments) < 2 or self.merge_pause_s <= 0 or not self.has_head:
+            return None
+        merger = UtteranceMerger(self.window_samples, merge_pause_s=self.merge_pause_s,
+                                 similarity=self.merge_similarity)
+        probs = self._probabilities(np.stack([segment.mean for segment in segments]))
+        groups = [group for segment, row in zip(segments, probs) for group in merger.push(Scored(segment.piece, row, segment))]
+        groups += merger.finish()
+        return groups if any(len(group) > 1 for group in groups) else None
 
     def _predict_long(self, audio: LongAudio, granularity: str, extract_embedding: bool, *,
                       batch_size: int | None = None, started: float,
@@ -658,7 +688,12 @@ class Emotion2VecPlus:
         with ProcessedAudioWriter(output_dir) if output_dir is not None else nullcontext() as writer:
             encoded = self._encode_streamed(audio, plan.pieces(), granularity == "frame", batch_size or self.batch_size,
                                             writer, speech=audio.probabilities)
-            result = self._assemble(audio, plan, encoded, granularity, extract_embedding)
+            groups = self._merge_groups(_segments_of(plan, encoded))
+            # Merged groups are decoded a third time, cut out as they pass (memory stays bounded).
+            rescored = iter(self._encode_streamed(audio, _merged_pieces(groups), False, batch_size or self.batch_size,
+                                                  None, speech=audio.probabilities) if groups else [])
+            result = self._assemble(audio, plan, encoded, granularity, extract_embedding,
+                                    segments=_merged_segments(groups, rescored))
             result.processing_time_s = time.perf_counter() - started
             if writer is not None:
                 write_run(result, writer, output_dir)
@@ -707,17 +742,18 @@ class Emotion2VecPlus:
         return encoded
 
     def _assemble(self, audio: Audio | LongAudio, plan: Plan, pieces: list[_Encoded], granularity: str,
-                  extract_embedding: bool) -> Result:
+                  extract_embedding: bool, segments: list[_Encoded] | None = None) -> Result:
         """One input's result from its encoded pieces (in the order of ``plan.pieces()``): an input
         scored whole (within the window, as FunASR does) has its utterances, when it has several, as
         its segments; any other pools its segments, weighted by the speech each holds (and reports
-        them unless it is within the window and one utterance)."""
+        them unless it is within the window and one utterance). ``segments`` replaces the plan's
+        (alike neighbours merged); frames stay those of the plan's pieces."""
+        if segments is None:
+            segments = _segments_of(plan, pieces)
+        frame_pieces = pieces[:1] if plan.whole else pieces
         if plan.whole:
-            overall, segments, frame_pieces = pieces[0], pieces[1:], pieces[:1]
-            utterance = overall.mean.astype(np.float32)
+            utterance = pieces[0].mean.astype(np.float32)
         else:
-            segments = [p for p in pieces if p.piece.speech > 0]
-            frame_pieces = pieces
             weights = np.array([p.piece.speech for p in segments], dtype=np.float64)
             weights /= weights.sum()
             utterance = (weights @ np.stack([p.mean for p in segments])).astype(np.float32)
@@ -746,7 +782,7 @@ class Emotion2VecPlus:
         labels = self.labels
         if segments:
             segment_probs = self._probabilities(np.stack([p.mean for p in segments]))
-        if segments and plan.reported_segments:
+        if segments and (not plan.within_window or len(segments) > 1):
             result.segments = [
                 Segment(start_s=p.piece.speech_start / SAMPLE_RATE, end_s=p.piece.speech_end / SAMPLE_RATE,
                         speech_s=p.piece.speech / SAMPLE_RATE, **_top_class(labels, row))
@@ -781,6 +817,24 @@ class Emotion2VecPlus:
                         speech=bool(is_speech))
             for s, b, p, is_speech in zip(starts, best, probs, speech)
         ]
+
+
+def _segments_of(plan: Plan, pieces: list[_Encoded]) -> list[_Encoded]:
+    """The encoded segments among an input's encoded pieces (in the order of ``plan.pieces()``)."""
+    return pieces[1:] if plan.whole else [p for p in pieces if p.piece.speech > 0]
+
+
+def _merged_pieces(groups: list[list[Scored]] | None) -> list[Piece]:
+    """The pieces to score again: one per group of more than one segment."""
+    return [merged_piece(group) for group in groups or [] if len(group) > 1]
+
+
+def _merged_segments(groups: list[list[Scored]] | None, rescored: Iterator[_Encoded]) -> list[_Encoded] | None:
+    """The segments after merging (None: as planned): a group of one as it was, a longer one as
+    scored again (``rescored``, in the order of :func:`_merged_pieces`)."""
+    if groups is None:
+        return None
+    return [group[0].payload if len(group) == 1 else next(rescored) for group in groups]  # type: ignore[misc]
 
 
 def _top_class(labels: list[Label], probs: np.ndarray) -> dict:

@@ -1,8 +1,10 @@
 """How an input is cut into the pieces the encoder scores: its utterances.
 
-An utterance is a stretch of speech between pauses of at least ``min_pause_s`` (0.4 s by default),
+An utterance is a stretch of speech between pauses of at least ``min_pause_s`` (0.3 s by default),
 found by the voice-activity detector (:mod:`emotion2vec_plus.vad`). Each utterance is scored
-whole and becomes one of the result's segments; only an utterance longer than the model's window
+whole and becomes one of the result's segments; two neighbours whose pause is shorter than
+``merge_pause_s`` (0.6 s) and whose emotions look alike (:class:`UtteranceMerger`) are one
+segment, scored whole again; only an utterance longer than the model's window
 (``window_s``) is split, at its quietest points (the lowest speech probability), into parts of at
 most one window. The utterance-level result of an input longer than the window pools its
 segments, each weighted by its speech time. An input no longer than the window is also scored
@@ -20,6 +22,13 @@ gives each segment as soon as it is decided (a pause of ``min_pause_s`` after it
 very long utterance, as soon as a cut is certain). The offline plan runs the same planner over the
 whole input, so a live stream's finished utterances are exactly an offline pass's segments.
 
+Merging needs the neighbours' scores, so it runs after they are scored (:class:`UtteranceMerger`,
+online too: a live stream holds an utterance's final until the pause after it reaches
+``merge_pause_s`` or its next neighbour proves unlike it). A sentence read with short pauses
+inside it is one clip's emotion; cut at every 0.3 s pause its parts are each scored on less
+speech than the models were trained on, and at a fixed 0.6 s the pause between two sentences of
+different emotions is often shorter (``bench/segmentation_merge.py``).
+
 For frame-level output the pauses between segments are pieces too (weight 0), so frames cover the
 whole input. Memory does not grow with an input's length (:func:`load_input`): an input longer
 than :data:`HOLD_IN_MEMORY_S` is decoded twice, streamed both times: once through the
@@ -29,7 +38,7 @@ voice-activity detector to plan its pieces, once to cut them out as they pass an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,8 +49,12 @@ from .vad import CHUNK_SAMPLES, RegionTracker, SpeechRegion, VadStream, speech_p
 
 #: Inputs up to this long are decoded into memory whole; longer ones are streamed (:class:`LongAudio`).
 HOLD_IN_MEMORY_S = 600.0
-#: A pause at least this long separates two utterances (two segments).
-MIN_PAUSE_S = 0.4
+#: A pause at least this long separates two utterances.
+MIN_PAUSE_S = 0.3
+#: Neighbouring utterances closer than this whose emotions look alike are one segment (0: never merge).
+MERGE_PAUSE_S = 0.6
+#: Emotions look alike when the cosine similarity of the two class-score vectors is at least this.
+MERGE_SIMILARITY = 0.8
 #: Pause scored with an utterance on each side, at most (see :class:`SegmentPlanner`).
 SEGMENT_CONTEXT_S = 0.5
 #: Chunks (32 ms each) on either side averaged when looking for the quietest point of an utterance.
@@ -139,6 +152,14 @@ class SegmentPlanner:
             start = self.tracker.position - self.tracker.pad
         return max(self._scored_until, start - self.context)
 
+    def next_speech_from(self) -> int | None:
+        """The earliest a segment not given out yet can begin its speech (``speech_start``), or None
+        when the next one continues an utterance cut at its quietest point (no pause before it)."""
+        if self._cut is not None:
+            return None
+        start = self.tracker.open_start
+        return start if start is not None else self.tracker.position - self.tracker.pad
+
     def _piece(self, start: int, end: int, *, first: bool, last: bool, total: int | None = None) -> Piece:
         """A part [start, end) of an utterance, with its context where it meets a pause (as much
         as the window leaves room for)."""
@@ -216,6 +237,78 @@ class SegmentPlanner:
         if drop > 4096:
             self._probabilities = self._probabilities[drop:].copy()
             self._offset += drop
+
+
+@dataclass
+class Scored:
+    """A segment and its class scores (and whatever the caller keeps with it, e.g. its encoding)."""
+
+    piece: Piece
+    scores: np.ndarray
+    payload: object = None
+
+
+def merged_piece(group: Sequence[Scored]) -> Piece:
+    """The one piece a group of neighbouring segments is scored as: from the first's start (with
+    its context) to the last's end, weighted by the speech of all of them."""
+    first, last = group[0].piece, group[-1].piece
+    return Piece(first.start, last.end, sum(item.piece.speech for item in group), first.speech_start, last.speech_end)
+
+
+def scores_alike(first: np.ndarray, second: np.ndarray, similarity: float = MERGE_SIMILARITY) -> bool:
+    """Do two class-score vectors look alike (cosine similarity at least ``similarity``)?"""
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return norm > 0 and float(a @ b) / norm >= similarity
+
+
+class UtteranceMerger:
+    """Groups of neighbouring segments to score as one, decided online from their scores.
+
+    ``push`` each scored segment (:class:`Scored`, in time order); a segment joins the open group
+    when the pause before it is shorter than ``merge_pause_s``, its class scores look alike with
+    the previous segment's (:func:`scores_alike`) and the group with it still fits the window;
+    otherwise the open group is closed and returned, and the segment starts the next one. Parts
+    of one utterance cut at its quietest points (no pause between them) are never merged back.
+    ``close_before(position)``: the open group is closed too once no segment can start close
+    enough to join it (the next speech cannot start before ``position``); ``finish`` at the end.
+    A group of one is the segment as it was scored; a longer one is scored again as
+    :func:`merged_piece`. Offline and live runs get the same groups: a decision depends only on
+    the segments and their scores, never on when they arrived.
+    """
+
+    def __init__(self, window_samples: int, *, merge_pause_s: float = MERGE_PAUSE_S,
+                 similarity: float = MERGE_SIMILARITY) -> None:
+        self.window = window_samples
+        self.merge_pause = int(round(merge_pause_s * SAMPLE_RATE))
+        self.similarity = similarity
+        #: The group that later segments may still join.
+        self.open: list[Scored] = []
+
+    def push(self, item: Scored) -> list[list[Scored]]:
+        """Take the next segment; the group it closed, if any."""
+        if self.open and self._joins(item):
+            self.open.append(item)
+            return []
+        closed, self.open = ([self.open] if self.open else []), [item]
+        return closed
+
+    def close_before(self, position: int) -> list[list[Scored]]:
+        """No segment can start before ``position``: the open group, if none can join it now."""
+        if self.open and position - self.open[-1].piece.speech_end >= self.merge_pause:
+            return self.finish()
+        return []
+
+    def finish(self) -> list[list[Scored]]:
+        """End of the input: the open group."""
+        closed, self.open = ([self.open] if self.open else []), []
+        return closed
+
+    def _joins(self, item: Scored) -> bool:
+        last = self.open[-1]
+        pause = item.piece.speech_start - last.piece.speech_end
+        return (0 < pause < self.merge_pause and item.piece.end - self.open[0].piece.start <= self.window
+                and scores_alike(last.scores, item.scores, self.similarity))
 
 
 @dataclass

@@ -9,10 +9,15 @@ Two passes over the same audio, as FunASR's two-pass ASR does:
 - **finals**: ``speech.start`` / ``speech.end`` from Silero VAD run on each 32 ms chunk as it
   arrives, and an ``utterance`` event for every utterance, scored whole exactly as the offline
   ``predict`` scores it as a segment (the same planner, :class:`~emotion2vec_plus.segmentation.SegmentPlanner`,
-  decides it the moment the pause after it reaches ``min_pause_s``).
+  decides it the moment the pause after it reaches ``min_pause_s``). Neighbours whose emotions
+  look alike across a short pause are one utterance offline
+  (:class:`~emotion2vec_plus.segmentation.UtteranceMerger`), so an utterance's final waits until
+  the pause after it reaches ``merge_pause_s`` (0.6 s), or until the next utterance, scored,
+  proves unlike it; a merged group's final covers it all.
 
 Any input rate is resampled to 16 kHz in a stream (soxr). Memory is bounded: the audio kept is the
-last window, or the utterance in progress (at most about two model windows), and no event is
+last window, or the utterance in progress and the finished ones it may still merge with (at most
+about three model windows), and no event is
 kept after it is returned.
 """
 
@@ -30,7 +35,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, AudioInput, StreamResampler, describe_source, stream_audio
 from .errors import InvalidSamplesError, ModelError
 from .labels import Label
-from .segmentation import SegmentPlanner
+from .segmentation import Scored, SegmentPlanner, UtteranceMerger, merged_piece
 from .smoothing import SWITCH_MARGIN, LabelHysteresis
 from .vad import CHUNK_SAMPLES, SpeechTrack, VadStream
 
@@ -42,6 +47,8 @@ class StreamingModel(Protocol):
     model_name: str
     window_samples: int
     min_pause_s: float
+    merge_pause_s: float
+    merge_similarity: float
     segment_context_s: float
     max_duration_s: float | None
     has_head: bool
@@ -138,6 +145,8 @@ class EmotionStream:
         self._vad = VadStream(eager=True)
         self._planner = SegmentPlanner(model.window_samples, min_pause_s=model.min_pause_s,
                                        context_s=model.segment_context_s)
+        self._merger = (UtteranceMerger(model.window_samples, merge_pause_s=model.merge_pause_s,
+                                        similarity=model.merge_similarity) if model.merge_pause_s > 0 else None)
         self._hysteresis = LabelHysteresis(margin, hold)
         self._label: int | None = None
         self._buffer = np.zeros(0, np.float32)
@@ -177,6 +186,8 @@ class EmotionStream:
         rest = self._vad.finish()
         events += self._on_probabilities(rest)
         events += self._finals(self._planner.finish(self._received))
+        if self._merger is not None:
+            events += self._utterances(self._merger.finish())
         if self._in_speech:
             events.append(self._event("speech.end", self._buffer_start + len(self._buffer)))
             self._in_speech = False
@@ -224,6 +235,11 @@ class EmotionStream:
                     self._in_speech = True
                     events.append(self._event("speech.start", tracker.open_start))
             events += self._finals(pieces)
+            if self._merger is not None:
+                next_start = self._planner.next_speech_from()
+                # a cut utterance's next part joins nothing before it: the group before the cut is done
+                events += self._utterances(self._merger.finish() if next_start is None
+                                           else self._merger.close_before(next_start))
         return events
 
     def _finals(self, pieces) -> list[StreamEvent]:
@@ -236,12 +252,32 @@ class EmotionStream:
                 self._in_speech = False
         self._planner.regions.clear()
         if pieces:
-            samples = [self._buffer[p.start - self._buffer_start : p.end - self._buffer_start] for p in pieces]
-            probs, embeddings = self.model.score_samples(samples, [self._track(p.start) for p in pieces])
-            for piece, row, embedding in zip(pieces, probs, embeddings):
-                events.append(self._event("utterance", piece.speech_end, piece.speech_start, row, final=True,
-                                          speech_s=piece.speech / SAMPLE_RATE,
-                                          embedding=embedding if self.embeddings else None))
+            probs, embeddings = self._score(pieces)
+            scored = [Scored(piece, row, embedding) for piece, row, embedding in zip(pieces, probs, embeddings)]
+            if self._merger is None:
+                events += self._utterances([[item] for item in scored])
+            else:
+                events += self._utterances([group for item in scored for group in self._merger.push(item)])
+        return events
+
+    def _score(self, pieces) -> tuple[np.ndarray, np.ndarray]:
+        samples = [self._buffer[p.start - self._buffer_start : p.end - self._buffer_start] for p in pieces]
+        return self.model.score_samples(samples, [self._track(p.start) for p in pieces])
+
+    def _utterances(self, groups: list[list[Scored]]) -> list[StreamEvent]:
+        """An ``utterance`` event (final) for each closed group: a segment as scored, or alike
+        neighbours scored again as one piece."""
+        events = []
+        for group in groups:
+            if len(group) == 1:
+                piece, row, embedding = group[0].piece, group[0].scores, group[0].payload
+            else:
+                piece = merged_piece(group)
+                probs, embeddings = self._score([piece])
+                row, embedding = probs[0], embeddings[0]
+            events.append(self._event("utterance", piece.speech_end, piece.speech_start, row, final=True,
+                                      speech_s=piece.speech / SAMPLE_RATE,
+                                      embedding=embedding if self.embeddings else None))
         return events
 
     def _provisional(self) -> list[StreamEvent]:
@@ -262,8 +298,10 @@ class EmotionStream:
         return events
 
     def _trim(self) -> None:
-        """Keep only what a window or the utterance in progress can still need."""
+        """Keep only what a window, the utterance in progress or the group it may join can still need."""
         keep_from = min(self._received - self.window, self._planner.needed_from())
+        if self._merger is not None and self._merger.open:
+            keep_from = min(keep_from, self._merger.open[0].piece.start)
         drop = keep_from - self._buffer_start
         if drop > SAMPLE_RATE:  # in steps of at least a second: fewer copies
             self._buffer = self._buffer[drop:].copy()
