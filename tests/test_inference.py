@@ -475,3 +475,20 @@ def test_a_streamed_long_input_merges_as_the_same_input_held_in_memory(bundled, 
                                                                               for s in held.segments]
     for a, b in zip(held.segments, streamed.segments):
         assert b.scores == pytest.approx(a.scores, abs=1e-4)
+
+
+def test_a_custom_head_reports_its_classes_on_the_segments_the_emotion_head_merges(bundled, tmp_path):
+    """Which neighbours look alike is the model's own emotion head's call (what the rule was measured
+    with), so a two-class custom head gets the same segments, each scored with its own classes."""
+    from emotion2vec_plus.heads import train_head
+
+    clips = [str(p) for p in speech_clips(12)]
+    embeddings = np.stack([r.embedding for r in bundled.predict_batch(clips, extract_embedding=True)])
+    head = train_head(embeddings, ["calm" if i % 2 else "tense" for i in range(len(clips))],
+                      embedding_model=bundled.model_name)
+    wav = closely_joined(speech_clips(6))
+    emotions = bundled.predict(wav, extract_embedding=True)
+    custom = Emotion2VecPlus(head=head.save(tmp_path / "tension.safetensors")).predict(wav)
+    assert 2 <= len(emotions.segments) < 6
+    assert [(s.start_s, s.end_s) for s in custom.segments] == [(s.start_s, s.end_s) for s in emotions.segments]
+    assert all(list(s.scores) == ["calm", "tense"] for s in custom.segments)

@@ -209,6 +209,7 @@ class Emotion2VecPlus:
         self._runner = make_runner(self.model, **self._runner_options)
         self.load_time_s = time.perf_counter() - started
         self._labels = labels
+        #: Which of the model's own head's classes it was trained on (the rest are left out, as FunASR does).
         self._used = np.array([not label.unused for label in labels], dtype=bool)
         self.batch_size = batch_size
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
@@ -235,7 +236,6 @@ class Emotion2VecPlus:
         if head is not None:
             self.custom_head = self._checked_head(head)
             self._labels = [label_from_name(name) for name in self.custom_head.labels]
-            self._used = np.ones(len(self._labels), dtype=bool)
 
     @classmethod
     def from_pretrained(cls, model_name: str | os.PathLike = DEFAULT_MODEL, **kwargs) -> "Emotion2VecPlus":
@@ -574,6 +574,17 @@ class Emotion2VecPlus:
         self._require_head()
         if self.custom_head is not None:
             return self.custom_head.predict_proba(np.asarray(embeddings, dtype=np.float32))
+        return self._own_probabilities(embeddings)
+
+    def alike_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """The class scores that decide which neighbouring utterances look alike (and merge), for
+        rows of (N, D) utterance embeddings: the model's own emotion head's, the scores the rule
+        was measured with, even when a custom head reports other classes; a custom head's only
+        for a model without a head of its own."""
+        return self._own_probabilities(embeddings) if self.model.head is not None else self._probabilities(embeddings)
+
+    def _own_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Softmax over the used classes of the model's own head, as FunASR gives them."""
         head = self.model.head
         assert head is not None
         with torch.inference_mode():
@@ -674,7 +685,7 @@ class Emotion2VecPlus:
             return None
         merger = UtteranceMerger(self.window_samples, merge_pause_s=self.merge_pause_s,
                                  similarity=self.merge_similarity)
-        probs = self._probabilities(np.stack([segment.mean for segment in segments]))
+        probs = self.alike_scores(np.stack([segment.mean for segment in segments]))
         groups = [group for segment, row in zip(segments, probs) for group in merger.push(Scored(segment.piece, row, segment))]
         groups += merger.finish()
         return groups if any(len(group) > 1 for group in groups) else None

@@ -54,6 +54,8 @@ class StreamingModel(Protocol):
     has_head: bool
     labels: list[Label]
 
+    def alike_scores(self, embeddings: np.ndarray) -> np.ndarray: ...
+
     def score_samples(self, pieces: Sequence[np.ndarray], speech: Sequence[SpeechTrack | None] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -253,7 +255,9 @@ class EmotionStream:
         self._planner.regions.clear()
         if pieces:
             probs, embeddings = self._score(pieces)
-            scored = [Scored(piece, row, embedding) for piece, row, embedding in zip(pieces, probs, embeddings)]
+            alike = self.model.alike_scores(embeddings) if self._merger is not None else probs
+            scored = [Scored(piece, row, (reported, embedding))
+                      for piece, row, reported, embedding in zip(pieces, alike, probs, embeddings)]
             if self._merger is None:
                 events += self._utterances([[item] for item in scored])
             else:
@@ -270,7 +274,7 @@ class EmotionStream:
         events = []
         for group in groups:
             if len(group) == 1:
-                piece, row, embedding = group[0].piece, group[0].scores, group[0].payload
+                piece, (row, embedding) = group[0].piece, group[0].payload
             else:
                 piece = merged_piece(group)
                 probs, embeddings = self._score([piece])
