@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from corpora import ALL_CORPORA, fold_models, read_all  # noqa: E402
 from segmentation import SR, held_out_files, read_segments, ua  # noqa: E402
 
+from emotion2vec_plus.segmentation import scores_alike
+
 
 def alike(first: dict[str, float], second: dict[str, float], criterion: str) -> bool:
     """Whether two segments' class scores look alike under ``criterion``."""
@@ -46,7 +48,7 @@ def alike(first: dict[str, float], second: dict[str, float], criterion: str) -> 
     if criterion == "label":
         return int(a.argmax()) == int(b.argmax())
     if criterion.startswith("cos"):
-        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) >= float(criterion[3:])
+        return scores_alike(a, b, float(criterion[3:]))
     raise ValueError(f"unknown criterion {criterion!r}")
 
 

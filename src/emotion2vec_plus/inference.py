@@ -793,7 +793,7 @@ class Emotion2VecPlus:
         labels = self.labels
         if segments:
             segment_probs = self._probabilities(np.stack([p.mean for p in segments]))
-        if segments and (not plan.within_window or len(segments) > 1):
+        if segments and plan.reports_segments(len(segments)):
             result.segments = [
                 Segment(start_s=p.piece.speech_start / SAMPLE_RATE, end_s=p.piece.speech_end / SAMPLE_RATE,
                         speech_s=p.piece.speech / SAMPLE_RATE, **_top_class(labels, row))

@@ -332,11 +332,15 @@ class Plan:
     def whole_piece(self) -> Piece:
         return Piece(0, self.num_samples, self.num_samples, 0, self.num_samples)
 
+    def reports_segments(self, count: int) -> bool:
+        """Does a result report its ``count`` segments? Always for a long input; for a short one
+        only when it holds more than one (one utterance is the whole input's result)."""
+        return not self.within_window or count > 1
+
     @property
     def reported_segments(self) -> list[Piece]:
-        """The segments a result reports: every segment of a long input; of a short one only
-        when it holds more than one (one utterance is the whole input's result)."""
-        return self.segments if not self.within_window or len(self.segments) > 1 else []
+        """The planned segments a result reports (:meth:`reports_segments`)."""
+        return self.segments if self.reports_segments(len(self.segments)) else []
 
     def pieces(self, segments: bool = True) -> list[Piece]:
         """Every piece to run through the encoder, in time order where it matters (frames):
